@@ -16,6 +16,7 @@ CORE = [
     "tqdm",
     "gin-config",
     "absl-py",
+    "polib",            # gettext catalogs (data builder)
 ]
 
 EXTRAS = {

@@ -1,0 +1,485 @@
+"""Builds the `gettext_en_de` corpus from German gettext catalogs.
+
+    python -m spec_cascade_jax.data.build_gettext --output_dir DIR [CATALOG_DIR ...]
+
+Inputs: every `*.mo` and `*.po` file in the given directories. Without
+directories the operating system's standard gettext locations are read:
+`/usr/share/locale/de/LC_MESSAGES`, `/usr/share/locale/de_*/LC_MESSAGES`
+(de_AT, de_CH, ...), the same under `/usr/share/locale-langpack`, and vim's
+`/usr/share/vim/vim*/lang/de*/LC_MESSAGES`. A symbolic link to a catalog that is
+already read is skipped (iso-codes ships `iso_639_3.mo -> iso_639-3.mo`), so
+the same translations are not counted twice.
+
+Cleaning rules, applied in this order (the manifest counts each drop):
+
+1. header / empty: the header entry (msgid "") and entries with an empty
+   msgstr (untranslated in a .po) are dropped.
+2. fuzzy / obsolete (.po only; msgfmt leaves them out of .mo): dropped, a fuzzy
+   translation is a guess the translator has not confirmed.
+3. plural: kept as two pairs, msgid -> msgstr[0] and msgid_plural -> msgstr[1],
+   but only when the catalog declares German's standard Plural-Forms
+   (`nplurals=2; plural=(n != 1)`), where index 0 is the singular. Any other
+   plural formula is dropped: the index would not say which form it is.
+4. context (msgctxt): kept, the context is dropped. The msgstr is a real
+   translation of the msgid in one context; when several contexts translate the
+   same English differently, rule 9 picks one. gnupg writes its context into
+   the msgid as a prefix ("|pinentry-label|_Yes"); a prefix `|name|` that the
+   msgstr does not repeat is removed from the English.
+5. mnemonics: accelerator markers are removed, with one rule for both sides.
+   `&` is a marker when it starts a word and a letter follows ("&Open",
+   "Replace &All"); "&&", "AT&T", "a&b" and entities ("&lt;", "&#234;") stay.
+   `_` is a marker only when the message holds exactly one `_`, a letter follows
+   it, and either it starts a word ("_File", "Save _As", "Formatierungs-_Pop":
+   stripped on its own) or it sits inside a word, after a letter and before a
+   lower-case letter ("Pre_view", "O_rt"; not "neuer_Name") AND the other side also has a marker in a
+   DIFFERENT identifier (letters and digits around the `_`): an identifier such
+   as "trap_handler" or "`order_end'" is copied unchanged into the translation
+   or has no counterpart ("column_constraint" -> "Spalten-Constraint"), while a
+   mnemonic moves with the translation ("Print Pre_view" -> "Druck_vorschau").
+   "%s_%d", "KP_Right", "HOME_PHONE" and "_NET_WM_NAME" keep their underscores.
+6. whitespace: unicode NFC, then every run of whitespace (newlines and tabs
+   included) becomes one space, and both ends are stripped. Multi-line help
+   texts become one line; their column layout carries no translation and
+   SentencePiece's normaliser would collapse it anyway.
+   printf / format placeholders (%s, %d, %1$s, %.*s, {name}) are kept as text.
+7. untranslated: pairs whose cleaned msgstr equals the cleaned msgid are
+   dropped at every length. Short ones such as "OK" are legitimate, but here
+   they are ~11.7k distinct pairs, mostly proper names from the ISO code lists
+   (languages, regions), and would make a fifth of the corpus a copy task.
+   Also dropped: pairs where one side has letters and the other has none
+   (e.g. gnupg's translator notes translated as a number "25").
+8. length: pairs with more than `--max_chars` (256) characters on either side
+   are dropped, to keep the toy models trainable.
+9. deduplicate by English: among the German candidates for one cleaned English
+   text (counted once per catalog entry), the most frequent wins, ties go to
+   the smallest string in code point order. The pair's `source` is the
+   smallest domain name (catalog file name without extension) that gave it.
+
+Split: `bucket = int(sha256(en)[:8], 16) % 10000`; bucket < heldout -> test,
+heldout <= bucket < 2 * heldout -> validation, else train. A pair's split
+depends only on its English text, so adding catalogs never moves a pair.
+
+Outputs in `--output_dir`: `{train,validation,test}.jsonl.gz` (one JSON object
+per line with keys de, en, source; sorted by en; gzip level 9 with mtime 0, so
+the same inputs give the same bytes), `manifest.json` (counts, sizes, sha256,
+drop counts per rule, pairs per domain) and `SOURCES` (each domain, its
+catalog files, the owning Debian package and that package's licence).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import glob
+import gzip
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import unicodedata
+from typing import Iterable, Iterator, Sequence
+
+SPLITS = ("train", "validation", "test")
+DEFAULT_MAX_CHARS = 256
+# 330 of 10000 buckets: ~1,500 of the ~45k pairs on a Debian/Ubuntu machine
+# with the usual German catalogs go to validation and as many to test.
+DEFAULT_HELDOUT_BUCKETS = 330
+NUM_BUCKETS = 10000
+GZIP_LEVEL = 9
+
+DEFAULT_CATALOG_GLOBS = (
+    "/usr/share/locale/de/LC_MESSAGES",
+    "/usr/share/locale/de_*/LC_MESSAGES",
+    "/usr/share/locale-langpack/de/LC_MESSAGES",
+    "/usr/share/locale-langpack/de_*/LC_MESSAGES",
+    "/usr/share/vim/vim*/lang/de*/LC_MESSAGES",
+)
+_GERMAN_PLURAL = re.compile(r"nplurals\s*=\s*2\s*;\s*plural\s*=\s*\(?\s*n\s*!=\s*1\s*\)?\s*;?")
+
+
+@dataclasses.dataclass(frozen=True)
+class Pair:
+  """One cleaned translation pair."""
+  en: str
+  de: str
+  source: str  # gettext domain, e.g. "coreutils"
+
+
+# ---------------------------------------------------------------------------
+# Reading catalogs.
+
+
+def default_catalog_dirs() -> list[str]:
+  """The standard German gettext directories that exist on this machine."""
+  dirs = []
+  for pattern in DEFAULT_CATALOG_GLOBS:
+    dirs.extend(sorted(d for d in glob.glob(pattern) if os.path.isdir(d)))
+  return dirs
+
+
+def find_catalogs(dirs: Sequence[str]) -> list[str]:
+  """All .mo/.po files in `dirs`, sorted, with links to already-seen files skipped."""
+  files, seen = [], set()
+  for d in dirs:
+    if not os.path.isdir(d):
+      raise FileNotFoundError(f"catalog directory {d!r} does not exist; pass directories "
+                              "that hold German .mo/.po files")
+    for name in sorted(os.listdir(d)):
+      if not name.endswith((".mo", ".po")):
+        continue
+      path = os.path.join(d, name)
+      real = os.path.realpath(path)
+      if real in seen or not os.path.isfile(real):
+        continue
+      seen.add(real)
+      files.append(path)
+  return files
+
+
+def domain_of(path: str) -> str:
+  """Catalog domain: the file name without extension ("git.mo" -> "git")."""
+  return os.path.splitext(os.path.basename(os.path.realpath(path)))[0]
+
+
+def _german_plural_forms(metadata: dict) -> bool:
+  return bool(_GERMAN_PLURAL.search(metadata.get("Plural-Forms", "")))
+
+
+def read_raw_entries(path: str, drops: collections.Counter) -> Iterator[tuple[str, str]]:
+  """Yields raw (msgid, msgstr) pairs of one catalog, after rules 1-4."""
+  import polib  # pylint: disable=g-import-not-at-top  # only the builder needs it
+  cat = polib.mofile(path) if path.endswith(".mo") else polib.pofile(path)
+  german_plural = _german_plural_forms(cat.metadata)
+  for e in cat:
+    if not e.msgid:
+      drops["header"] += 1
+      continue
+    if getattr(e, "obsolete", False):
+      drops["obsolete"] += 1
+      continue
+    if "fuzzy" in (getattr(e, "flags", None) or []):
+      drops["fuzzy"] += 1
+      continue
+    if e.msgctxt is not None:
+      drops["context_kept"] += 1  # not a drop: counted for the record
+    if e.msgid_plural:
+      if not german_plural:
+        drops["plural_unknown_forms"] += 1
+        continue
+      forms = e.msgstr_plural or {}
+      for src, idx in ((e.msgid, 0), (e.msgid_plural, 1)):
+        tgt = forms.get(idx, forms.get(str(idx), ""))
+        if tgt:
+          yield src, tgt
+        else:
+          drops["empty"] += 1
+      continue
+    if not e.msgstr:
+      drops["empty"] += 1
+      continue
+    yield e.msgid, e.msgstr
+
+
+# ---------------------------------------------------------------------------
+# Cleaning.
+
+# `&` at a word start, before a letter, not "&&" and not an entity (&lt; &#234;).
+_AMP_MNEMONIC = re.compile(r"(?<![^\s(\[\"'])&(?=[^\W\d_])(?![A-Za-z]+;)")
+_WS = re.compile(r"\s+")
+# gnupg's disambiguation hint "|pinentry-label|_Yes" (a context in the msgid).
+_HINT = re.compile(r"^\|[\w-]+\|")
+
+
+def _underscore_marker(text: str) -> tuple[str, int, str] | None:
+  """Classifies the only `_` of `text` as ("start"|"inner", index, word), else None."""
+  if text.count("_") != 1:
+    return None
+  i = text.index("_")
+  after = text[i + 1] if i + 1 < len(text) else ""
+  if not after.isalpha():
+    return None
+  before = text[i - 1] if i > 0 else ""
+  # The identifier around the marker: the run of letters, digits and `_`, so
+  # that quotes ("`order_end'" against "»order_end«") do not make it differ.
+  lo, hi = i, i + 1
+  while lo > 0 and (text[lo - 1].isalnum()):
+    lo -= 1
+  while hi < len(text) and (text[hi].isalnum()):
+    hi += 1
+  word = text[lo:hi]
+  if not before or before.isspace() or before in "([\"'-/":
+    return ("start", i, word)
+  if before.isalpha() and after.islower():
+    return ("inner", i, word)
+  return None  # "KP_Right", "HOME_PHONE", "%s_%d", "x2_y"
+
+
+def strip_mnemonics(en: str, de: str) -> tuple[str, str]:
+  """Removes accelerator markers from a pair (rule 5 of the module docstring)."""
+  en, de = _AMP_MNEMONIC.sub("", en), _AMP_MNEMONIC.sub("", de)
+  m_en, m_de = _underscore_marker(en), _underscore_marker(de)
+  # A word-initial marker is safe alone; an inner one needs the other side's
+  # marker in a different word (a translated label, not a copied identifier).
+  cut_en = m_en is not None and (
+      m_en[0] == "start" or (m_de is not None and m_de[2] != m_en[2]))
+  cut_de = m_de is not None and (
+      m_de[0] == "start" or (m_en is not None and m_en[2] != m_de[2]))
+  if cut_en:
+    en = en[:m_en[1]] + en[m_en[1] + 1:]
+  if cut_de:
+    de = de[:m_de[1]] + de[m_de[1] + 1:]
+  return en, de
+
+
+def normalize_whitespace(text: str) -> str:
+  """NFC, whitespace runs (newlines too) -> one space, stripped (rule 6)."""
+  return _WS.sub(" ", unicodedata.normalize("NFC", text)).strip()
+
+
+def clean_pair(en: str, de: str, drops: collections.Counter,
+               max_chars: int = DEFAULT_MAX_CHARS) -> tuple[str, str] | None:
+  """Rules 5-8 on one raw pair; None (and a counted reason) when it is dropped."""
+  if _HINT.match(en) and not _HINT.match(de):
+    en = _HINT.sub("", en)
+  en, de = strip_mnemonics(en, de)
+  en, de = normalize_whitespace(en), normalize_whitespace(de)
+  if not en or not de:
+    drops["empty"] += 1
+    return None
+  if en == de:
+    drops["untranslated"] += 1
+    return None
+  if any(c.isalpha() for c in en) != any(c.isalpha() for c in de):
+    drops["letters_one_side"] += 1
+    return None
+  if len(en) > max_chars or len(de) > max_chars:
+    drops["too_long"] += 1
+    return None
+  return en, de
+
+
+def deduplicate(candidates: Iterable[tuple[str, str, str]],
+                drops: collections.Counter) -> list[Pair]:
+  """Rule 9: one pair per English text, most frequent German, ties by order."""
+  by_en: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+  domains: dict[tuple[str, str], str] = {}
+  n = 0
+  for en, de, domain in candidates:
+    n += 1
+    by_en[en][de] += 1
+    key = (en, de)
+    if key not in domains or domain < domains[key]:
+      domains[key] = domain
+  pairs = []
+  for en in sorted(by_en):
+    # Highest count first, then the smallest German string.
+    de = min(by_en[en].items(), key=lambda kv: (-kv[1], kv[0]))[0]
+    pairs.append(Pair(en=en, de=de, source=domains[(en, de)]))
+  drops["duplicate"] += n - len(pairs)
+  return pairs
+
+
+def split_of(en: str, heldout_buckets: int = DEFAULT_HELDOUT_BUCKETS) -> str:
+  """The split of an English text, from its sha256 only."""
+  if not 0 < 2 * heldout_buckets < NUM_BUCKETS:
+    raise ValueError(f"heldout_buckets={heldout_buckets} must be in (0, {NUM_BUCKETS // 2})")
+  bucket = int(hashlib.sha256(en.encode("utf-8")).hexdigest()[:8], 16) % NUM_BUCKETS
+  if bucket < heldout_buckets:
+    return "test"
+  if bucket < 2 * heldout_buckets:
+    return "validation"
+  return "train"
+
+
+# ---------------------------------------------------------------------------
+# Sources and licences.
+
+
+def _dpkg_owner(path: str) -> str | None:
+  """Debian package that owns `path` (tries the link and its target), or None."""
+  for p in dict.fromkeys((path, os.path.realpath(path))):
+    try:
+      out = subprocess.run(["dpkg", "-S", p], capture_output=True, text=True,
+                           check=False, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+      return None
+    if out.returncode == 0 and out.stdout:
+      line = out.stdout.splitlines()[0]
+      return line.split(":")[0].split(",")[0].strip()
+  return None
+
+
+_LICENCE_HINTS = (
+    ("GNU Lesser General Public License", "LGPL"),
+    ("GNU Library General Public License", "LGPL"),
+    ("GNU General Public License", "GPL"),
+    ("BSD", "BSD"),
+    ("MIT", "MIT"),
+    ("PostgreSQL", "PostgreSQL"),
+    ("Permission is hereby granted", "permissive (MIT/X11 style)"),
+)
+
+
+def licence_summary(package: str, doc_root: str = "/usr/share/doc") -> str:
+  """Short licence of a Debian package from its copyright file.
+
+  DEP-5 files: the distinct `License:` short names of `Files:` stanzas, first
+  three in file order. Free-form files: the licence families they name.
+  """
+  path = os.path.join(doc_root, package, "copyright")
+  if not os.path.isfile(path):
+    return "unknown (no copyright file)"
+  with open(path, encoding="utf-8", errors="replace") as f:
+    text = f.read()
+  names = []
+  for stanza in re.split(r"\n\s*\n", text):
+    if not re.search(r"^Files:", stanza, re.M):
+      continue
+    m = re.search(r"^License:[ \t]*(\S[^\n]*)", stanza, re.M)
+    if m and m.group(1).strip() not in names:
+      names.append(m.group(1).strip())
+  if names:
+    return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+  # Whole words only: "MIT" must not match "PERMITTED".
+  found = [short for long, short in _LICENCE_HINTS
+           if re.search(r"\b" + re.escape(long) + r"\b", text)]
+  if found:
+    return " / ".join(dict.fromkeys(found)) + " (free-form copyright file)"
+  return "see copyright file"
+
+
+def sources_text(domain_files: dict[str, list[str]], domain_counts: dict[str, int]) -> str:
+  """The SOURCES file: one block per domain, with package and licence."""
+  lines = [
+      "Sources of the gettext_en_de corpus (built by spec_cascade_jax.data.build_gettext).",
+      "Each pair comes from a German gettext catalog of a free software package;",
+      "the translations are the work of that package's translators and keep",
+      "the package's licence (from /usr/share/doc/<package>/copyright).",
+      "",
+      "domain | pairs | package | licence | catalog files",
+  ]
+  for domain in sorted(domain_files):
+    files = domain_files[domain]
+    pkgs = sorted({_dpkg_owner(f) or "unknown" for f in files})
+    lic = "; ".join(f"{p}: {licence_summary(p)}" if p != "unknown" else
+                    "unknown (not owned by a Debian package)" for p in pkgs)
+    shown = [f if f.startswith("/usr/share/") else os.path.basename(f) for f in files]
+    lines.append(f"{domain} | {domain_counts.get(domain, 0)} | {', '.join(pkgs)} | "
+                 f"{lic} | {', '.join(shown)}")
+  return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------
+# Writing.
+
+
+def _write_gz_jsonl(path: str, rows: Sequence[dict]) -> None:
+  """Byte-reproducible gzip: no file name, mtime 0, fixed level."""
+  payload = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows)
+  with open(path, "wb") as raw:
+    with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0,
+                       compresslevel=GZIP_LEVEL) as gz:
+      gz.write(payload.encode("utf-8"))
+
+
+def _sha256(path: str) -> str:
+  with open(path, "rb") as f:
+    return hashlib.sha256(f.read()).hexdigest()
+
+
+def build_pairs(catalogs: Sequence[str], max_chars: int = DEFAULT_MAX_CHARS
+               ) -> tuple[list[Pair], collections.Counter]:
+  """Reads and cleans `catalogs`; returns deduplicated pairs and drop counts."""
+  drops: collections.Counter = collections.Counter()
+  candidates = []
+  for path in catalogs:
+    domain = domain_of(path)
+    for en, de in read_raw_entries(path, drops):
+      drops["raw_pairs"] += 1
+      cleaned = clean_pair(en, de, drops, max_chars)
+      if cleaned is not None:
+        candidates.append((cleaned[0], cleaned[1], domain))
+  return deduplicate(candidates, drops), drops
+
+
+def build(output_dir: str, catalog_dirs: Sequence[str] | None = None, *,
+          max_chars: int = DEFAULT_MAX_CHARS,
+          heldout_buckets: int = DEFAULT_HELDOUT_BUCKETS,
+          write_sources: bool = True) -> dict:
+  """Builds the corpus into `output_dir`; returns the manifest dict."""
+  dirs = list(catalog_dirs) if catalog_dirs else default_catalog_dirs()
+  if not dirs:
+    raise FileNotFoundError(
+        "no German gettext catalog directory found (looked at "
+        f"{', '.join(DEFAULT_CATALOG_GLOBS)}); pass directories on the command line")
+  catalogs = find_catalogs(dirs)
+  if not catalogs:
+    raise FileNotFoundError(f"no .mo/.po files in {dirs}")
+  pairs, drops = build_pairs(catalogs, max_chars)
+  rows = {s: [] for s in SPLITS}
+  for p in pairs:  # already sorted by en
+    rows[split_of(p.en, heldout_buckets)].append(dataclasses.asdict(p))
+  os.makedirs(output_dir, exist_ok=True)
+  files = {}
+  for s in SPLITS:
+    name = f"{s}.jsonl.gz"
+    path = os.path.join(output_dir, name)
+    _write_gz_jsonl(path, rows[s])
+    files[s] = {"file": name, "count": len(rows[s]), "bytes": os.path.getsize(path),
+                "sha256": _sha256(path)}
+  domain_counts = collections.Counter(p.source for p in pairs)
+  manifest = {
+      "name": "gettext_en_de",
+      "fields": ["en", "de", "source"],
+      "splits": files,
+      "total": len(pairs),
+      "max_chars": max_chars,
+      "heldout_buckets": heldout_buckets,
+      "num_buckets": NUM_BUCKETS,
+      "num_catalogs": len(catalogs),
+      "drops": dict(sorted(drops.items())),
+      "pairs_per_domain": dict(sorted(domain_counts.items())),
+  }
+  with open(os.path.join(output_dir, "manifest.json"), "w", encoding="utf-8") as f:
+    json.dump(manifest, f, indent=1, sort_keys=True, ensure_ascii=False)
+    f.write("\n")
+  if write_sources:
+    domain_files: dict[str, list[str]] = collections.defaultdict(list)
+    for c in catalogs:
+      domain_files[domain_of(c)].append(c)
+    with open(os.path.join(output_dir, "SOURCES"), "w", encoding="utf-8") as f:
+      f.write(sources_text(domain_files, domain_counts))
+  return manifest
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("catalog_dirs", nargs="*",
+                      help="directories with German .mo/.po files (default: system locale dirs)")
+  parser.add_argument("--output_dir", required=True)
+  parser.add_argument("--max_chars", type=int, default=DEFAULT_MAX_CHARS)
+  parser.add_argument("--heldout_buckets", type=int, default=DEFAULT_HELDOUT_BUCKETS,
+                      help=f"buckets of {NUM_BUCKETS} for test and again for validation")
+  parser.add_argument("--no_sources", action="store_true", help="skip the SOURCES file")
+  parser.add_argument("--vocab_output", default=None,
+                      help="also train the SentencePiece vocabulary to this .model path")
+  args = parser.parse_args(argv)
+  t0 = time.time()
+  manifest = build(args.output_dir, args.catalog_dirs, max_chars=args.max_chars,
+                   heldout_buckets=args.heldout_buckets, write_sources=not args.no_sources)
+  counts = {s: manifest["splits"][s]["count"] for s in SPLITS}
+  print(f"built {manifest['total']} pairs {counts} in {time.time() - t0:.1f}s")
+  if args.vocab_output:
+    from spec_cascade_jax.data import vocab  # pylint: disable=g-import-not-at-top
+    t0 = time.time()
+    vocab.train_vocabulary_from_split_file(
+        os.path.join(args.output_dir, "train.jsonl.gz"), args.vocab_output)
+    print(f"trained vocabulary {args.vocab_output} in {time.time() - t0:.1f}s")
+
+
+if __name__ == "__main__":
+  main(sys.argv[1:])

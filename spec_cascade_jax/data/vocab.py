@@ -1,0 +1,200 @@
+"""SentencePiece vocabularies with seqio's interface, without TensorFlow.
+
+    vocab = load_vocabulary("demo")            # the shipped gettext vocabulary
+    vocab = load_vocabulary("/path/spiece.model", extra_ids=100)   # T5's own
+    ids = vocab.encode("Datei öffnen")         # list[int], no EOS
+    vocab.decode(ids + [1, 0, 0])              # "Datei öffnen": stops at EOS
+
+Ids follow T5: pad 0, eos 1, unk 2, no BOS. `decode` mirrors
+`seqio.SentencePieceVocabulary.decode`: ids at or above the SentencePiece size
+(extra ids / sentinels) become unk, everything after the first EOS is cut, and
+SentencePiece drops the pad and EOS control pieces.
+
+The demo model is trained by
+
+    python -m spec_cascade_jax.data.vocab --train \
+        --split_file spec_cascade_jax/assets/data/gettext_en_de/train.jsonl.gz \
+        --output spec_cascade_jax/assets/vocab/demo.model
+
+on the English and German sides of the training split (unigram, 8000 pieces,
+character coverage 1.0 for umlauts, byte fallback for unseen characters, one
+thread and no input shuffling so the same input gives the same model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import io
+import sys
+from typing import Iterable, Sequence
+
+PAD_ID, EOS_ID, UNK_ID = 0, 1, 2
+DEFAULT_VOCAB_SIZE = 8000
+VOCAB_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                         "assets", "vocab")
+BUNDLED = {"demo": "demo.model"}
+
+
+class SentencePieceVocabulary:
+  """seqio-compatible SentencePiece vocabulary in pure Python.
+
+  Attributes:
+    sentencepiece_model_file: path of the .model file.
+    extra_ids: sentinel ids appended after the SentencePiece pieces (T5: 100).
+  """
+
+  def __init__(self, sentencepiece_model_file: str, extra_ids: int = 0):
+    import sentencepiece as spm  # pylint: disable=g-import-not-at-top
+    if not os.path.isfile(sentencepiece_model_file):
+      raise FileNotFoundError(f"SentencePiece model {sentencepiece_model_file!r} not found")
+    self.sentencepiece_model_file = sentencepiece_model_file
+    self.extra_ids = int(extra_ids)
+    self.tokenizer = spm.SentencePieceProcessor(model_file=sentencepiece_model_file)
+    if (self.tokenizer.pad_id(), self.tokenizer.eos_id()) != (PAD_ID, EOS_ID):
+      raise ValueError(
+          f"{sentencepiece_model_file!r} has pad_id={self.tokenizer.pad_id()}, "
+          f"eos_id={self.tokenizer.eos_id()}; T5 models need pad 0 and eos 1 (train with "
+          "pad_id=0, eos_id=1, unk_id=2, bos_id=-1)")
+
+  @property
+  def pad_id(self) -> int:
+    return PAD_ID
+
+  @property
+  def eos_id(self) -> int:
+    return EOS_ID
+
+  @property
+  def unk_id(self) -> int:
+    return self.tokenizer.unk_id()
+
+  @property
+  def _base_vocab_size(self) -> int:
+    return self.tokenizer.GetPieceSize()
+
+  @property
+  def vocab_size(self) -> int:
+    """SentencePiece pieces plus extra ids, as seqio counts them."""
+    return self._base_vocab_size + self.extra_ids
+
+  def encode(self, s: str) -> list[int]:
+    """Text -> ids, no EOS appended (seqio's append_eos adds it)."""
+    return list(self.tokenizer.EncodeAsIds(s))
+
+  def decode(self, ids: Iterable[int]) -> str:
+    """Ids -> text, up to the first EOS; pad and EOS produce no text."""
+    clean = [int(i) for i in ids]
+    clean = [self.unk_id if i >= self._base_vocab_size else i for i in clean]
+    if EOS_ID in clean:
+      clean = clean[:clean.index(EOS_ID) + 1]
+    return self.tokenizer.DecodeIds(clean)
+
+  def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+    return [self.encode(t) for t in texts]
+
+  def decode_batch(self, ids: Iterable[Iterable[int]]) -> list[str]:
+    return [self.decode(row) for row in ids]
+
+  def __repr__(self) -> str:
+    return (f"SentencePieceVocabulary({os.path.basename(self.sentencepiece_model_file)!r}, "
+            f"vocab_size={self.vocab_size})")
+
+
+def vocabulary_path(name_or_path: str) -> str:
+  """Resolves a bundled name ("demo") or a .model path to a file path."""
+  if name_or_path in BUNDLED:
+    path = os.path.join(VOCAB_DIR, BUNDLED[name_or_path])
+  else:
+    path = os.path.expanduser(name_or_path)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(
+        f"vocabulary {name_or_path!r} not found: pass one of {sorted(BUNDLED)} or the path "
+        "of a SentencePiece .model file")
+  return path
+
+
+def load_vocabulary(name_or_path: str = "demo", extra_ids: int = 0) -> SentencePieceVocabulary:
+  """A bundled vocabulary by name or any SentencePiece .model by path.
+
+  Args:
+    name_or_path: "demo" (the gettext vocabulary) or a .model path.
+    extra_ids: sentinel ids after the pieces; 0 for "demo", 100 for T5's
+      own vocabulary to match T5 checkpoints (32000 + 100).
+  """
+  return SentencePieceVocabulary(vocabulary_path(name_or_path), extra_ids=extra_ids)
+
+
+def read_split_texts(split_file: str) -> list[str]:
+  """English then German text of every row of a .jsonl.gz split, file order."""
+  with gzip.open(split_file, "rt", encoding="utf-8") as f:
+    rows = [json.loads(line) for line in f if line.strip()]
+  return [r["en"] for r in rows] + [r["de"] for r in rows]
+
+
+def train_vocabulary(texts: Sequence[str], output: str,
+                     vocab_size: int = DEFAULT_VOCAB_SIZE, seed: int = 0) -> str:
+  """Trains a T5-id unigram SentencePiece model on `texts`, writes `output`.
+
+  Args:
+    texts: training sentences, used in the given order (all of them).
+    output: path of the .model file to write (a .vocab file is written beside it).
+    vocab_size: number of pieces, including pad/eos/unk and 256 byte pieces.
+    seed: SentencePiece's random seed (fixed so that training is repeatable).
+
+  Returns:
+    `output`.
+  """
+  import sentencepiece as spm  # pylint: disable=g-import-not-at-top
+  if not output.endswith(".model"):
+    raise ValueError(f"output {output!r} must end with .model")
+  texts = [t for t in texts if t.strip()]
+  if not texts:
+    raise ValueError("no training text given")
+  # Sentences come from an iterator and the model goes to a buffer: no file
+  # path is recorded in the model's trainer_spec, so the bytes are repeatable
+  # and name no directory of the machine that trained it.
+  model = io.BytesIO()
+  spm.set_random_generator_seed(seed)
+  spm.SentencePieceTrainer.Train(
+      sentence_iterator=iter([t.replace("\n", " ") for t in texts]), model_writer=model,
+      model_type="unigram", vocab_size=vocab_size,
+      pad_id=PAD_ID, eos_id=EOS_ID, unk_id=UNK_ID, bos_id=-1,
+      character_coverage=1.0, byte_fallback=True,
+      # Repeatability: one thread, every sentence, in the given order.
+      num_threads=1, input_sentence_size=0, shuffle_input_sentence=False,
+      # Long software messages stay whole sentences (build_gettext keeps <= 256 chars).
+      max_sentence_length=4096, minloglevel=2)
+  os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+  with open(output, "wb") as f:
+    f.write(model.getvalue())
+  proc = spm.SentencePieceProcessor(model_proto=model.getvalue())
+  with open(output[:-len(".model")] + ".vocab", "w", encoding="utf-8") as f:
+    for i in range(proc.GetPieceSize()):
+      f.write(f"{proc.IdToPiece(i)}\t{proc.GetScore(i):g}\n")
+  return output
+
+
+def train_vocabulary_from_split_file(split_file: str, output: str,
+                                     vocab_size: int = DEFAULT_VOCAB_SIZE) -> str:
+  """Trains on the English and German sides of a built split file."""
+  return train_vocabulary(read_split_texts(split_file), output, vocab_size)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+  parser = argparse.ArgumentParser(description="Train the demo SentencePiece vocabulary.")
+  parser.add_argument("--train", action="store_true", help="train a vocabulary")
+  parser.add_argument("--split_file", required=True, help="a train.jsonl.gz from build_gettext")
+  parser.add_argument("--output", required=True, help="the .model path to write")
+  parser.add_argument("--vocab_size", type=int, default=DEFAULT_VOCAB_SIZE)
+  args = parser.parse_args(argv)
+  if not args.train:
+    parser.error("nothing to do: pass --train")
+  train_vocabulary_from_split_file(args.split_file, args.output, args.vocab_size)
+  print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+  main(sys.argv[1:])

@@ -1,0 +1,189 @@
+"""`generate`: every decoding method behind one validated, compile-cached call.
+
+Static (a change recompiles): method, rule, num_draft_tokens, max_new_tokens,
+top_k, seq_confidence, input shape, model configurations.
+Traced (a sweep never recompiles): model weights, input_ids, alpha,
+temperature, top_p (scalars or per-row [B] arrays, always passed as [B]), rng.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from spec_cascade_jax.decoding import baselines, kernel, targets
+from spec_cascade_jax.decoding.targets import ALPHA_RANGES, RULES
+
+METHODS = ("drafter", "verifier", "speculative", "lossy", "spec_cascade",
+           "token_cascade", "oracle_cascade", "seq_cascade", "bild")
+SEQ_CONFIDENCES = ("mean", "min")
+# Methods whose target depends on `rule`; the others ignore it.
+_RULE_METHODS = ("spec_cascade", "token_cascade", "oracle_cascade")
+_SPECULATIVE = ("speculative", "lossy", "spec_cascade", "bild")
+
+# Number of times the jitted body was traced, per method: tests assert that
+# changing alpha / temperature / top_p does not add traces.
+TRACE_COUNTS: collections.Counter = collections.Counter()
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerateResult:
+  """tokens: [B, max_new_tokens] int32, EOS (1) included, 0 after it.
+
+  stats: {name: [B] int32} with names kernel.STAT_NAMES:
+    rounds: verifier calls (speculative rounds; sequential calls for baselines);
+    drafter_steps: one-token drafter calls; draft_tokens: drafts proposed;
+    accepted: drafts accepted by the test (before truncation at EOS / length);
+    deferrals: committed positions where the drafter's token counted as
+      deferred (targets.py), or 1 per deferred row for seq_cascade;
+    sequential_verifier_calls: verifier calls made one after the other by the
+      baselines (0 for speculative methods, whose verifier scores chunks);
+    num_tokens: generated tokens, EOS included.
+  """
+  tokens: np.ndarray
+  stats: dict[str, np.ndarray]
+
+
+@functools.partial(jax.jit, static_argnames=("method", "rule", "gamma", "top_k",
+                                             "max_new_tokens", "seq_confidence"))
+def _generate_jit(drafter, verifier, input_ids, params, rng, *, method, rule, gamma,
+                  top_k, max_new_tokens, seq_confidence):
+  TRACE_COUNTS[method] += 1  # Python side effect: runs once per trace only.
+  common = dict(top_k=top_k, max_new_tokens=max_new_tokens)
+  if method in _SPECULATIVE:
+    return kernel.spec_decode(drafter, verifier, input_ids, params, rng,
+                              target_fn=targets.get_target(method, rule), gamma=gamma,
+                              **common)
+  if method in ("drafter", "verifier"):
+    model = drafter if method == "drafter" else verifier
+    return baselines.single_model(model, input_ids, params, rng,
+                                  is_verifier=method == "verifier", **common)
+  if method == "token_cascade":
+    return baselines.token_cascade(drafter, verifier, input_ids, params, rng,
+                                   chunk=gamma + 1, **common)
+  if method == "oracle_cascade":
+    return baselines.oracle_cascade(drafter, verifier, input_ids, params, rng,
+                                    target_fn=targets.get_target(method, rule), **common)
+  return baselines.seq_cascade(drafter, verifier, input_ids, params, rng,
+                               confidence=seq_confidence, **common)
+
+
+def _per_row(name, value, batch):
+  """Scalar or [B] -> np [B] float32, validated before anything is traced."""
+  if isinstance(value, jax.core.Tracer):
+    raise TypeError(f"{name} is a traced value: call generate() outside jax.jit "
+                    "(it is jitted and compile-cached inside already).")
+  arr = np.asarray(value, np.float32)
+  if arr.ndim == 0:
+    arr = np.full((batch,), arr, np.float32)
+  if arr.shape != (batch,):
+    raise ValueError(f"{name} must be a scalar or a per-row array of shape ({batch},) "
+                     f"for input_ids with {batch} rows; got shape {arr.shape}.")
+  if not np.all(np.isfinite(arr)):
+    raise ValueError(f"{name} must be finite; got {value!r}.")
+  return arr
+
+
+def _check_alpha(alpha, method, rule):
+  key = rule if method in _RULE_METHODS else method
+  if key not in ALPHA_RANGES:
+    return  # the method has no α (drafter, verifier, speculative)
+  lo, hi, hi_inclusive = ALPHA_RANGES[key]
+  bad = (alpha < lo) | ((alpha > hi) if hi_inclusive else (alpha >= hi))
+  if np.any(bad):
+    bracket = "]" if hi_inclusive else ")"
+    raise ValueError(
+        f"alpha={alpha[bad][0]:g} is outside [{lo:g}, {hi:g}{bracket}, the meaningful range "
+        f"for {key!r} (see spec_cascade_jax.decoding.targets); pass a value in range.")
+
+
+def _validate(drafter, verifier, input_ids, method, rule, gamma, max_new_tokens, top_k,
+              seq_confidence):
+  if method not in METHODS:
+    raise ValueError(f"Unknown method {method!r}; valid methods: {METHODS}.")
+  if method in _RULE_METHODS and rule not in RULES:
+    raise ValueError(f"Unknown rule {rule!r}; valid rules: {RULES}.")
+  if method == "token_cascade" and rule != "chow":
+    raise ValueError(
+        f"token_cascade supports rule='chow' only (rule={rule!r} needs the verifier at "
+        "every position): use method='oracle_cascade' for a sequential reference or "
+        "method='spec_cascade' for the speculative one.")
+  if method == "seq_cascade" and seq_confidence not in SEQ_CONFIDENCES:
+    raise ValueError(f"seq_confidence={seq_confidence!r}; use one of {SEQ_CONFIDENCES}.")
+  if method != "verifier" and drafter is None:
+    raise ValueError(f"method={method!r} needs a drafter model; got drafter=None.")
+  if method != "drafter" and verifier is None:
+    raise ValueError(f"method={method!r} needs a verifier model; got verifier=None "
+                     "(use method='drafter' to decode with the drafter alone).")
+  if drafter is not None and verifier is not None:
+    if drafter.vocab_size != verifier.vocab_size:
+      raise ValueError(f"drafter and verifier vocabularies differ ({drafter.vocab_size} vs "
+                       f"{verifier.vocab_size}); both models must share one vocabulary.")
+  if not isinstance(gamma, (int, np.integer)) or isinstance(gamma, bool) or gamma < 1:
+    raise ValueError(f"num_draft_tokens must be an int >= 1; got {gamma!r}.")
+  if (not isinstance(max_new_tokens, (int, np.integer)) or isinstance(max_new_tokens, bool)
+      or max_new_tokens < 1):
+    raise ValueError(f"max_new_tokens must be an int >= 1; got {max_new_tokens!r}.")
+  if not isinstance(top_k, (int, np.integer)) or isinstance(top_k, bool) or top_k < 0:
+    raise ValueError(f"top_k must be an int >= 0 (0 disables it); got {top_k!r}.")
+  if not hasattr(input_ids, "dtype") or not hasattr(input_ids, "ndim"):
+    raise TypeError(f"input_ids must be an integer array [B, S]; got {type(input_ids)}.")
+  if not jnp.issubdtype(input_ids.dtype, jnp.integer):
+    raise TypeError(f"input_ids must have an integer dtype (token ids); got "
+                    f"{input_ids.dtype}. Cast with .astype(jnp.int32).")
+  if input_ids.ndim != 2:
+    raise ValueError(f"input_ids must be rank 2 [batch, length]; got shape "
+                     f"{input_ids.shape}. Add a batch axis with input_ids[None].")
+  if input_ids.shape[0] < 1:
+    raise ValueError("input_ids has no rows.")
+
+
+def generate(drafter, verifier, input_ids, method: str = "spec_cascade",
+             rule: str = "token_v3", alpha=0.3, num_draft_tokens: int = 5,
+             temperature=0.0, top_k: int = 0, top_p=1.0, max_new_tokens: int = 64,
+             rng=None, seq_confidence: str = "mean") -> GenerateResult:
+  """Decodes `input_ids` [B, S] (0 = pad) with `method`; see DESIGN.md section 3.
+
+  drafter / verifier: models implementing models.protocol.DecoderModel (either
+  may be None for the method that does not use it). alpha, temperature, top_p:
+  scalars or per-row [B] arrays (traced). rule is ignored by methods other than
+  spec_cascade, token_cascade (chow only) and oracle_cascade. For
+  token_cascade, num_draft_tokens + 1 is the verifier's catch-up chunk size.
+  """
+  _validate(drafter, verifier, input_ids, method, rule, num_draft_tokens,
+            max_new_tokens, top_k, seq_confidence)
+  batch = int(input_ids.shape[0])
+  alpha = _per_row("alpha", alpha, batch)
+  temperature = _per_row("temperature", temperature, batch)
+  top_p = _per_row("top_p", top_p, batch)
+  _check_alpha(alpha, method, rule)
+  if np.any(temperature < 0):
+    raise ValueError(f"temperature must be >= 0 (0 = greedy); got {temperature.min():g}.")
+  if np.any((top_p <= 0) | (top_p > 1)):
+    raise ValueError(f"top_p must be in (0, 1] (1 disables nucleus sampling); got "
+                     f"{top_p[(top_p <= 0) | (top_p > 1)][0]:g}.")
+  params = kernel.DecodeParams(alpha=jnp.asarray(alpha), temperature=jnp.asarray(temperature),
+                               top_p=jnp.asarray(top_p))
+  rng = jax.random.PRNGKey(0) if rng is None else rng
+  # Normalise the statics so equal settings hit the same compiled function.
+  statics = dict(method=method, rule=rule if method in _RULE_METHODS else "",
+                 gamma=int(num_draft_tokens), top_k=int(top_k),
+                 max_new_tokens=int(max_new_tokens),
+                 seq_confidence=seq_confidence if method == "seq_cascade" else "")
+  if method in ("drafter", "verifier", "oracle_cascade", "seq_cascade"):
+    statics["gamma"] = 1  # unused by these methods: do not recompile per γ
+  # Unused models stay out of the jitted call (no transfer, no cache-key effect).
+  if method == "drafter":
+    verifier = None
+  if method == "verifier":
+    drafter = None
+  tokens, stats = _generate_jit(drafter, verifier, jnp.asarray(input_ids, jnp.int32),
+                                params, rng, **statics)
+  tokens, stats = jax.device_get((tokens, stats))
+  return GenerateResult(tokens=np.asarray(tokens, np.int32),
+                        stats={k: np.asarray(v, np.int32) for k, v in stats.items()})

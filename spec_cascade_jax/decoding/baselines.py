@@ -1,0 +1,241 @@
+"""Sequential baselines with their real cost structure (DESIGN.md section 2).
+
+- autoregressive: one model, one token per step (drafter-only, verifier-only).
+  Verifier-only is the latency reference for every other method.
+- token_cascade (chow): the drafter generates; at a deferred position the
+  verifier catches up on the tokens it has not seen in chunks of γ+1, then
+  π = p there. Verifier calls are sequential and counted.
+- oracle_cascade: both models step every token, so any rule can be evaluated;
+  a quality reference (one sequential verifier call per token).
+- seq_cascade: the drafter decodes the whole output; rows whose sequence
+  confidence (mean or min of the per-token max q°) is below 1 − α are decoded
+  again by the verifier.
+
+All share the per-position target math of targets.py with the speculative
+kernel, so TokenCascade[rule] and SpecCascade[rule] have one distribution.
+Each one-token loop uses one fold_in per row and step (kernel.round_uniforms).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from spec_cascade_jax.decoding import sampling, targets
+from spec_cascade_jax.decoding.kernel import (DecodeParams, commit, last_token,
+                                              round_uniforms, row_keys, zero_stats)
+
+
+@flax.struct.dataclass
+class LoopState:
+  """State of the one-token-per-step loops."""
+  step: jax.Array       # [] int32
+  seq: jax.Array        # [B, S] int32 decoder tokens, seq[:, 0] = 0
+  length: jax.Array     # [B] int32 generated tokens committed
+  done: jax.Array       # [B] bool
+  caches: Any           # tuple of model caches
+  extra: Any            # per-loop extras (verifier cursor, confidence sums)
+  stats: dict[str, jax.Array]
+
+
+def _init(input_ids, models, cache_len: int, seq_len: int, extra, done=None) -> LoopState:
+  batch = input_ids.shape[0]
+  return LoopState(
+      step=jnp.zeros((), jnp.int32),
+      seq=jnp.zeros((batch, seq_len), jnp.int32),
+      length=jnp.zeros((batch,), jnp.int32),
+      done=jnp.zeros((batch,), bool) if done is None else done,
+      caches=tuple(m.init_cache(input_ids, cache_len) for m in models),
+      extra=extra, stats=zero_stats(batch))
+
+
+def _loop(state: LoopState, body) -> LoopState:
+  return jax.lax.while_loop(lambda s: jnp.any(~s.done), body, state)
+
+
+def _advance(s: LoopState, token, caches, extra, max_new_tokens: int, **stat_incr):
+  """Commits one token per active row; adds stat_incr[name] [B] for active rows."""
+  act = (~s.done).astype(jnp.int32)
+  seq, length, done, _ = commit(s.seq, s.length, s.done, token[:, None],
+                                jnp.ones_like(s.length), max_new_tokens)
+  stats = dict(s.stats)
+  for name, inc in stat_incr.items():
+    stats[name] = stats[name] + act * inc.astype(jnp.int32)
+  stats["num_tokens"] = length
+  return LoopState(step=s.step + 1, seq=seq, length=length, done=done, caches=caches,
+                   extra=extra, stats=stats)
+
+
+def _one_step(model, cache, token, length, params: DecodeParams, top_k: int):
+  """token [B] at position length -> (scaled probs [B, V], unscaled [B, V], cache)."""
+  logits, cache = model.step(token[:, None], cache, length)
+  logits = logits[:, 0]                                      # [B, 1, V] -> [B, V]
+  probs = sampling.probs_from_logits(logits, params.temperature, top_k, params.top_p)
+  return probs, sampling.unscaled_probs(logits), cache
+
+
+def autoregressive(model, input_ids, params: DecodeParams, rng, *, top_k: int,
+                   max_new_tokens: int, stream: int = 1, done=None):
+  """Plain decoding with one model.
+
+  Returns (tokens [B, max_new] int32, steps [B] int32 (= tokens committed, as
+  each step commits one), confidence sums and minima [B] float32 of the
+  per-token max q° over committed tokens). Rows with
+  done[b] = True at the start are not decoded (their tokens are 0, steps 0).
+  """
+  batch = input_ids.shape[0]
+  keys = row_keys(rng, batch, stream)
+  extra = (jnp.zeros((batch,), jnp.float32), jnp.ones((batch,), jnp.float32))
+
+  def body(s: LoopState):
+    last = last_token(s.seq, s.length)
+    probs, unscaled, cache = _one_step(model, s.caches[0], last, s.length, params, top_k)
+    token = sampling.sample(round_uniforms(keys, s.step, 1)[:, 0], probs)
+    conf = jnp.max(unscaled, axis=-1)
+    active = ~s.done
+    conf_sum = s.extra[0] + jnp.where(active, conf, 0.0)
+    conf_min = jnp.where(active, jnp.minimum(s.extra[1], conf), s.extra[1])
+    return _advance(s, token, (cache,), (conf_sum, conf_min), max_new_tokens,
+                    drafter_steps=jnp.ones_like(s.length))
+
+  state = _init(input_ids, (model,), max_new_tokens + 1, max_new_tokens + 2, extra, done)
+  state = _loop(state, body)
+  steps = state.stats["drafter_steps"]
+  return state.seq[:, 1:max_new_tokens + 1], steps, state.extra[0], state.extra[1]
+
+
+def single_model(model, input_ids, params: DecodeParams, rng, *, top_k: int,
+                 max_new_tokens: int, is_verifier: bool):
+  """Drafter-only or verifier-only decoding with its stats."""
+  tokens, steps, _, _ = autoregressive(model, input_ids, params, rng, top_k=top_k,
+                                       max_new_tokens=max_new_tokens)
+  stats = zero_stats(input_ids.shape[0])
+  stats["num_tokens"] = steps
+  if is_verifier:
+    stats["rounds"] = stats["sequential_verifier_calls"] = steps
+    stats["deferrals"] = stats["num_tokens"]
+  else:
+    stats["drafter_steps"] = steps
+  return tokens, stats
+
+
+def oracle_cascade(drafter, verifier, input_ids, params: DecodeParams, rng, *,
+                   target_fn, top_k: int, max_new_tokens: int):
+  """Both models every token; the token is sampled from π (any rule)."""
+  batch = input_ids.shape[0]
+  keys = row_keys(rng, batch, stream=0)
+
+  def body(s: LoopState):
+    last = last_token(s.seq, s.length)
+    q, q0, dcache = _one_step(drafter, s.caches[0], last, s.length, params, top_k)
+    p, p0, vcache = _one_step(verifier, s.caches[1], last, s.length, params, top_k)
+    pi, defer = target_fn(q, p, q0, p0, params.alpha)
+    u = round_uniforms(keys, s.step, 2)
+    x = sampling.sample(u[:, 0], q)   # the drafter's proposal: only for the statistic
+    token = sampling.sample(u[:, 1], pi)
+    deferred = jnp.take_along_axis(defer, x[:, None], axis=1)[:, 0]
+    ones = jnp.ones_like(s.length)
+    return _advance(s, token, (dcache, vcache), None, max_new_tokens,
+                    drafter_steps=ones, rounds=ones, sequential_verifier_calls=ones,
+                    deferrals=deferred)
+
+  state = _init(input_ids, (drafter, verifier), max_new_tokens + 1, max_new_tokens + 2, None)
+  state = _loop(state, body)
+  return state.seq[:, 1:max_new_tokens + 1], state.stats
+
+
+def _catch_up(verifier, vcache, seq, vlen, length, need, chunk: int):
+  """Runs the verifier until it has consumed positions ..length for rows in `need`.
+
+  vlen [B]: the verifier cache is valid for slots < vlen. Each call feeds
+  seq[vlen : vlen + chunk] at position vlen; tokens past `length` are padding
+  whose K/V land in slots ≥ the new vlen, masked and later replaced.
+  Returns (vcache, vlen, p_logits [B, V] at position length + 1, calls [B]).
+  """
+  batch = seq.shape[0]
+
+  def cond(c):
+    _, vlen, _, _ = c
+    return jnp.any(need & (vlen <= length))
+
+  def body(c):
+    vcache, vlen, p_logits, calls = c
+    busy = need & (vlen <= length)
+    tokens = jax.vmap(lambda row, start: jax.lax.dynamic_slice(row, (start,), (chunk,)))(
+        seq, vlen)                                                  # [B, chunk]
+    logits, vcache = verifier.step(tokens, vcache, vlen)           # [B, chunk, V]
+    offset = length - vlen
+    reached = busy & (offset < chunk)
+    at = jnp.take_along_axis(logits, jnp.clip(offset, 0, chunk - 1)[:, None, None],
+                             axis=1)[:, 0]                          # [B, V]
+    p_logits = jnp.where(reached[:, None], at, p_logits)
+    vlen = jnp.where(busy, jnp.minimum(vlen + chunk, length + 1), vlen)
+    return vcache, vlen, p_logits, calls + busy.astype(jnp.int32)
+
+  vocab = verifier.vocab_size
+  init = (vcache, vlen, jnp.zeros((batch, vocab), jnp.float32),
+          jnp.zeros((batch,), jnp.int32))
+  return jax.lax.while_loop(cond, body, init)
+
+
+def token_cascade(drafter, verifier, input_ids, params: DecodeParams, rng, *,
+                  top_k: int, max_new_tokens: int, chunk: int):
+  """TokenCascade[chow]: the verifier runs only where Chow's rule defers.
+
+  The verifier's cache lags behind the drafter: `extra` holds its cursor vlen.
+  """
+  batch = input_ids.shape[0]
+  keys = row_keys(rng, batch, stream=0)
+
+  def body(s: LoopState):
+    last = last_token(s.seq, s.length)
+    q, q0, dcache = _one_step(drafter, s.caches[0], last, s.length, params, top_k)
+    defer = targets.chow_defer(q0, params.alpha) & ~s.done
+    vcache, vlen, p_logits, calls = _catch_up(verifier, s.caches[1], s.seq, s.extra,
+                                              s.length, defer, chunk)
+    p = sampling.probs_from_logits(p_logits, params.temperature, top_k, params.top_p)
+    # Where no verifier call happened p is a placeholder; chow's π = q there.
+    pi, _ = targets.chow(q, p, q0, sampling.unscaled_probs(p_logits), params.alpha)
+    token = sampling.sample(round_uniforms(keys, s.step, 1)[:, 0], pi)
+    return _advance(s, token, (dcache, vcache), vlen, max_new_tokens,
+                    drafter_steps=jnp.ones_like(s.length), rounds=calls,
+                    sequential_verifier_calls=calls, deferrals=defer)
+
+  # The catch-up reads seq[vlen : vlen + chunk] with vlen ≤ max_new_tokens.
+  cache_len = max_new_tokens + chunk
+  state = _init(input_ids, (drafter, verifier), cache_len, max_new_tokens + chunk + 1,
+                jnp.zeros((batch,), jnp.int32))
+  state = _loop(state, body)
+  return state.seq[:, 1:max_new_tokens + 1], state.stats
+
+
+def seq_cascade(drafter, verifier, input_ids, params: DecodeParams, rng, *,
+                top_k: int, max_new_tokens: int, confidence: str):
+  """Sequence-level Chow cascade: defer a row iff its confidence < 1 − α.
+
+  confidence = mean (or min) over the drafter's committed tokens (EOS included)
+  of max q°. Deferred rows are decoded from scratch by the verifier with an
+  independent PRNG stream, so the output distribution is the mixture
+  P_q(y)·1[conf(y) ≥ 1 − α] + P(defer)·P_p(y).
+  """
+  d_tokens, d_steps, conf_sum, conf_min = autoregressive(
+      drafter, input_ids, params, rng, top_k=top_k, max_new_tokens=max_new_tokens,
+      stream=1)
+  if confidence == "mean":
+    conf = conf_sum / jnp.maximum(d_steps, 1).astype(jnp.float32)
+  else:
+    conf = conf_min
+  defer = conf < 1.0 - params.alpha
+  v_tokens, v_steps, _, _ = autoregressive(
+      verifier, input_ids, params, rng, top_k=top_k, max_new_tokens=max_new_tokens,
+      stream=2, done=~defer)
+  tokens = jnp.where(defer[:, None], v_tokens, d_tokens)
+  stats = zero_stats(input_ids.shape[0])
+  stats["drafter_steps"] = d_steps
+  stats["rounds"] = stats["sequential_verifier_calls"] = v_steps
+  stats["deferrals"] = defer.astype(jnp.int32)
+  stats["num_tokens"] = jnp.where(defer, v_steps, d_steps)
+  return tokens, stats

@@ -1,0 +1,235 @@
+"""The speculative kernel: GenSpecSample (DESIGN.md section 2) in one while_loop.
+
+Decoder positions (models/protocol.py): position 0 holds the start token 0,
+position t + 1 holds generated token t. Each row b keeps its own cursor
+`length[b]` = number of generated tokens committed; its last committed token
+sits at position length[b] (the start token when length[b] == 0), and both
+models' caches are valid for slots < length[b]. No row waits for another: rows
+advance by their own accepted counts (t5x-style per-row cursors).
+
+One round, for every row (rows already done compute too, and are masked):
+  1. drafter: γ+1 one-token steps in a `lax.scan`. Step i feeds token t_i at
+     position length + i (t_0 = last committed token, t_i = x_i) and returns
+     q_{i+1}; x_{i+1} ~ q_{i+1}. Step γ gives q_{γ+1} for the bonus position
+     (its sample x_{γ+1} only feeds the deferral statistic) and leaves the
+     drafter cache filled through slot length + γ.
+  2. verifier: ONE chunk call on [t_0, x_1 .. x_γ] at position length -> p_1 .. p_{γ+1}.
+  3. π_j = target(q_j, p_j, q°_j, p°_j, α) for j = 1..γ+1; x_j is accepted iff
+     u_j·q_j(x_j) < π_j(x_j) (probability min(1, π_j(x_j)/q_j(x_j))), left to
+     right, stopping at the first rejection; n = number accepted. On a rejection
+     at j = n+1 emit z ~ norm(max(0, π_j − q_j)); if all γ are accepted emit the
+     bonus z ~ π_{γ+1}.
+  4. commit x_1 .. x_n, z (truncated after EOS = 1 and at max_new_tokens; zeros
+     after); length += committed count. The caches' valid length becomes the new
+     length: rollback is metadata only; stale K/V slots are masked on read and
+     REPLACED by the next round's writes.
+
+Worked example (γ = 3; vocabulary a, b, c, d = ids 0..3; replayed by
+tests/test_kernel.py::test_docstring_round_example):
+
+    draft x = [a, b, c]
+    q_1 = [.6 .2 .1 .1]   π_1 = [.5 .2 .1 .2]    u_1 = .5: .5·q(a)=.30 < π(a)=.5 -> accept a
+    q_2 = [.1 .7 .1 .1]   π_2 = [.1 .8 .05 .05]  u_2 = .9: .9·q(b)=.63 < π(b)=.8 -> accept b
+    q_3 = [.1 .1 .6 .2]   π_3 = [.1 .1 .2 .6]    u_3 = .5: .5·q(c)=.30 ≥ π(c)=.2 -> reject c
+    n = 2; residual norm(max(0, π_3 − q_3)) = norm([0 0 0 .4]) = [0 0 0 1] -> z = d
+    committed: [a, b, d]; length += 3; q_4/π_4 (bonus) unused this round.
+
+Randomness: row b's round r uses fold_in(fold_in(fold_in(rng, stream), b), r)
+for all its uniforms (γ+1 draft, γ accept, 1 residual), so a row's samples
+depend only on (rng, its row index, its own history): the same row decoded in
+another batch (at the same index) draws the same uniforms. Greedy decoding
+(temperature 0) does not depend on the uniforms at all and is batch invariant.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from spec_cascade_jax.decoding import sampling, targets
+
+EOS = 1
+STAT_NAMES = ("rounds", "drafter_steps", "draft_tokens", "accepted", "deferrals",
+              "sequential_verifier_calls", "num_tokens")
+
+
+@flax.struct.dataclass
+class DecodeParams:
+  """Traced per-row decoding parameters (a sweep over them never recompiles)."""
+  alpha: jax.Array        # [B] float32
+  temperature: jax.Array  # [B] float32, 0 = greedy
+  top_p: jax.Array        # [B] float32 in (0, 1]
+
+
+def zero_stats(batch: int) -> dict[str, jax.Array]:
+  return {k: jnp.zeros((batch,), jnp.int32) for k in STAT_NAMES}
+
+
+def row_keys(rng, batch: int, stream: int):
+  """Per-row PRNG keys [B]: independent of the batch size (fold_in, not split)."""
+  base = jax.random.fold_in(rng, stream)
+  return jax.vmap(lambda b: jax.random.fold_in(base, b))(jnp.arange(batch))
+
+
+def round_uniforms(keys, step, n: int):
+  """One fold_in per row and round -> [B, n] uniforms in [0, 1)."""
+  return jax.vmap(lambda k: jax.random.uniform(jax.random.fold_in(k, step), (n,)))(keys)
+
+
+def last_token(seq, length):
+  """seq [B, S] int32, length [B] -> the last committed token [B] (start token 0 at 0)."""
+  return jnp.take_along_axis(seq, length[:, None], axis=1)[:, 0]
+
+
+def commit(seq, length, done, window, n_valid, max_new_tokens: int):
+  """Writes up to n_valid tokens of `window` after each row's last token.
+
+  Args:
+    seq: [B, S] int32 decoder tokens (S ≥ max_new_tokens + W + 1).
+    length: [B] int32 generated tokens so far; done: [B] bool.
+    window: [B, W] int32 candidate tokens; n_valid: [B] int32 in [1, W].
+  Returns:
+    (seq, length, done, count): count [B] = tokens committed (0 for done rows),
+    cut after the first EOS and at max_new_tokens; positions of the window past
+    `count` are written as 0, so the output holds 0 after EOS.
+  """
+  width = window.shape[1]
+  j = jnp.arange(width)[None, :]                                  # [1, W]
+  is_eos = (window == EOS) & (j < n_valid[:, None])
+  first_eos = jnp.where(jnp.any(is_eos, axis=1), jnp.argmax(is_eos, axis=1), width)
+  count = jnp.minimum(jnp.minimum(n_valid, first_eos + 1), max_new_tokens - length)
+  count = jnp.where(done, 0, jnp.maximum(count, 0))
+  window = jnp.where(j < count[:, None], window, 0)
+  seq = jax.vmap(jax.lax.dynamic_update_slice)(seq, window.astype(jnp.int32),
+                                               (length + 1)[:, None])
+  eos_hit = first_eos < count
+  new_length = length + count
+  done = done | eos_hit | (new_length >= max_new_tokens)
+  return seq, new_length, done, count
+
+
+def accept_and_correct(x, q, pi, u_accept, u_residual):
+  """The acceptance test and correction of GenSpecSample.
+
+  Args:
+    x: [B, γ] int32 drafted tokens, x_j ~ q_j.
+    q: [B, γ+1, V] drafter distributions (position γ+1: the bonus position).
+    pi: [B, γ+1, V] targets.
+    u_accept: [B, γ] uniforms; u_residual: [B] uniform.
+  Returns:
+    n: [B] int32 accepted drafts (the leading run of u_j·q_j(x_j) < π_j(x_j));
+    z: [B] int32 the token emitted at position n+1: a sample of
+       norm(max(0, π − q)) there if n < γ, of π_{γ+1} if n == γ.
+  """
+  gamma = x.shape[1]
+  q_x = jnp.take_along_axis(q[:, :gamma], x[..., None], axis=-1)[..., 0]    # [B, γ]
+  pi_x = jnp.take_along_axis(pi[:, :gamma], x[..., None], axis=-1)[..., 0]  # [B, γ]
+  # u·q < π is min(1, π/q) without a division (q(x) > 0 as x ~ q).
+  ok = u_accept * q_x < pi_x
+  n = jnp.sum(jnp.cumprod(ok.astype(jnp.int32), axis=1), axis=1)           # [B]
+  corrections = jnp.concatenate(
+      [targets.residual(pi[:, :gamma], q[:, :gamma]), pi[:, gamma:]], axis=1)  # [B, γ+1, V]
+  dist = jnp.take_along_axis(corrections, n[:, None, None], axis=1)[:, 0]   # [B, V]
+  return n.astype(jnp.int32), sampling.sample(u_residual, dist)
+
+
+@flax.struct.dataclass
+class SpecState:
+  """What the speculative while_loop carries."""
+  step: jax.Array            # [] int32 loop iteration = round index of active rows
+  seq: jax.Array             # [B, max_new + γ + 2] int32 decoder tokens, seq[:, 0] = 0
+  length: jax.Array          # [B] int32 generated tokens committed
+  done: jax.Array            # [B] bool
+  drafter_cache: Any
+  verifier_cache: Any
+  stats: dict[str, jax.Array]  # STAT_NAMES -> [B] int32
+
+
+def _draft(drafter, cache, last, length, u_draft, params: DecodeParams, top_k: int):
+  """γ+1 drafter steps. u_draft [B, γ+1] -> x [B, γ+1], q, q0 [B, γ+1, V], cache."""
+
+  def body(carry, xs):
+    cache, token = carry
+    i, u = xs                                                # [], [B]
+    logits, cache = drafter.step(token[:, None], cache, length + i)
+    logits = logits[:, 0]                                    # [B, 1, V] -> [B, V]
+    q = sampling.probs_from_logits(logits, params.temperature, top_k, params.top_p)
+    x = sampling.sample(u, q)
+    return (cache, x), (x, q, sampling.unscaled_probs(logits))
+
+  steps = jnp.arange(u_draft.shape[1])
+  (cache, _), (x, q, q0) = jax.lax.scan(body, (cache, last), (steps, u_draft.T))
+  # scan stacks on axis 0: [γ+1, B, ...] -> [B, γ+1, ...]
+  return jnp.moveaxis(x, 0, 1), jnp.moveaxis(q, 0, 1), jnp.moveaxis(q0, 0, 1), cache
+
+
+def spec_round(state: SpecState, drafter, verifier, params: DecodeParams, keys, *,
+               target_fn, gamma: int, top_k: int, max_new_tokens: int) -> SpecState:
+  """One speculative round for every row (see the module docstring)."""
+  length, active = state.length, ~state.done
+  last = last_token(state.seq, length)                                   # [B]
+  u = round_uniforms(keys, state.step, 2 * gamma + 2)                   # [B, 2γ+2]
+  u_draft, u_accept, u_res = u[:, :gamma + 1], u[:, gamma + 1:2 * gamma + 1], u[:, -1]
+
+  x, q, q0, dcache = _draft(drafter, state.drafter_cache, last, length, u_draft,
+                            params, top_k)
+  chunk = jnp.concatenate([last[:, None], x[:, :gamma]], axis=1)         # [B, γ+1]
+  vlogits, vcache = verifier.step(chunk, state.verifier_cache, length)   # [B, γ+1, V]
+  temp, top_p = params.temperature[:, None], params.top_p[:, None]       # [B, 1]
+  p = sampling.probs_from_logits(vlogits, temp, top_k, top_p)
+  pi, defer = target_fn(q, p, q0, sampling.unscaled_probs(vlogits), params.alpha[:, None])
+
+  n, z = accept_and_correct(x[:, :gamma], q, pi, u_accept, u_res)
+  j = jnp.arange(gamma + 1)[None, :]
+  window = jnp.where(j < n[:, None], x, z[:, None])                      # [B, γ+1]
+  seq, new_length, done, count = commit(state.seq, length, state.done, window, n + 1,
+                                        max_new_tokens)
+
+  deferred = jnp.take_along_axis(defer, x[..., None], axis=-1)[..., 0]  # [B, γ+1]
+  act = active.astype(jnp.int32)
+  stats = dict(state.stats)
+  stats["rounds"] += act
+  stats["drafter_steps"] += act * (gamma + 1)
+  stats["draft_tokens"] += act * gamma
+  stats["accepted"] += act * n
+  stats["deferrals"] += jnp.sum(deferred & (j < count[:, None]), axis=1).astype(jnp.int32)
+  stats["num_tokens"] = new_length
+  return SpecState(step=state.step + 1, seq=seq, length=new_length, done=done,
+                   drafter_cache=dcache, verifier_cache=vcache, stats=stats)
+
+
+def spec_decode(drafter, verifier, input_ids, params: DecodeParams, rng, *,
+                target_fn, gamma: int, top_k: int, max_new_tokens: int):
+  """Speculative decoding of any target. Call inside jit.
+
+  Args:
+    drafter, verifier: models (pytrees) implementing the decoder-step protocol.
+    input_ids: [B, S] int32, 0 = pad.
+    params: DecodeParams with [B] fields.
+    rng: PRNG key.
+    target_fn: a function of targets.py; gamma, top_k, max_new_tokens static.
+  Returns:
+    tokens [B, max_new_tokens] int32, stats {name: [B] int32}.
+  """
+  batch = input_ids.shape[0]
+  # Positions reach length + γ with length ≤ max_new_tokens (done rows keep stepping).
+  cache_len = max_new_tokens + gamma + 1
+  state = SpecState(
+      step=jnp.zeros((), jnp.int32),
+      seq=jnp.zeros((batch, max_new_tokens + gamma + 2), jnp.int32),
+      length=jnp.zeros((batch,), jnp.int32),
+      done=jnp.zeros((batch,), bool),
+      drafter_cache=drafter.init_cache(input_ids, cache_len),
+      verifier_cache=verifier.init_cache(input_ids, cache_len),
+      stats=zero_stats(batch))
+  keys = row_keys(rng, batch, stream=0)
+
+  def body(s):
+    return spec_round(s, drafter, verifier, params, keys, target_fn=target_fn,
+                      gamma=gamma, top_k=top_k, max_new_tokens=max_new_tokens)
+
+  state = jax.lax.while_loop(lambda s: jnp.any(~s.done), body, state)
+  return state.seq[:, 1:max_new_tokens + 1], state.stats

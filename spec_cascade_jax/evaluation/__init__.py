@@ -1,0 +1,1 @@
+"""Evaluation: quality metrics, latency protocol, sweeps and plots."""

@@ -1,0 +1,126 @@
+"""The project's own model format: a directory with two files.
+
+    config.json      T5Config.to_dict() + {"format": "spec_cascade_jax", "format_version": 1}
+    params.msgpack   flax.serialization.msgpack_serialize(params), t5x parameter names
+
+The bundled models (`spec_cascade_jax/assets/models/<name>/`) use it. The
+`format` key tells it apart from a Hugging Face `config.json`. Each file is
+written under a temporary name and renamed, so an interrupted save leaves
+either the old file or the new one, never half of one; params go first and
+config.json last, so a directory with our config.json always has its params.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any
+
+import numpy as np
+
+from spec_cascade_jax.models.configs import T5Config
+from spec_cascade_jax.models.t5x_checkpoint import (flatten_params, make_model,
+                                                    unflatten_params)
+
+FORMAT_NAME = "spec_cascade_jax"
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+PARAMS_FILE = "params.msgpack"
+_MARKER_KEYS = ("format", "format_version")
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+  fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".tmp-",
+                             dir=os.path.dirname(path))
+  try:
+    with os.fdopen(fd, "wb") as f:
+      f.write(data)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+def save_model(model: Any, directory: str) -> str:
+  """Writes `model` (a T5Model: `.config`, `.params`) to `directory`; returns it."""
+  from flax import serialization
+
+  directory = os.fspath(directory)
+  os.makedirs(directory, exist_ok=True)
+  # numpy, not jax arrays: msgpack_serialize needs host buffers anyway.
+  params = {p: np.asarray(x) for p, x in flatten_params(model.params).items()}
+  blob = serialization.msgpack_serialize(unflatten_params(params))
+  config = dict(model.config.to_dict(), format=FORMAT_NAME, format_version=FORMAT_VERSION)
+  _atomic_write(os.path.join(directory, PARAMS_FILE), blob)
+  _atomic_write(os.path.join(directory, CONFIG_FILE),
+                (json.dumps(config, indent=2, sort_keys=True) + "\n").encode())
+  return directory
+
+
+def read_config_json(directory: str) -> dict[str, Any] | None:
+  """The parsed config.json of `directory`, or None if there is none."""
+  path = os.path.join(os.fspath(directory), CONFIG_FILE)
+  if not os.path.isfile(path):
+    return None
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise ValueError(f"{path!r} is not valid JSON ({e}); the file is corrupt or"
+                     " truncated: save the model again.") from e
+
+
+def is_saved_model(directory: str) -> bool:
+  """True if `directory` holds our format (config.json with the format marker)."""
+  if not os.path.isdir(directory):
+    return False
+  cfg = read_config_json(directory)
+  return isinstance(cfg, dict) and cfg.get("format") == FORMAT_NAME
+
+
+def load_saved_model(directory: str, dtype: str | None = None):
+  """Loads a model written by `save_model`.
+
+  `dtype` sets the activation dtype ("float32" / "bfloat16"); parameters are
+  float32. Raises FileNotFoundError / ValueError naming the file and the fix.
+  """
+  from flax import serialization
+
+  directory = os.fspath(directory)
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(f"Model directory {directory!r} does not exist.")
+  cfg = read_config_json(directory)
+  cfg_path = os.path.join(directory, CONFIG_FILE)
+  if cfg is None:
+    raise FileNotFoundError(f"{cfg_path!r} is missing: {directory!r} is not a model saved"
+                            " with spec_cascade_jax.models.checkpoint.save_model.")
+  if cfg.get("format") != FORMAT_NAME:
+    raise ValueError(f"{cfg_path!r} has no \"format\": {FORMAT_NAME!r} marker; it is not"
+                     " our format (a Hugging Face config.json? use scj.load_model).")
+  if int(cfg.get("format_version", 0)) > FORMAT_VERSION:
+    raise ValueError(f"{cfg_path!r} has format_version {cfg['format_version']}; this"
+                     f" spec_cascade_jax reads up to {FORMAT_VERSION}. Upgrade the package.")
+  try:
+    config = T5Config.from_dict({k: v for k, v in cfg.items() if k not in _MARKER_KEYS})
+  except (TypeError, ValueError) as e:
+    raise ValueError(f"{cfg_path!r}: invalid model config ({e}).") from e
+  params_path = os.path.join(directory, PARAMS_FILE)
+  if not os.path.isfile(params_path):
+    raise FileNotFoundError(f"{params_path!r} is missing; the model directory is"
+                            " incomplete: save the model again or copy the whole directory.")
+  with open(params_path, "rb") as f:
+    raw = f.read()
+  try:
+    params = serialization.msgpack_restore(raw)
+  except Exception as e:
+    raise ValueError(f"{params_path!r} could not be parsed ({type(e).__name__}: {e}); it"
+                     f" is probably truncated ({len(raw)} bytes). Save or copy it"
+                     " again.") from e
+  if not isinstance(params, dict):
+    raise ValueError(f"{params_path!r} holds a {type(params).__name__}, not a parameter"
+                     " dict.")
+  return make_model(flatten_params(params), config, repr(params_path), dtype)

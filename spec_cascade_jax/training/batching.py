@@ -1,0 +1,127 @@
+"""Length-bucketed batching for sequence-to-sequence training.
+
+Examples are grouped by length into a few buckets; each bucket pads to its
+own boundary and batch size is chosen so that every batch holds about
+`tokens_per_batch` tokens. With boundaries (8, 16, 32, 64, ...) padding waste
+stays under ~25% and the jitted train step compiles once per bucket shape
+(a handful of compilations) instead of once per batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterator, Sequence
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Batch:
+  inputs: np.ndarray    # [B, S] int32, 0 = pad, EOS appended
+  targets: np.ndarray   # [B, T] int32, 0 = pad, EOS appended
+
+  @property
+  def decoder_inputs(self) -> np.ndarray:
+    """Targets shifted right with the decoder start token 0: [B, T]."""
+    return np.concatenate(
+        [np.zeros_like(self.targets[:, :1]), self.targets[:, :-1]], axis=1)
+
+  @property
+  def num_tokens(self) -> int:
+    return int((self.targets > 0).sum())
+
+
+def default_boundaries(max_len: int) -> tuple[int, ...]:
+  b, out = 8, []
+  while b < max_len:
+    out.append(b)
+    b = int(b * 1.5) if b >= 16 else b * 2
+  out.append(max_len)
+  return tuple(out)
+
+
+def _bucket_of(length: int, boundaries: Sequence[int]) -> int:
+  for i, b in enumerate(boundaries):
+    if length <= b:
+      return i
+  raise ValueError(f"length {length} exceeds the largest bucket {boundaries[-1]}")
+
+
+def _pad(seqs: Sequence[Sequence[int]], length: int) -> np.ndarray:
+  out = np.zeros((len(seqs), length), np.int32)
+  for i, s in enumerate(seqs):
+    out[i, :len(s)] = s
+  return out
+
+
+class BucketedBatcher:
+  """Deterministic, resumable stream of length-bucketed batches.
+
+  The order of epoch `e` depends only on (seed, e), so `batches(start_step)`
+  resumes exactly where an interrupted run stopped.
+
+  Args:
+    examples: sequence of (input_ids, target_ids), each already ending in EOS.
+    tokens_per_batch: target number of (padded) tokens per side per batch.
+    max_len: longer examples are truncated (keeping EOS last).
+  """
+
+  def __init__(self, examples: Sequence[tuple[Sequence[int], Sequence[int]]],
+               tokens_per_batch: int = 4096, max_len: int = 128, seed: int = 0,
+               boundaries: Sequence[int] | None = None):
+    if not examples:
+      raise ValueError("BucketedBatcher got no examples.")
+    self.boundaries = tuple(boundaries or default_boundaries(max_len))
+    self.seed = seed
+    self.tokens_per_batch = tokens_per_batch
+    self._examples = []
+    for inp, tgt in examples:
+      inp = list(inp)[:max_len]
+      tgt = list(tgt)[:max_len]
+      inp[-1], tgt[-1] = 1, 1  # truncated sequences still end in EOS
+      self._examples.append((inp, tgt))
+    self._bucket_ids = np.array(
+        [_bucket_of(max(len(i), len(t)), self.boundaries) for i, t in self._examples])
+    self._epoch_cache: dict[int, list[np.ndarray]] = {}
+
+  def _epoch(self, epoch: int) -> list[np.ndarray]:
+    """Index arrays of every batch of one epoch, in training order."""
+    if epoch in self._epoch_cache:
+      return self._epoch_cache[epoch]
+    rng = np.random.default_rng([self.seed, epoch])
+    batches = []
+    for b, length in enumerate(self.boundaries):
+      idx = np.flatnonzero(self._bucket_ids == b)
+      if idx.size == 0:
+        continue
+      idx = rng.permutation(idx)
+      bs = max(1, self.tokens_per_batch // length)
+      # Drop the ragged tail: keeps one batch shape per bucket (one compile).
+      for s in range(0, idx.size - bs + 1, bs):
+        batches.append(idx[s:s + bs])
+      if idx.size < bs:  # a tiny bucket still contributes one batch
+        batches.append(idx)
+    order = rng.permutation(len(batches))
+    self._epoch_cache = {epoch: [batches[i] for i in order]}
+    return self._epoch_cache[epoch]
+
+  @property
+  def steps_per_epoch(self) -> int:
+    return len(self._epoch(0))
+
+  def make_batch(self, idx: np.ndarray) -> Batch:
+    exs = [self._examples[i] for i in idx]
+    length = self.boundaries[_bucket_of(max(max(len(i), len(t)) for i, t in exs),
+                                        self.boundaries)]
+    return Batch(_pad([i for i, _ in exs], length), _pad([t for _, t in exs], length))
+
+  def batches(self, start_step: int = 0) -> Iterator[Batch]:
+    """Infinite stream of batches starting at global step `start_step`."""
+    spe = self.steps_per_epoch
+    step = start_step
+    while True:
+      epoch, offset = divmod(step, spe)
+      plan = self._epoch(epoch)
+      for idx in plan[offset:]:
+        yield self.make_batch(idx)
+        step += 1

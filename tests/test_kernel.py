@@ -1,0 +1,234 @@
+"""The speculative kernel and baselines: exact greedy equalities, stats, compiles, errors."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from spec_cascade_jax.decoding import api, generate, kernel
+from spec_cascade_jax.testing import BigramModel, bigram_from_probs, tiny_t5_pair
+
+# ------------------------------------------------------------- one round by hand
+
+
+def test_docstring_round_example():
+  """kernel.py's worked example: draft [a, b, c], a and b accepted, residual d."""
+  q = jnp.array([[[.6, .2, .1, .1], [.1, .7, .1, .1], [.1, .1, .6, .2], [.25] * 4]])
+  pi = jnp.array([[[.5, .2, .1, .2], [.1, .8, .05, .05], [.1, .1, .2, .6], [.25] * 4]])
+  x = jnp.array([[0, 1, 2]])                             # a, b, c
+  n, z = kernel.accept_and_correct(x, q, pi, jnp.array([[.5, .9, .5]]), jnp.array([.3]))
+  assert (int(n[0]), int(z[0])) == (2, 3)                # two accepted, z = d
+  # u_3 = .3: .3·.6 = .18 < .2 accepts c too; the bonus comes from π_4 (u = .6 -> index 2).
+  n, z = kernel.accept_and_correct(x, q, pi, jnp.array([[.5, .9, .3]]), jnp.array([.6]))
+  assert (int(n[0]), int(z[0])) == (3, 2)
+  # u_1 = .9: .9·.6 = .54 ≥ .5 rejects a; residual norm(max(0, π_1 − q_1)) = d.
+  n, z = kernel.accept_and_correct(x, q, pi, jnp.array([[.9, .1, .1]]), jnp.array([.0]))
+  assert (int(n[0]), int(z[0])) == (0, 3)
+  # Committing [a, b, d] after 4 tokens: length 4 -> 7, written at positions 5..7.
+  seq = jnp.zeros((1, 12), jnp.int32)
+  seq, length, done, count = kernel.commit(seq, jnp.array([4]), jnp.array([False]),
+                                           jnp.array([[0, 1, 3, 2]]) + 2, jnp.array([3]),
+                                           max_new_tokens=10)
+  np.testing.assert_array_equal(seq[0], [0, 0, 0, 0, 0, 2, 3, 5, 0, 0, 0, 0])
+  assert (int(length[0]), bool(done[0]), int(count[0])) == (7, False, 3)
+
+
+def test_commit_truncates_after_eos_and_at_max_new():
+  seq = jnp.zeros((3, 10), jnp.int32)
+  window = jnp.array([[5, 1, 4, 4], [5, 6, 7, 8], [5, 6, 7, 8]])
+  seq, length, done, count = kernel.commit(
+      seq, jnp.array([0, 4, 2]), jnp.array([False, False, True]), window,
+      jnp.array([4, 4, 4]), max_new_tokens=6)
+  np.testing.assert_array_equal(count, [2, 2, 0])        # EOS; max_new; already done
+  np.testing.assert_array_equal(length, [2, 6, 2])
+  np.testing.assert_array_equal(done, [True, True, True])
+  np.testing.assert_array_equal(seq[0, :6], [0, 5, 1, 0, 0, 0])  # 0 after EOS
+  np.testing.assert_array_equal(seq[1, 5:7], [5, 6])
+
+
+# ------------------------------------------------------------- bigram: exact costs
+
+
+def _successor(v, jump_after=None):
+  """Deterministic bigram: next = prev + 1 (mod v, skipping EOS = 1); optionally
+  prev = jump_after -> 2 instead (a disagreement with the plain successor)."""
+  probs = np.zeros((v, v))
+  for prev in range(v):
+    nxt = prev + 1 if prev + 1 < v else 2
+    nxt = 2 if nxt == 1 else nxt
+    if prev == jump_after:
+      nxt = 2
+    probs[prev, nxt] = 1.0
+  return bigram_from_probs(probs)
+
+
+def test_exact_rounds_and_stats_with_deterministic_models():
+  """Drafter 0→2→3→4→5→6→7→2...; verifier jumps 4→2. γ = 3, greedy."""
+  drafter, verifier = _successor(8), _successor(8, jump_after=4)
+  ids = jnp.ones((1, 2), jnp.int32)
+  res = generate(drafter, verifier, ids, method="speculative", num_draft_tokens=3,
+                 max_new_tokens=8)
+  # Round 1: draft [2 3 4] all accepted, bonus 2 (verifier after 4) -> 2 3 4 2
+  # Round 2: draft [3 4 5]: 3, 4 accepted, 5 rejected -> residual 2 -> 3 4 2
+  # Round 3: draft [3 4 5]: 3, 4 accepted again; committing stops at 8 tokens.
+  np.testing.assert_array_equal(res.tokens[0], [2, 3, 4, 2, 3, 4, 2, 3])
+  s = {k: int(v[0]) for k, v in res.stats.items()}
+  assert s == dict(rounds=3, drafter_steps=12, draft_tokens=9, accepted=3 + 2 + 2,
+                   deferrals=8, sequential_verifier_calls=0, num_tokens=8)
+  ver = generate(None, verifier, ids, method="verifier", max_new_tokens=8)
+  np.testing.assert_array_equal(ver.tokens, res.tokens)
+  assert int(ver.stats["sequential_verifier_calls"][0]) == 8
+
+
+@pytest.mark.parametrize("gamma", [1, 2, 4])
+def test_greedy_speculative_equals_verifier_bigram(gamma):
+  drafter = BigramModel(jax.random.normal(jax.random.PRNGKey(1), (9, 9)))
+  verifier = BigramModel(jax.random.normal(jax.random.PRNGKey(2), (9, 9)))
+  ids = jnp.ones((3, 2), jnp.int32)
+  spec = generate(drafter, verifier, ids, method="speculative", num_draft_tokens=gamma,
+                  max_new_tokens=10)
+  ver = generate(drafter, verifier, ids, method="verifier", max_new_tokens=10)
+  np.testing.assert_array_equal(spec.tokens, ver.tokens)
+
+
+# ------------------------------------------------------------- tiny T5 pair
+
+MAX_NEW = 12
+
+
+@pytest.fixture(scope="module")
+def t5_pair():
+  drafter, verifier = tiny_t5_pair(jax.random.PRNGKey(3), verifier_layers=2,
+                                   drafter_layers=1)
+  rs = np.random.RandomState(0)
+  ids = rs.randint(2, 64, size=(4, 7))
+  for row, n in enumerate([7, 3, 5, 1]):                 # ragged: right padding
+    ids[row, n:] = 0
+  ids = jnp.asarray(ids, jnp.int32)
+  ver = generate(drafter, verifier, ids, method="verifier", max_new_tokens=MAX_NEW)
+  dra = generate(drafter, verifier, ids, method="drafter", max_new_tokens=MAX_NEW)
+  return drafter, verifier, ids, ver, dra
+
+
+def _assert_zeros_after_eos(tokens):
+  for row in tokens:
+    if 1 in row:
+      assert not row[list(row).index(1) + 1:].any(), row
+
+
+@pytest.mark.parametrize("gamma", [1, 3, 5])
+def test_greedy_speculative_equals_verifier_t5(t5_pair, gamma):
+  drafter, verifier, ids, ver, _ = t5_pair
+  spec = generate(drafter, verifier, ids, method="speculative", num_draft_tokens=gamma,
+                  max_new_tokens=MAX_NEW)
+  np.testing.assert_array_equal(spec.tokens, ver.tokens)
+  _assert_zeros_after_eos(spec.tokens)
+  s = spec.stats
+  np.testing.assert_array_equal(s["num_tokens"], ver.stats["num_tokens"])
+  np.testing.assert_array_equal(s["draft_tokens"], gamma * s["rounds"])
+  np.testing.assert_array_equal(s["drafter_steps"], (gamma + 1) * s["rounds"])
+  assert np.all(s["accepted"] <= s["draft_tokens"])
+  assert np.all(s["sequential_verifier_calls"] == 0)
+  # Fewer verifier calls than tokens unless every draft is rejected.
+  assert np.all(s["rounds"] <= s["num_tokens"])
+
+
+def test_chow_extremes_and_token_cascade_t5(t5_pair):
+  drafter, verifier, ids, ver, dra = t5_pair
+  kw = dict(method="spec_cascade", rule="chow", num_draft_tokens=3, max_new_tokens=MAX_NEW)
+  # chow: defer iff max q° < 1 − α. α = 0 defers everywhere: the verifier.
+  np.testing.assert_array_equal(generate(drafter, verifier, ids, alpha=0.0, **kw).tokens,
+                                ver.tokens)
+  # α = 1 never defers: the drafter, with every draft accepted.
+  res = generate(drafter, verifier, ids, alpha=1.0, **kw)
+  np.testing.assert_array_equal(res.tokens, dra.tokens)
+  assert np.all(res.stats["deferrals"] == 0)
+  # An α in between: token_cascade and spec_cascade agree token for token.
+  conf = jax.nn.softmax(drafter.logits(ids, jnp.pad(dra.tokens, ((0, 0), (1, 0)))), -1)
+  alpha = float(1 - np.median(np.asarray(conf.max(-1))))
+  spec = generate(drafter, verifier, ids, alpha=alpha, **kw)
+  tok = generate(drafter, verifier, ids, alpha=alpha, **{**kw, "method": "token_cascade"})
+  np.testing.assert_array_equal(tok.tokens, spec.tokens)
+  d = tok.stats["deferrals"].sum()
+  assert 0 < d < tok.stats["num_tokens"].sum(), "choose an α with some deferrals"
+  np.testing.assert_array_equal(tok.stats["deferrals"], spec.stats["deferrals"])
+  # Costs differ: the cascade calls the verifier sequentially, at most once per
+  # deferral (fewer when one chunk catches up); spec_cascade never sequentially.
+  assert np.all(tok.stats["sequential_verifier_calls"] >= (tok.stats["deferrals"] > 0))
+  assert np.all(spec.stats["sequential_verifier_calls"] == 0)
+  np.testing.assert_array_equal(tok.stats["drafter_steps"], tok.stats["num_tokens"])
+
+
+def test_batch_invariance_greedy_t5(t5_pair):
+  """Each row decoded alone gives the same tokens as in the ragged batch."""
+  drafter, verifier, ids, _, _ = t5_pair
+  # Same settings as test_greedy_speculative_equals_verifier_t5[3]: reuses its compile.
+  kw = dict(method="speculative", num_draft_tokens=3, max_new_tokens=MAX_NEW)
+  batch = generate(drafter, verifier, ids, **kw)
+  for row in (1, 3):
+    alone = generate(drafter, verifier, ids[row:row + 1], **kw)
+    np.testing.assert_array_equal(alone.tokens[0], batch.tokens[row])
+    for k, v in alone.stats.items():
+      assert v[0] == batch.stats[k][row], k
+
+
+# ------------------------------------------------------------- compiles and errors
+
+
+def test_alpha_temperature_top_p_do_not_recompile():
+  drafter = BigramModel(jax.random.normal(jax.random.PRNGKey(1), (7, 7)))
+  verifier = BigramModel(jax.random.normal(jax.random.PRNGKey(2), (7, 7)))
+  ids = jnp.ones((5, 3), jnp.int32)
+  kw = dict(method="spec_cascade", rule="diff", num_draft_tokens=2, max_new_tokens=6)
+  generate(drafter, verifier, ids, alpha=0.1, **kw)
+  before = api.TRACE_COUNTS["spec_cascade"]
+  for alpha, temp, top_p in [(0.5, 1.0, 0.9), (-0.3, 0.0, 1.0),
+                             (np.linspace(-1, 1, 5), np.linspace(0, 2, 5), 0.5)]:
+    generate(drafter, verifier, ids, alpha=alpha, temperature=temp, top_p=top_p,
+             rng=jax.random.PRNGKey(4), **kw)
+  # New weights of the same shapes do not recompile either.
+  generate(BigramModel(drafter.logits * 2), verifier, ids, alpha=0.2, **kw)
+  assert api.TRACE_COUNTS["spec_cascade"] == before
+  generate(drafter, verifier, ids, alpha=0.2, **{**kw, "num_draft_tokens": 3})
+  assert api.TRACE_COUNTS["spec_cascade"] == before + 1  # γ is static
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    (dict(method="beam"), ValueError, "valid methods"),
+    (dict(rule="chowx"), ValueError, "valid rules"),
+    (dict(method="token_cascade", rule="diff"), ValueError, "oracle_cascade"),
+    (dict(rule="chow", alpha=1.5), ValueError, "chow"),
+    (dict(rule="diff", alpha=-1.5), ValueError, "diff"),
+    (dict(method="lossy", alpha=1.0), ValueError, "lossy"),
+    (dict(method="bild", alpha=-0.1), ValueError, "bild"),
+    (dict(alpha=np.zeros(3)), ValueError, "per-row"),
+    (dict(num_draft_tokens=0), ValueError, "num_draft_tokens"),
+    (dict(max_new_tokens=0), ValueError, "max_new_tokens"),
+    (dict(temperature=-1.0), ValueError, "temperature"),
+    (dict(top_p=0.0), ValueError, "top_p"),
+    (dict(top_p=1.5), ValueError, "top_p"),
+    (dict(top_k=-1), ValueError, "top_k"),
+    (dict(method="seq_cascade", seq_confidence="max"), ValueError, "seq_confidence"),
+    (dict(verifier=None), ValueError, "verifier"),
+    (dict(drafter=None), ValueError, "drafter"),
+    (dict(verifier=BigramModel(jnp.zeros((5, 5)))), ValueError, "vocabularies differ"),
+    (dict(input_ids=jnp.ones((2, 3), jnp.float32)), TypeError, "integer"),
+    (dict(input_ids=jnp.ones((3,), jnp.int32)), ValueError, "rank 2"),
+])
+def test_errors(kwargs, exc, match):
+  args = dict(drafter=BigramModel(jnp.zeros((4, 4))), verifier=BigramModel(jnp.zeros((4, 4))),
+              input_ids=jnp.ones((2, 3), jnp.int32))
+  args.update(kwargs)
+  with pytest.raises(exc, match=match):
+    generate(**args)
+
+
+def test_methods_that_ignore_rule_and_alpha_accept_anything():
+  d = BigramModel(jnp.zeros((4, 4)))
+  ids = jnp.ones((2, 3), jnp.int32)
+  res = generate(d, d, ids, method="speculative", rule="whatever", alpha=7.0,
+                 max_new_tokens=3)
+  assert res.tokens.shape == (2, 3) and res.tokens.dtype == np.int32
+  assert set(res.stats) == set(kernel.STAT_NAMES)

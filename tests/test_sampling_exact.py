@@ -1,0 +1,314 @@
+"""Monte Carlo exactness of every decoding method (DESIGN.md section 2 invariant).
+
+Bigram drafter/verifier pairs (V = 6, EOS = 1 reachable) make the exact law of
+the first three generated tokens a finite product of per-position targets.
+That law is computed here in float64 numpy by an INDEPENDENT reference (it
+does not import targets.py), and the empirical law of N = 10000 rows decoded in
+one batch is compared to it with a chi-square test.
+
+Threshold: p > 1e-4 per test. About 130 comparisons run, so even with fresh
+seeds the chance of any false alarm is ~1.3%; the seeds are fixed, so the
+suite is deterministic. Real bugs (a wrong residual, an off-by-one acceptance,
+a target that ignores α) give p-values far below 1e-10 at this N.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.stats
+
+from spec_cascade_jax.decoding import generate
+from spec_cascade_jax.testing import BigramModel
+
+V, EOS, N, MAX_NEW = 6, 1, 10000, 3
+P_MIN = 1e-4
+MARGIN = 1e-4  # decisions closer than this to their threshold could flip in float32
+
+
+def _tables():
+  """Two (drafter, verifier) logit-table pairs: mildly and strongly disagreeing."""
+  rs = np.random.RandomState(7)
+  ver = 1.5 * rs.randn(V, V)
+  ver[:, EOS] += np.linspace(-1.0, 1.0, V)           # EOS likely after some tokens
+  near = 0.6 * ver + 1.0 * rs.randn(V, V)            # a noisy copy
+  far = 1.5 * rs.randn(V, V) - 1.2 * ver             # prefers what p dislikes
+  return {"near": (near, ver), "far": (far, ver)}
+
+
+TABLES = _tables()
+
+# ------------------------------------------------------------- numpy reference
+
+
+def _softmax(x):
+  e = np.exp(x - x.max())
+  return e / e.sum()
+
+
+def _probs(logits, temp):
+  if temp == 0:
+    out = np.zeros(V)
+    out[np.argmax(logits)] = 1.0
+    return out
+  return _softmax(logits / temp)
+
+
+class Margins:
+  """Collects |statistic − threshold| of every deferral decision taken."""
+
+  def __init__(self):
+    self.values = []
+
+  def less(self, lhs, rhs):
+    self.values.append(abs(lhs - rhs))
+    return lhs < rhs
+
+
+def ref_target(kind, q, p, q0, p0, a, m: Margins):
+  """π at one position, written from DESIGN.md's tables."""
+  if kind in ("chow", "diff", "opt", "bild"):
+    if kind == "chow":
+      r = m.less(q0.max(), 1 - a)
+    elif kind == "diff":
+      r = m.less(q0.max(), p0.max() - a)
+    elif kind == "opt":
+      r = m.less(q0.max(), p0.max() - a * np.maximum(q - p, 0).sum())
+    else:
+      r = m.less(np.exp(-a), p0[np.argmax(q0)])  # -log p > a  <=>  p < e^-a
+      r = not r
+    return p if r else q
+  if kind.startswith("token_"):
+    if kind == "token_v1":
+      keep = [not m.less(q0[v], p0.max() - a) for v in range(V)]
+    elif kind == "token_v2":
+      keep = [not m.less(p0[v], p0.max() - a) for v in range(V)]
+    else:
+      keep = [not m.less(p0[v], (1 - a) * p0.max()) for v in range(V)]
+    keep = np.array(keep, float)
+    return q * keep + p * (1 - (q * keep).sum())
+  if kind == "lossy":
+    # Leviathan et al. A.5 procedure, marginalised: draft x ~ q, accept with
+    # min(1, p/((1-a) q)), else resample from norm(max(0, p - q)).
+    acc = np.minimum(1.0, p / ((1 - a) * q))
+    res = np.maximum(p - q, 0)
+    res = res / res.sum() if res.sum() > 0 else p
+    return q * acc + (q * (1 - acc)).sum() * res
+  return {"speculative": p, "verifier": p, "drafter": q}[kind]
+
+
+def ref_law(kind, tables, a, temp):
+  """{(y1, y2, y3): probability} of the first MAX_NEW tokens, EOS absorbing."""
+  dq, dp = tables
+  m = Margins()
+  law = {}
+
+  def rec(prefix, prob, prev):
+    if len(prefix) == MAX_NEW:
+      law[tuple(prefix)] = law.get(tuple(prefix), 0.0) + prob
+      return
+    if EOS in prefix:
+      rec(prefix + [0], prob, 0)
+      return
+    q, p = _probs(dq[prev], temp), _probs(dp[prev], temp)
+    pi = ref_target(kind, q, p, _softmax(dq[prev]), _softmax(dp[prev]), a, m)
+    for v in range(V):
+      if pi[v] > 0:
+        rec(prefix + [v], prob * pi[v], v)
+
+  rec([], 1.0, 0)
+  return law, m
+
+
+def ref_seq_laws(tables, temp, confidence):
+  """P_q(y), P_p(y) and conf(y) for every full output y (MAX_NEW tokens, EOS absorbing)."""
+  dq, dp = tables
+  law_q, law_p, conf = {}, {}, {}
+  for y in itertools.product(range(V), repeat=MAX_NEW):
+    if EOS in y and any(t != 0 for t in y[y.index(EOS) + 1:]):
+      continue
+    n = y.index(EOS) + 1 if EOS in y else MAX_NEW
+    prev, pq, pp, confs = 0, 1.0, 1.0, []
+    for t in y[:n]:
+      pq *= _probs(dq[prev], temp)[t]
+      pp *= _probs(dp[prev], temp)[t]
+      confs.append(_softmax(dq[prev]).max())
+      prev = t
+    law_q[y], law_p[y] = pq, pp
+    conf[y] = np.mean(confs) if confidence == "mean" else np.min(confs)
+  return law_q, law_p, conf
+
+
+def ref_seq_cascade_law(law_q, law_p, conf, a):
+  """P_q(y)·1[conf(y) ≥ 1 − a] + P(defer)·P_p(y); also the margins and P(defer)."""
+  margins = [abs(conf[y] - (1 - a)) for y in law_q if law_q[y] > 0]
+  p_defer = sum(law_q[y] for y in law_q if conf[y] < 1 - a)
+  law = {y: law_q[y] * (conf[y] >= 1 - a) + p_defer * law_p[y] for y in law_q}
+  return {y: pr for y, pr in law.items() if pr > 0}, margins, p_defer
+
+
+def seq_alpha(law_q, conf):
+  """α whose threshold 1 − α splits the drafter's outputs near P(defer) = 1/2."""
+  levels = sorted({round(c, 9) for y, c in conf.items() if law_q[y] > 0})
+  below = [sum(law_q[y] for y in law_q if conf[y] < c) for c in levels]
+  i = int(np.argmin([abs(b - 0.5) for b in below]))
+  return float(1 - (levels[i - 1] + levels[i]) / 2)
+
+
+# ------------------------------------------------------------- comparison
+
+
+def chi_square_pvalue(tokens, law):
+  """Pearson chi-square of the rows of tokens [N, MAX_NEW] against `law`.
+
+  Cells with expected count < 5 are merged into one cell; a sequence outside
+  the support fails outright (p = 0).
+  """
+  n = tokens.shape[0]
+  seqs, counts = np.unique(tokens[:, :MAX_NEW], axis=0, return_counts=True)
+  observed = {tuple(int(t) for t in s): c for s, c in zip(seqs, counts)}
+  outside = [s for s in observed if s not in law]
+  assert not outside, f"sequences with probability 0 were generated: {outside[:5]}"
+  obs, exp, rare_obs, rare_exp = [], [], 0, 0.0
+  for seq, pr in law.items():
+    if n * pr >= 5:
+      obs.append(observed.get(seq, 0))
+      exp.append(n * pr)
+    else:
+      rare_obs += observed.get(seq, 0)
+      rare_exp += n * pr
+  if rare_exp > 0:
+    obs.append(rare_obs)
+    exp.append(rare_exp)
+  obs, exp = np.array(obs, float), np.array(exp, float)
+  exp *= obs.sum() / exp.sum()  # absorb float rounding of the law's total
+  stat = ((obs - exp) ** 2 / exp).sum()
+  return scipy.stats.chi2.sf(stat, len(obs) - 1)
+
+
+def _models(tables):
+  dq, dp = tables
+  return (BigramModel(jnp.asarray(dq, jnp.float32)), BigramModel(jnp.asarray(dp, jnp.float32)))
+
+
+INPUTS = jnp.ones((N, 2), jnp.int32)  # bigram models ignore the inputs
+
+
+def _alpha_for(kind, tables):
+  """α that makes the rule defer in some contexts and not others (at T = 1)."""
+  dq, dp = tables
+  q0 = np.array([_softmax(r) for r in dq])
+  p0 = np.array([_softmax(r) for r in dp])
+  rows = [0, 2, 3, 4, 5]  # contexts reachable before EOS
+  if kind == "chow":
+    stat = 1 - q0[rows].max(1)
+  elif kind == "diff":
+    stat = p0[rows].max(1) - q0[rows].max(1)
+  elif kind == "opt":
+    stat = (p0[rows].max(1) - q0[rows].max(1)) / np.maximum(q0 - p0, 0)[rows].sum(1)
+    stat = np.maximum(stat, 0.0)
+  elif kind == "bild":
+    stat = -np.log(p0[rows, q0[rows].argmax(1)])
+  else:
+    return {"token_v1": 0.15, "token_v2": 0.2, "token_v3": 0.5, "lossy": 0.4}.get(kind, 0.0)
+  s = np.sort(stat)
+  return float((s[2] + s[3]) / 2)  # between the middle statistics
+
+
+def _run_and_check(method, kind, gamma, temps=(1.0, 0.7), **kw):
+  for (name, tables), temp in itertools.product(TABLES.items(), temps):
+    a = _alpha_for(kind, tables)
+    law, margins = ref_law(kind, tables, a, temp)
+    assert not margins.values or min(margins.values) > MARGIN, (name, temp, "near-tie")
+    drafter, verifier = _models(tables)
+    res = generate(drafter, verifier, INPUTS, method=method, rule=kind if method in (
+        "spec_cascade", "token_cascade", "oracle_cascade") else "chow", alpha=a,
+                   num_draft_tokens=gamma, temperature=temp, max_new_tokens=MAX_NEW,
+                   rng=jax.random.PRNGKey(gamma * 100 + int(10 * temp)), **kw)
+    pval = chi_square_pvalue(res.tokens, law)
+    assert pval > P_MIN, f"{method}[{kind}] γ={gamma} tables={name} T={temp}: p={pval:.2e}"
+
+
+RULES = ("chow", "diff", "opt", "token_v1", "token_v2", "token_v3")
+
+
+@pytest.mark.parametrize("gamma", [1, 3])
+@pytest.mark.parametrize("rule", RULES)
+def test_spec_cascade_exact(rule, gamma):
+  _run_and_check("spec_cascade", rule, gamma)
+
+
+@pytest.mark.parametrize("gamma", [1, 3])
+@pytest.mark.parametrize("method", ["speculative", "lossy", "bild"])
+def test_speculative_targets_exact(method, gamma):
+  _run_and_check(method, method, gamma)
+
+
+@pytest.mark.parametrize("method", ["drafter", "verifier"])
+def test_single_model_exact(method):
+  _run_and_check(method, method, 1)
+
+
+@pytest.mark.parametrize("gamma", [1, 3])
+def test_token_cascade_exact(gamma):
+  # γ sets the verifier's catch-up chunk (γ+1): 2 exercises multi-chunk catch-ups.
+  _run_and_check("token_cascade", "chow", gamma)
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_oracle_cascade_exact(rule):
+  _run_and_check("oracle_cascade", rule, 1)
+
+
+@pytest.mark.parametrize("confidence", ["mean", "min"])
+def test_seq_cascade_exact(confidence):
+  for (name, tables), temp in itertools.product(TABLES.items(), (1.0, 0.7)):
+    law_q, law_p, conf = ref_seq_laws(tables, temp, confidence)
+    a = seq_alpha(law_q, conf)
+    law, margins, p_defer = ref_seq_cascade_law(law_q, law_p, conf, a)
+    assert min(margins) > MARGIN and 0.02 < p_defer < 0.98, (name, p_defer)
+    drafter, verifier = _models(tables)
+    res = generate(drafter, verifier, INPUTS, method="seq_cascade", alpha=a,
+                   temperature=temp, max_new_tokens=MAX_NEW, seq_confidence=confidence,
+                   rng=jax.random.PRNGKey(3))
+    pval = chi_square_pvalue(res.tokens, law)
+    assert pval > P_MIN, f"seq_cascade[{confidence}] tables={name} T={temp}: p={pval:.2e}"
+    # The deferral rate is binomial around P(defer).
+    rate = res.stats["deferrals"].mean()
+    assert abs(rate - p_defer) < 5 * np.sqrt(p_defer * (1 - p_defer) / N), (rate, p_defer)
+
+
+def test_per_row_alpha_temperature_top_k_top_p():
+  """Per-row α and T in one batch, with top-p truncation (reuses a compile)."""
+  tables = TABLES["far"]
+  drafter, verifier = _models(tables)
+  half = N // 2
+  alpha = np.r_[np.full(half, 0.1), np.full(N - half, 0.6)].astype(np.float32)
+  temp = np.r_[np.full(half, 1.0), np.full(N - half, 0.7)].astype(np.float32)
+  res = generate(drafter, verifier, INPUTS, method="spec_cascade", rule="token_v3",
+                 alpha=alpha, temperature=temp, top_p=0.9, num_draft_tokens=3,
+                 max_new_tokens=MAX_NEW, rng=jax.random.PRNGKey(11))
+
+  def trunc(logits, t):
+    pr = _softmax(logits / t)
+    order = np.argsort(-pr)
+    before = np.cumsum(pr[order]) - pr[order]
+    keep = np.zeros(V, bool)
+    keep[order[before < 0.9]] = True
+    pr = np.where(keep, pr, 0)
+    return pr / pr.sum()
+
+  global _probs
+  plain = _probs
+  try:
+    _probs = trunc  # the reference law with truncated distributions
+    for rows, a, t in ((slice(0, half), 0.1, 1.0), (slice(half, N), 0.6, 0.7)):
+      law, margins = ref_law("token_v3", tables, a, t)
+      pval = chi_square_pvalue(res.tokens[rows], law)
+      assert pval > P_MIN, (a, t, pval)
+  finally:
+    _probs = plain

@@ -1,0 +1,115 @@
+"""seqio task registrations and the metric functions."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from spec_cascade_jax.evaluation import metrics
+
+
+# ---------------------------------------------------------------------------
+# Metrics (no seqio needed).
+
+
+def test_bleu_and_chrf():
+  refs = ["Die Datei wurde nicht gefunden.", "Konnte »%s« nicht lesen"]
+  assert metrics.bleu(refs, refs) == {"bleu": pytest.approx(100.0)}
+  assert metrics.chrf(refs, refs) == {"chrf": pytest.approx(100.0)}
+  worse = ["Datei nicht gefunden.", "Konnte %s nicht lesen"]
+  assert 0.0 < metrics.bleu(refs, worse)["bleu"] < 100.0
+  assert metrics.chrf(refs, worse)["chrf"] < 100.0
+  assert metrics.bleu(refs, ["xyz", "qqq"])["bleu"] == pytest.approx(0.0)
+  assert metrics.bleu_and_chrf(refs, refs).keys() == {"bleu", "chrf"}
+  with pytest.raises(ValueError, match="predictions"):
+    metrics.bleu(refs, refs[:1])
+
+
+def test_rouge():
+  pytest.importorskip("rouge_score")
+  out = metrics.rouge(["the cat sat on the mat"], ["the cat sat"])
+  # unigram P = 3/3, R = 3/6 -> F = 2/3; bigrams P = 2/2, R = 2/5 -> F = 4/7.
+  assert out["rouge1"] == pytest.approx(200 / 3)
+  assert out["rouge2"] == pytest.approx(400 / 7)
+  assert metrics.rouge(["a b c"], ["a b c"])["rougeLsum"] == pytest.approx(100.0)
+
+
+def test_tasks_module_does_not_import_tensorflow():
+  code = ("import sys\nimport spec_cascade_jax.tasks, spec_cascade_jax.evaluation.metrics\n"
+          "assert 'tensorflow' not in sys.modules and 'seqio' not in sys.modules\nprint('ok')\n")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+  assert out.returncode == 0, out.stderr
+  assert out.stdout.strip() == "ok"
+
+
+# ---------------------------------------------------------------------------
+# seqio tasks (skipped without the seqio extra).
+
+
+@pytest.fixture(scope="module")
+def seqio_and_tasks():
+  seqio = pytest.importorskip("seqio")
+  from spec_cascade_jax import tasks  # pylint: disable=g-import-not-at-top
+  return seqio, tasks
+
+
+def test_gettext_task_tokenizes_with_eos(seqio_and_tasks, monkeypatch):
+  seqio, tasks = seqio_and_tasks
+  monkeypatch.delenv(tasks.T5_VOCAB_ENV, raising=False)
+  names = tasks.register_tasks()
+  assert names == ["gettext_en_de", "wmt_t2t_ende", "xsum", "cnn_dailymail"]
+  assert tasks.register_tasks() == names  # idempotent
+  from spec_cascade_jax.data import dataset, vocab  # pylint: disable=g-import-not-at-top
+  demo = vocab.load_vocabulary("demo")
+  task = seqio.get_mixture_or_task("gettext_en_de")
+  assert task.splits == ("train", "validation", "test")
+  rows = dataset.load_split("validation")[:5]
+  ds = task.get_dataset(sequence_length=None, split="validation", shuffle=False,
+                        try_in_mem_cache=False)
+  for row, ex in zip(rows, ds.as_numpy_iterator()):
+    assert ex["inputs_pretokenized"].decode() == row["en"]  # no prefix
+    assert ex["targets_pretokenized"].decode() == row["de"]
+    assert ex["inputs"].tolist() == demo.encode(row["en"]) + [1]
+    assert ex["targets"].tolist() == demo.encode(row["de"]) + [1]
+  assert {m.__name__ for m in task.metric_fns} == {"bleu", "chrf"}
+
+
+def test_t5_tasks_need_a_vocab_path(seqio_and_tasks, monkeypatch):
+  seqio, tasks = seqio_and_tasks
+  monkeypatch.delenv(tasks.T5_VOCAB_ENV, raising=False)
+  tasks.register_tasks()
+  vocab = seqio.get_mixture_or_task("xsum").output_features["inputs"].vocabulary
+  with pytest.raises(ValueError, match=tasks.T5_VOCAB_ENV):
+    vocab.encode("summarize: x")
+
+
+@pytest.mark.parametrize("name,prefix,metric", [
+    ("wmt_t2t_ende", "translate English to German: ", "bleu"),
+    ("xsum", "summarize: ", "rouge"),
+    ("cnn_dailymail", "summarize: ", "rouge"),
+])
+def test_tfds_tasks_with_mock_data(seqio_and_tasks, monkeypatch, name, prefix, metric):
+  seqio, tasks = seqio_and_tasks
+  tfds = pytest.importorskip("tensorflow_datasets")
+  from spec_cascade_jax.data import vocab  # pylint: disable=g-import-not-at-top
+  demo_path = vocab.vocabulary_path("demo")
+  # The environment variable is the second way to say where T5's vocab is.
+  monkeypatch.setenv(tasks.T5_VOCAB_ENV, demo_path)
+  tasks.register_tasks()
+  task = seqio.get_mixture_or_task(name)
+  v = task.output_features["targets"].vocabulary
+  assert v.sentencepiece_model_file == demo_path and v.vocab_size == 8000 + 100
+  assert metric in {m.__name__ for m in task.metric_fns}
+  demo = vocab.load_vocabulary(demo_path)
+  with tfds.testing.mock_data(num_examples=2):
+    ds = task.get_dataset(sequence_length={"inputs": 512, "targets": 512}, split="validation",
+                          shuffle=False, try_in_mem_cache=False)
+    examples = list(ds.as_numpy_iterator())
+  assert len(examples) == 2
+  for ex in examples:
+    text = ex["inputs_pretokenized"].decode()
+    assert text.startswith(prefix)
+    assert ex["inputs"].tolist() == demo.encode(text) + [1]
+    assert ex["targets"].tolist() == demo.encode(ex["targets_pretokenized"].decode()) + [1]

@@ -1,0 +1,124 @@
+"""The demo SentencePiece vocabulary: ids, round trips, seqio semantics, no TF."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from spec_cascade_jax.data import vocab as vocab_lib
+
+SAMPLES = [
+    "Open the file",
+    "Datei öffnen",
+    "Größe der Übergabe: %s Bytes",
+    "%1$s von {name}: %d Einträge (ÄÖÜ äöü ß)",
+    "could not read MERGE_MODE",
+    "Konnte »%s« nicht lesen",
+]
+
+
+@pytest.fixture(scope="module")
+def demo():
+  return vocab_lib.load_vocabulary("demo")
+
+
+def test_special_ids_and_size(demo):
+  assert (demo.pad_id, demo.eos_id, demo.unk_id) == (0, 1, 2)
+  assert demo.vocab_size == 8000
+  assert demo.tokenizer.bos_id() == -1
+  assert demo.tokenizer.IdToPiece(0) == "<pad>"
+  assert demo.tokenizer.IdToPiece(1) == "</s>"
+  assert demo.tokenizer.IdToPiece(2) == "<unk>"
+  assert demo.sentencepiece_model_file.endswith("demo.model")
+
+
+@pytest.mark.parametrize("text", SAMPLES)
+def test_round_trip(demo, text):
+  ids = demo.encode(text)
+  assert ids and all(3 <= i < demo.vocab_size for i in ids)  # no pad/eos/unk inside
+  assert demo.decode(ids) == text
+
+
+def test_umlauts_are_pieces_not_bytes(demo):
+  # character_coverage 1.0: umlauts have their own pieces, no byte fallback.
+  for ch in "äöüÄÖÜß":
+    ids = demo.encode(ch)
+    pieces = [demo.tokenizer.IdToPiece(i) for i in ids]
+    assert not any(p.startswith("<0x") for p in pieces), (ch, pieces)
+
+
+def test_unseen_characters_fall_back_to_bytes(demo):
+  ids = demo.encode("日本")
+  assert 2 not in ids
+  assert demo.decode(ids) == "日本"
+
+
+def test_decode_follows_seqio(demo):
+  ids = demo.encode("Datei öffnen")
+  assert demo.decode(ids + [1] + demo.encode("Rest")) == "Datei öffnen"  # cut after EOS
+  assert demo.decode(ids + [1, 0, 0]) == "Datei öffnen"                 # pad ignored
+  assert demo.decode([0, 0] + ids) == "Datei öffnen"
+  # Ids past the SentencePiece size (extra ids) decode as unk, like seqio.
+  assert demo.decode([demo.vocab_size + 5]) == demo.decode([2])
+  assert demo.decode_batch([ids, ids + [1]]) == ["Datei öffnen"] * 2
+
+
+def test_extra_ids_and_paths(demo):
+  v = vocab_lib.load_vocabulary(demo.sentencepiece_model_file, extra_ids=100)
+  assert v.vocab_size == 8100
+  assert v.encode("Hilfe") == demo.encode("Hilfe")
+  with pytest.raises(FileNotFoundError, match="SentencePiece .model"):
+    vocab_lib.load_vocabulary("no_such_vocab")
+
+
+def test_matches_seqio_when_installed(demo):
+  seqio = pytest.importorskip("seqio")
+  ref = seqio.SentencePieceVocabulary(demo.sentencepiece_model_file, extra_ids=0)
+  for text in SAMPLES:
+    assert ref.encode(text) == demo.encode(text)
+    ids = demo.encode(text) + [1, 0, 5]
+    assert ref.decode(ids) == demo.decode(ids)
+  assert ref.vocab_size == demo.vocab_size
+
+
+def test_no_tensorflow_import():
+  code = (
+      "import sys\n"
+      "from spec_cascade_jax.data import vocab, dataset\n"
+      "v = vocab.load_vocabulary('demo')\n"
+      "assert v.decode(v.encode('Datei öffnen')) == 'Datei öffnen'\n"
+      "assert len(dataset.load_split('validation')) > 1000\n"
+      "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n"
+      "print('ok')\n")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+  assert out.returncode == 0, out.stderr
+  assert out.stdout.strip() == "ok"
+
+
+def test_training_is_deterministic_and_uses_t5_ids(tmp_path):
+  texts = [f"Datei {i} öffnen und Größe {i % 7} prüfen" for i in range(300)]
+  texts += [f"Open file {i} and check size {i % 7}" for i in range(300)]
+  a = vocab_lib.train_vocabulary(texts, str(tmp_path / "a.model"), vocab_size=300)
+  b = vocab_lib.train_vocabulary(texts, str(tmp_path / "b.model"), vocab_size=300)
+  with open(a, "rb") as fa, open(b, "rb") as fb:
+    data = fa.read()
+    assert data == fb.read()
+  assert str(tmp_path).encode() not in data  # no machine path inside the model
+  v = vocab_lib.load_vocabulary(a)
+  assert (v.pad_id, v.eos_id, v.unk_id, v.vocab_size) == (0, 1, 2, 300)
+  assert v.decode(v.encode("Datei 3 öffnen")) == "Datei 3 öffnen"
+  assert (tmp_path / "a.vocab").read_text(encoding="utf-8").startswith("<pad>\t")
+  with pytest.raises(ValueError, match=".model"):
+    vocab_lib.train_vocabulary(texts, str(tmp_path / "c.bin"))
+
+
+def test_shipped_model_reproduces(tmp_path):
+  # Retraining from the shipped train split gives the shipped model, byte for byte.
+  import os  # pylint: disable=g-import-not-at-top
+  from spec_cascade_jax.data import dataset  # pylint: disable=g-import-not-at-top
+  out = vocab_lib.train_vocabulary_from_split_file(
+      os.path.join(dataset.DATA_DIR, "train.jsonl.gz"), str(tmp_path / "demo.model"))
+  with open(out, "rb") as f1, open(vocab_lib.vocabulary_path("demo"), "rb") as f2:
+    assert f1.read() == f2.read()
