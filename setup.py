@@ -14,6 +14,7 @@ CORE = [
     "sentencepiece",
     "sacrebleu",
     "tqdm",
+    "matplotlib",       # the main job writes its trade-off plot
     "gin-config",
     "absl-py",
     "polib",            # gettext catalogs (data builder)
@@ -22,7 +23,8 @@ CORE = [
 EXTRAS = {
     # torch: .ci/run installs the CPU wheel (torch==2.13.0) first, so this
     # unpinned requirement is already satisfied there.
-    "test": ["pytest", "scipy", "torch", "transformers"],
+    "test": ["pytest", "scipy", "torch", "transformers",
+             "nbclient", "nbformat", "ipykernel"],
     "seqio": ["seqio", "tensorflow", "tensorflow-datasets", "rouge-score"],
     "plots": ["matplotlib"],
 }

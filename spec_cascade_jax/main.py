@@ -65,6 +65,16 @@ def configure(gin_files: Sequence[str], bindings: Sequence[str] = (),
   for path in [*search_paths, os.getcwd(), _CONFIGS_DIR]:
     if path:
       gin.add_config_file_search_path(path)
+  # gin tries the bare relative path first, and for `include 'runs/x.gin'` its
+  # resource reader then imports a Python package `runs` -- which crashes with a
+  # TypeError when the working directory holds our `runs/` output folder. Put
+  # the project's configs/ (and the user's search paths) ahead of the bare path.
+  prefixes = getattr(gin.config, "_LOCATION_PREFIXES", None)
+  if isinstance(prefixes, list):
+    for path in reversed([*search_paths, _CONFIGS_DIR]):
+      if path in prefixes:
+        prefixes.remove(path)
+      prefixes.insert(0, path)
   if not gin_files:
     raise SystemExit("No --gin_file given. Try --gin_file=configs/demo.gin")
   gin.parse_config_files_and_bindings(list(gin_files), list(bindings),

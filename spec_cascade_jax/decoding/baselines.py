@@ -72,9 +72,14 @@ def _advance(s: LoopState, token, caches, extra, max_new_tokens: int, **stat_inc
 def _one_step(model, cache, token, length, params: DecodeParams, top_k: int):
   """token [B] at position length -> (scaled probs [B, V], unscaled [B, V], cache)."""
   logits, cache = model.step(token[:, None], cache, length)
-  logits = logits[:, 0]                                      # [B, 1, V] -> [B, V]
-  probs = sampling.probs_from_logits(logits, params.temperature, top_k, params.top_p)
-  return probs, sampling.unscaled_probs(logits), cache
+  probs, unscaled = sampling.distributions(logits[:, 0], params.temperature, top_k,
+                                           params.top_p)
+  return probs, unscaled, cache
+
+
+def _all_greedy(params: DecodeParams):
+  """[] bool (traced): every row decodes greedily, so sampling is an argmax."""
+  return jnp.all(params.temperature <= 0.0)
 
 
 def autoregressive(model, input_ids, params: DecodeParams, rng, *, top_k: int,
@@ -93,7 +98,8 @@ def autoregressive(model, input_ids, params: DecodeParams, rng, *, top_k: int,
   def body(s: LoopState):
     last = last_token(s.seq, s.length)
     probs, unscaled, cache = _one_step(model, s.caches[0], last, s.length, params, top_k)
-    token = sampling.sample(round_uniforms(keys, s.step, 1)[:, 0], probs)
+    token = sampling.sample_or_argmax(round_uniforms(keys, s.step, 1)[:, 0], probs,
+                                      _all_greedy(params))
     conf = jnp.max(unscaled, axis=-1)
     active = ~s.done
     conf_sum = s.extra[0] + jnp.where(active, conf, 0.0)
@@ -134,8 +140,9 @@ def oracle_cascade(drafter, verifier, input_ids, params: DecodeParams, rng, *,
     p, p0, vcache = _one_step(verifier, s.caches[1], last, s.length, params, top_k)
     pi, defer = target_fn(q, p, q0, p0, params.alpha)
     u = round_uniforms(keys, s.step, 2)
-    x = sampling.sample(u[:, 0], q)   # the drafter's proposal: only for the statistic
-    token = sampling.sample(u[:, 1], pi)
+    greedy = _all_greedy(params)
+    x = sampling.sample_or_argmax(u[:, 0], q, greedy)  # the drafter's proposal: the statistic
+    token = sampling.sample_or_argmax(u[:, 1], pi, greedy)
     deferred = jnp.take_along_axis(defer, x[:, None], axis=1)[:, 0]
     ones = jnp.ones_like(s.length)
     return _advance(s, token, (dcache, vcache), None, max_new_tokens,
@@ -196,10 +203,11 @@ def token_cascade(drafter, verifier, input_ids, params: DecodeParams, rng, *,
     defer = targets.chow_defer(q0, params.alpha) & ~s.done
     vcache, vlen, p_logits, calls = _catch_up(verifier, s.caches[1], s.seq, s.extra,
                                               s.length, defer, chunk)
-    p = sampling.probs_from_logits(p_logits, params.temperature, top_k, params.top_p)
+    p, p0 = sampling.distributions(p_logits, params.temperature, top_k, params.top_p)
     # Where no verifier call happened p is a placeholder; chow's π = q there.
-    pi, _ = targets.chow(q, p, q0, sampling.unscaled_probs(p_logits), params.alpha)
-    token = sampling.sample(round_uniforms(keys, s.step, 1)[:, 0], pi)
+    pi, _ = targets.chow(q, p, q0, p0, params.alpha)
+    token = sampling.sample_or_argmax(round_uniforms(keys, s.step, 1)[:, 0], pi,
+                                      _all_greedy(params))
     return _advance(s, token, (dcache, vcache), vlen, max_new_tokens,
                     drafter_steps=jnp.ones_like(s.length), rounds=calls,
                     sequential_verifier_calls=calls, deferrals=defer)

@@ -8,11 +8,12 @@ models' caches are valid for slots < length[b]. No row waits for another: rows
 advance by their own accepted counts (t5x-style per-row cursors).
 
 One round, for every row (rows already done compute too, and are masked):
-  1. drafter: γ+1 one-token steps in a `lax.scan`. Step i feeds token t_i at
-     position length + i (t_0 = last committed token, t_i = x_i) and returns
-     q_{i+1}; x_{i+1} ~ q_{i+1}. Step γ gives q_{γ+1} for the bonus position
-     (its sample x_{γ+1} only feeds the deferral statistic) and leaves the
-     drafter cache filled through slot length + γ.
+  1. drafter: γ+1 one-token steps (unrolled; a `lax.scan` for long drafts).
+     Step i feeds token t_i at position length + i (t_0 = last committed
+     token, t_i = x_i) and returns q_{i+1}; x_{i+1} ~ q_{i+1}. Step γ gives
+     q_{γ+1} for the bonus position (its sample x_{γ+1} only feeds the
+     deferral statistic) and leaves the drafter cache filled through slot
+     length + γ.
   2. verifier: ONE chunk call on [t_0, x_1 .. x_γ] at position length -> p_1 .. p_{γ+1}.
   3. π_j = target(q_j, p_j, q°_j, p°_j, α) for j = 1..γ+1; x_j is accepted iff
      u_j·q_j(x_j) < π_j(x_j) (probability min(1, π_j(x_j)/q_j(x_j))), left to
@@ -52,6 +53,8 @@ import jax.numpy as jnp
 from spec_cascade_jax.decoding import sampling, targets
 
 EOS = 1
+# Drafts of up to this many drafter steps (γ + 1) are unrolled (see _draft).
+_UNROLL_MAX = 8
 STAT_NAMES = ("rounds", "drafter_steps", "draft_tokens", "accepted", "deferrals",
               "sequential_verifier_calls", "num_tokens")
 
@@ -111,7 +114,7 @@ def commit(seq, length, done, window, n_valid, max_new_tokens: int):
   return seq, new_length, done, count
 
 
-def accept_and_correct(x, q, pi, u_accept, u_residual):
+def accept_and_correct(x, q, pi, u_accept, u_residual, all_greedy=False):
   """The acceptance test and correction of GenSpecSample.
 
   Args:
@@ -119,6 +122,9 @@ def accept_and_correct(x, q, pi, u_accept, u_residual):
     q: [B, γ+1, V] drafter distributions (position γ+1: the bonus position).
     pi: [B, γ+1, V] targets.
     u_accept: [B, γ] uniforms; u_residual: [B] uniform.
+    all_greedy: [] bool (traced): every row is greedy. q and p are then
+      one-hot, so is every target of targets.py (each one mixes or selects q
+      and p) and the residual, and z is its argmax: the inverse CDF is skipped.
   Returns:
     n: [B] int32 accepted drafts (the leading run of u_j·q_j(x_j) < π_j(x_j));
     z: [B] int32 the token emitted at position n+1: a sample of
@@ -130,10 +136,13 @@ def accept_and_correct(x, q, pi, u_accept, u_residual):
   # u·q < π is min(1, π/q) without a division (q(x) > 0 as x ~ q).
   ok = u_accept * q_x < pi_x
   n = jnp.sum(jnp.cumprod(ok.astype(jnp.int32), axis=1), axis=1)           # [B]
-  corrections = jnp.concatenate(
-      [targets.residual(pi[:, :gamma], q[:, :gamma]), pi[:, gamma:]], axis=1)  # [B, γ+1, V]
-  dist = jnp.take_along_axis(corrections, n[:, None, None], axis=1)[:, 0]   # [B, V]
-  return n.astype(jnp.int32), sampling.sample(u_residual, dist)
+  # Only position n+1 is ever sampled: gather it first, so the residual is
+  # computed on [B, V], not on all γ+1 positions.
+  at_n = n[:, None, None]
+  pi_n = jnp.take_along_axis(pi, at_n, axis=1)[:, 0]                        # [B, V]
+  q_n = jnp.take_along_axis(q, at_n, axis=1)[:, 0]
+  dist = jnp.where((n < gamma)[:, None], targets.residual(pi_n, q_n), pi_n)
+  return n.astype(jnp.int32), sampling.sample_or_argmax(u_residual, dist, all_greedy)
 
 
 @flax.struct.dataclass
@@ -148,20 +157,38 @@ class SpecState:
   stats: dict[str, jax.Array]  # STAT_NAMES -> [B] int32
 
 
-def _draft(drafter, cache, last, length, u_draft, params: DecodeParams, top_k: int):
-  """γ+1 drafter steps. u_draft [B, γ+1] -> x [B, γ+1], q, q0 [B, γ+1, V], cache."""
+def _draft(drafter, cache, last, length, u_draft, params: DecodeParams, top_k: int,
+           all_greedy):
+  """γ+1 drafter steps. u_draft [B, γ+1] -> x [B, γ+1], q, q0 [B, γ+1, V], cache.
+
+  Up to `_UNROLL_MAX` steps are unrolled in Python (γ is static): XLA:CPU
+  runs a `lax.scan` as a nested while loop with its own per-iteration
+  bookkeeping and stacks the outputs step-major ([γ+1, B, V], then a
+  transpose); unrolled, the distributions are written batch-major directly.
+  Longer drafts keep the scan so the compile time stays bounded.
+  """
+
+  def one(cache, token, i, u):
+    logits, cache = drafter.step(token[:, None], cache, length + i)
+    q, q0 = sampling.distributions(logits[:, 0], params.temperature, top_k, params.top_p)
+    return cache, sampling.sample_or_argmax(u, q, all_greedy), q, q0
+
+  steps = u_draft.shape[1]
+  if steps <= _UNROLL_MAX:
+    token, outs = last, []
+    for i in range(steps):
+      cache, token, q, q0 = one(cache, token, i, u_draft[:, i])
+      outs.append((token, q, q0))
+    x, q, q0 = (jnp.stack(o, axis=1) for o in zip(*outs))
+    return x, q, q0, cache
 
   def body(carry, xs):
     cache, token = carry
-    i, u = xs                                                # [], [B]
-    logits, cache = drafter.step(token[:, None], cache, length + i)
-    logits = logits[:, 0]                                    # [B, 1, V] -> [B, V]
-    q = sampling.probs_from_logits(logits, params.temperature, top_k, params.top_p)
-    x = sampling.sample(u, q)
-    return (cache, x), (x, q, sampling.unscaled_probs(logits))
+    cache, token, q, q0 = one(cache, token, *xs)
+    return (cache, token), (token, q, q0)
 
-  steps = jnp.arange(u_draft.shape[1])
-  (cache, _), (x, q, q0) = jax.lax.scan(body, (cache, last), (steps, u_draft.T))
+  (cache, _), (x, q, q0) = jax.lax.scan(body, (cache, last),
+                                        (jnp.arange(steps), u_draft.T))
   # scan stacks on axis 0: [γ+1, B, ...] -> [B, γ+1, ...]
   return jnp.moveaxis(x, 0, 1), jnp.moveaxis(q, 0, 1), jnp.moveaxis(q0, 0, 1), cache
 
@@ -174,15 +201,17 @@ def spec_round(state: SpecState, drafter, verifier, params: DecodeParams, keys, 
   u = round_uniforms(keys, state.step, 2 * gamma + 2)                   # [B, 2γ+2]
   u_draft, u_accept, u_res = u[:, :gamma + 1], u[:, gamma + 1:2 * gamma + 1], u[:, -1]
 
+  # Traced, so a batch of greedy rows skips every inverse CDF without a recompile.
+  all_greedy = jnp.all(params.temperature <= 0.0)
   x, q, q0, dcache = _draft(drafter, state.drafter_cache, last, length, u_draft,
-                            params, top_k)
+                            params, top_k, all_greedy)
   chunk = jnp.concatenate([last[:, None], x[:, :gamma]], axis=1)         # [B, γ+1]
   vlogits, vcache = verifier.step(chunk, state.verifier_cache, length)   # [B, γ+1, V]
   temp, top_p = params.temperature[:, None], params.top_p[:, None]       # [B, 1]
-  p = sampling.probs_from_logits(vlogits, temp, top_k, top_p)
-  pi, defer = target_fn(q, p, q0, sampling.unscaled_probs(vlogits), params.alpha[:, None])
+  p, p0 = sampling.distributions(vlogits, temp, top_k, top_p)
+  pi, defer = target_fn(q, p, q0, p0, params.alpha[:, None])
 
-  n, z = accept_and_correct(x[:, :gamma], q, pi, u_accept, u_res)
+  n, z = accept_and_correct(x[:, :gamma], q, pi, u_accept, u_res, all_greedy)
   j = jnp.arange(gamma + 1)[None, :]
   window = jnp.where(j < n[:, None], x, z[:, None])                      # [B, γ+1]
   seq, new_length, done, count = commit(state.seq, length, state.done, window, n + 1,

@@ -4,6 +4,16 @@
 never recompiles; `top_k` changes array shapes inside `lax.top_k` and is static.
 Temperature 0 is selected with `jnp.where`, per row: a batch may mix greedy and
 sampled rows.
+
+Speed (XLA:CPU, V = 8000, measured side by side): `jnp.argmax` lowers to a
+variadic (value, index) reduction that XLA:CPU does not vectorise (~27 µs per
+row) and `jnp.cumsum` to a reduce-window (~55 µs per row); a decoding round
+runs several of each per position. `argmax` below is two vectorised
+reductions (~5 µs), and `sample` runs the inverse CDF in two levels (block
+sums, then one block of `_BLOCK` entries): ~15 µs. Work the batch does not
+need is skipped with `lax.cond` on a traced predicate: the nucleus sort when
+no row truncates, the tempered softmax when every row has T ∈ {0, 1}, and the
+inverse CDF when every row is greedy.
 """
 
 from __future__ import annotations
@@ -11,11 +21,34 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+# Inverse-CDF block width: a multiple of the SIMD width; V / _BLOCK block sums
+# plus one block cumsum replace a cumsum over V.
+_BLOCK = 128
+
 
 def _per_row(x, ndim):
   """[...] -> [..., 1 * (ndim - x.ndim)] so a per-row value meets [B, ..., V]."""
   x = jnp.asarray(x, jnp.float32)
   return x.reshape(x.shape + (1,) * (ndim - x.ndim))
+
+
+def _iota(shape):
+  return jax.lax.broadcasted_iota(jnp.int32, shape, len(shape) - 1)
+
+
+def argmax(x):
+  """First index of the maximum over the last axis.  [..., V] -> [...] int32.
+
+  Same result as `jnp.argmax` for NaN-free input (first index on ties), as a
+  max and a min reduction that XLA vectorises.
+  """
+  top = jnp.max(x, axis=-1, keepdims=True)
+  return jnp.min(jnp.where(x == top, _iota(x.shape), x.shape[-1]), axis=-1).astype(jnp.int32)
+
+
+def one_hot_argmax(logits):
+  """[..., V] -> [..., V] float32 one-hot at `argmax(logits)`."""
+  return (_iota(logits.shape) == argmax(logits)[..., None]).astype(jnp.float32)
 
 
 def unscaled_probs(logits):
@@ -33,8 +66,20 @@ def _nucleus(probs, top_p):
   return kept / jnp.sum(kept, axis=-1, keepdims=True)
 
 
-def probs_from_logits(logits, temperature, top_k: int = 0, top_p=1.0):
-  """Sampling distribution of each row.
+def _truncated(logits, t, greedy, top_k: int, top_p):
+  """softmax(logits / T) truncated by top-k then top-p (T > 0 rows)."""
+  vocab = logits.shape[-1]
+  scaled = logits / jnp.where(greedy, 1.0, t)
+  if 0 < top_k < vocab:
+    kth = jax.lax.top_k(scaled, top_k)[0][..., -1:]
+    scaled = jnp.where(scaled < kth, -jnp.inf, scaled)
+  probs = jax.nn.softmax(scaled, axis=-1)
+  # The sort costs O(V log V) per position: skip it when no row truncates.
+  return jax.lax.cond(jnp.any(top_p < 1.0), _nucleus, lambda pr, _: pr, probs, top_p)
+
+
+def distributions(logits, temperature, top_k: int = 0, top_p=1.0):
+  """(sampling distribution, unscaled distribution) of each row, one softmax shared.
 
   Args:
     logits: [..., V] float.
@@ -42,38 +87,75 @@ def probs_from_logits(logits, temperature, top_k: int = 0, top_p=1.0):
     top_k: static int; 0 (or ≥ V) disables it. Ties with the k-th logit are kept.
     top_p: scalar or [B] float in (0, 1]; 1 disables nucleus truncation.
   Returns:
-    [..., V] float32: softmax(logits / T) truncated by top-k then top-p, or
-    one-hot at argmax(logits) (first index on ties) where T == 0.
+    probs [..., V] float32: softmax(logits / T) truncated by top-k then top-p,
+      or one-hot at argmax(logits) (first index on ties) where T == 0;
+    unscaled [..., V] float32: softmax(logits) (temperature 1, no truncation).
   """
   logits = logits.astype(jnp.float32)
   vocab = logits.shape[-1]
+  unscaled = jax.nn.softmax(logits, axis=-1)
   t = _per_row(temperature, logits.ndim)
-  greedy = t <= 0.0
-  scaled = logits / jnp.where(greedy, 1.0, t)
-  if 0 < top_k < vocab:
-    kth = jax.lax.top_k(scaled, top_k)[0][..., -1:]
-    scaled = jnp.where(scaled < kth, -jnp.inf, scaled)
-  probs = jax.nn.softmax(scaled, axis=-1)
   top_p = _per_row(top_p, logits.ndim)
-  # The sort costs O(V log V) per position: skip it when no row truncates.
-  probs = jax.lax.cond(jnp.any(top_p < 1.0), _nucleus, lambda pr, _: pr, probs, top_p)
-  onehot = jax.nn.one_hot(jnp.argmax(logits, axis=-1), vocab, dtype=jnp.float32)
-  return jnp.where(greedy, onehot, probs)
+  greedy = t <= 0.0
+  if 0 < top_k < vocab:
+    probs = _truncated(logits, t, greedy, top_k, top_p)
+  else:
+    # T ∈ {0, 1} without nucleus (greedy, or plain sampling): the sampled rows'
+    # distribution IS the unscaled softmax; do not compute a second one.
+    plain = jnp.all((greedy | (t == 1.0)) & (top_p >= 1.0))
+    probs = jax.lax.cond(plain, lambda lg, tt, g, tp: unscaled,
+                         lambda lg, tt, g, tp: _truncated(lg, tt, g, 0, tp),
+                         logits, t, greedy, top_p)
+  return jnp.where(greedy, one_hot_argmax(logits), probs), unscaled
+
+
+def probs_from_logits(logits, temperature, top_k: int = 0, top_p=1.0):
+  """The sampling distribution alone: `distributions(...)[0]`.  [..., V] -> [..., V]."""
+  return distributions(logits, temperature, top_k, top_p)[0]
 
 
 def sample(u, probs):
   """Inverse-CDF categorical sample: index i with probability probs[i] / Σ probs.
+
+  Two levels, same distribution as one cumsum over V (up to float rounding of
+  the partial sums): the block holding the target mass u·Σ is found from the
+  cumulative block sums, then the index inside that block.
 
   Args:
     u: [...] float32 uniform in [0, 1).
     probs: [..., V] float, non-negative, positive total.
   Returns:
     [...] int32. Zero-probability tokens are never returned (a rounding of
-    u·total up to the total is clipped to the last positive entry); a one-hot
-    row returns its index whatever u is, so greedy decoding is deterministic.
+    u·total up to a block's or the row's total is clipped to the last positive
+    entry there); a one-hot row returns its index whatever u is, so greedy
+    decoding is deterministic.
   """
-  cdf = jnp.cumsum(probs.astype(jnp.float32), axis=-1)
-  idx = jnp.sum(cdf <= u[..., None] * cdf[..., -1:], axis=-1)
+  probs = probs.astype(jnp.float32)
   vocab = probs.shape[-1]
-  last_positive = vocab - 1 - jnp.argmax(jnp.flip(probs > 0, axis=-1), axis=-1)
-  return jnp.minimum(idx, last_positive).astype(jnp.int32)
+  n_blocks = -(-vocab // _BLOCK)
+  width = min(vocab, _BLOCK)
+  pad = n_blocks * width - vocab
+  if pad:
+    probs = jnp.pad(probs, [(0, 0)] * (probs.ndim - 1) + [(0, pad)])
+  blocks = probs.reshape(probs.shape[:-1] + (n_blocks, width))     # [..., nb, W]
+  block_sum = jnp.sum(blocks, axis=-1)                               # [..., nb]
+  block_cdf = jnp.cumsum(block_sum, axis=-1)
+  target = u * block_cdf[..., -1]                                    # [...]
+  # First block whose cdf exceeds the target: it has positive mass.
+  b = jnp.sum(block_cdf <= target[..., None], axis=-1)
+  last_block = jnp.max(jnp.where(block_sum > 0, _iota(block_sum.shape), 0), axis=-1)
+  b = jnp.minimum(b, last_block)                                     # u·total rounded up
+  before = jnp.take_along_axis(block_cdf - block_sum, b[..., None], axis=-1)[..., 0]
+  block = jnp.take_along_axis(blocks, b[..., None, None], axis=-2)[..., 0, :]  # [..., W]
+  j = jnp.sum(jnp.cumsum(block, axis=-1) <= (target - before)[..., None], axis=-1)
+  last = jnp.max(jnp.where(block > 0, _iota(block.shape), 0), axis=-1)
+  return (b * width + jnp.minimum(j, last)).astype(jnp.int32)
+
+
+def sample_or_argmax(u, probs, all_greedy):
+  """`sample(u, probs)`, or the argmax of probs when `all_greedy` ([] bool, traced).
+
+  Where every row is greedy, probs rows are one-hot and the argmax is the
+  sample whatever u is: the cond skips the inverse CDF.
+  """
+  return jax.lax.cond(all_greedy, lambda uu, pr: argmax(pr), sample, u, probs)

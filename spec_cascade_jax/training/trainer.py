@@ -201,6 +201,11 @@ def train(model_config: T5Config,
   eval_step = make_eval_step(model_config)
 
   start = int(state.step)
+  # A resumed run may extend num_steps (the schedule is then stretched from
+  # `start` on): record every phase so the recipe stays reproducible.
+  phases = history.setdefault("phases", [])
+  if start < cfg.num_steps:
+    phases.append({"start_step": start, "num_steps": cfg.num_steps})
   stream = batcher.batches(start)
   bar = tqdm(total=cfg.num_steps, initial=start, disable=not progress,
              desc=f"train {model_config.name}", dynamic_ncols=True)

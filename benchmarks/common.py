@@ -1,0 +1,182 @@
+"""Shared helpers of the benchmark scripts: models, inputs, timing, tables.
+
+Timing protocol (DESIGN.md section 5): compile excluded (every callable runs
+once untimed), methods timed INTERLEAVED (round-robin over methods inside each
+repeat) so load on a shared machine hits all of them alike, and every speed-up
+is a ratio of two numbers measured in the same process. Both the minimum and
+the median of the repeats are kept: the minimum is the better estimate of the
+cost on a busy machine, the median the honest one on a quiet one.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+from typing import Callable, Sequence
+
+import numpy as np
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if _REPO not in sys.path:  # `python benchmarks/x.py` from a checkout
+  sys.path.insert(0, _REPO)
+
+import jax  # noqa: E402  (after the path fix above)
+import jax.numpy as jnp  # noqa: E402
+
+from spec_cascade_jax.models.configs import T5Config  # noqa: E402
+
+# The bundled pair's architectures (configs/models/demo_*.gin), for random
+# weights when the trained models are not installed.
+DEMO_DRAFTER = T5Config(name="demo-drafter", vocab_size=8000, d_model=128, d_kv=32,
+                        d_ff=512, num_heads=4, num_layers=2, num_decoder_layers=1,
+                        feed_forward_proj="relu", tie_word_embeddings=True)
+DEMO_VERIFIER = T5Config(name="demo-verifier", vocab_size=8000, d_model=256, d_kv=64,
+                         d_ff=1024, num_heads=4, num_layers=3, num_decoder_layers=3,
+                         feed_forward_proj="relu", tie_word_embeddings=True)
+EOS = 1
+
+
+def demo_pair(random_weights: bool = False, seed: int = 0):
+  """(drafter, verifier, source): the bundled pair, or random weights of its shapes.
+
+  source is "bundled" or "random"; random weights are used when asked for or
+  when the bundled models are not installed (with a warning: acceptance rates
+  and BLEU of random weights mean nothing, per-call costs still do).
+  """
+  from spec_cascade_jax.models.loading import bundled_models, load_model
+  from spec_cascade_jax.models.t5 import T5Model
+  have = {"demo-drafter", "demo-verifier"} <= set(bundled_models())
+  if have and not random_weights:
+    return load_model("demo-drafter"), load_model("demo-verifier"), "bundled"
+  if not random_weights:
+    warnings.warn("demo-drafter / demo-verifier are not installed: using random weights "
+                  "of the same shapes (acceptance rates are meaningless).")
+  return (T5Model.init(DEMO_DRAFTER, jax.random.PRNGKey(seed)),
+          T5Model.init(DEMO_VERIFIER, jax.random.PRNGKey(seed + 1)), "random")
+
+
+def gettext_examples(n: int, split: str = "validation", max_input_tokens: int = 48,
+                     vocabulary: str = "demo") -> list[dict]:
+  """The first `n` examples of gettext_en_de whose encoded input fits.
+
+  Returns dicts {"ids": list[int] (EOS appended, as in training), "en", "de"}.
+  """
+  from spec_cascade_jax.data.dataset import load_split
+  from spec_cascade_jax.data.vocab import load_vocabulary
+  vocab = load_vocabulary(vocabulary)
+  out = []
+  for ex in load_split(split):
+    ids = list(vocab.encode(ex["en"])) + [EOS]
+    if len(ids) <= max_input_tokens:
+      out.append({"ids": ids, "en": ex["en"], "de": ex["de"]})
+    if len(out) == n:
+      break
+  if not out:
+    raise ValueError(f"No {split} example has at most {max_input_tokens} input tokens; "
+                     "raise --max-input-tokens.")
+  return out
+
+
+def pad_batch(rows: Sequence[Sequence[int]], length: int | None = None,
+              multiple: int = 16) -> np.ndarray:
+  """[B, S] int32, 0-padded; S = `length` or the longest row rounded up to `multiple`."""
+  longest = max(len(r) for r in rows)
+  if length is None:
+    length = -(-longest // multiple) * multiple
+  if longest > length:
+    raise ValueError(f"a row has {longest} tokens, more than the padded length {length}.")
+  arr = np.zeros((len(rows), length), np.int32)
+  for i, r in enumerate(rows):
+    arr[i, :len(r)] = r
+  return arr
+
+
+def interleaved_times(fns: dict[str, Callable[[], object]], repeats: int,
+                      warmup: bool = True) -> dict[str, list[float]]:
+  """Seconds of each call, `repeats` rounds of one call per fn in turn.
+
+  Each fn must block until its result is ready. With `warmup`, every fn runs
+  once untimed first (compilation).
+  """
+  if warmup:
+    for fn in fns.values():
+      fn()
+  times: dict[str, list[float]] = {k: [] for k in fns}
+  for _ in range(repeats):
+    for k, fn in fns.items():
+      t0 = time.perf_counter()
+      fn()
+      times[k].append(time.perf_counter() - t0)
+  return times
+
+
+def first_call_seconds(fn: Callable[[], object]) -> float:
+  """Wall time of the first call (compilation + one run)."""
+  t0 = time.perf_counter()
+  fn()
+  return time.perf_counter() - t0
+
+
+def summary(ts: Sequence[float]) -> dict[str, float]:
+  return {"min": float(min(ts)), "median": float(statistics.median(ts))}
+
+
+def machine() -> dict[str, object]:
+  """What the figures were measured on (for BENCHMARKS.md and the JSON files)."""
+  cpu = platform.processor() or platform.machine()
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          cpu = line.split(":", 1)[1].strip()
+          break
+  except OSError:
+    pass
+  info = {"date": datetime.datetime.now().isoformat(timespec="seconds"),
+          "device": str(jax.devices()[0].device_kind), "platform": jax.default_backend(),
+          "cpu": cpu, "cpu_count": os.cpu_count(), "jax": jax.__version__,
+          "python": platform.python_version()}
+  if hasattr(os, "getloadavg"):
+    info["load_avg_1m"] = round(os.getloadavg()[0], 2)
+  return info
+
+
+def format_table(rows: Sequence[dict], columns: Sequence[tuple[str, str, str]]) -> str:
+  """rows of dicts -> fixed-width text. columns: (key, header, format spec)."""
+  cells = [[h for _, h, _ in columns]]
+  for r in rows:
+    line = []
+    for key, _, fmt in columns:
+      v = r.get(key)
+      line.append("-" if v is None else format(v, fmt) if fmt else str(v))
+    cells.append(line)
+  widths = [max(len(c[i]) for c in cells) for i in range(len(columns))]
+  out = []
+  for n, c in enumerate(cells):
+    out.append("  ".join(s.ljust(w) if i == 0 else s.rjust(w)
+                         for i, (s, w) in enumerate(zip(c, widths))))
+    if n == 0:
+      out.append("-" * len(out[0]))
+  return "\n".join(out)
+
+
+def write_json(path: str, obj) -> None:
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path, "w") as f:
+    json.dump(obj, f, indent=2, sort_keys=True, default=float)
+  print(f"wrote {path}")
+
+
+def block(x):
+  """Blocks on every array leaf of x; returns x."""
+  return jax.block_until_ready(x)
+
+
+def as_int32(x) -> jax.Array:
+  return jnp.asarray(x, jnp.int32)

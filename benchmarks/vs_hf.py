@@ -1,0 +1,172 @@
+"""Our speculative decoding against Hugging Face assisted generation, same weights.
+
+Exports the pair (bundled, or random weights of its shapes) to Hugging Face T5
+directories with `models.hf.save_hf_t5`, loads them with transformers
+unchanged (no missing / unexpected keys, checked), and decodes the same
+gettext_en_de validation inputs greedily at batch 1 with
+  - ours: `generate(method="speculative", num_draft_tokens=γ)` and verifier-only;
+  - HF:   `verifier.generate(ids, assistant_model=drafter)` twice: with HF's
+          default assistant settings (what a user gets), and with a constant
+          schedule of γ drafts and no confidence cut-off (the same algorithm
+          as ours); plus plain greedy `verifier.generate(ids)`.
+Greedy outputs must agree token for token (EOS included; we pad with 0 after
+EOS, HF stops there); mismatches are listed. Times are per example, compile
+excluded, methods interleaved; the ratio is measured in this one run. HF
+cannot batch assisted generation; our batch-8 throughput is printed beside.
+
+    python benchmarks/vs_hf.py --examples 32 --gamma 5 --json out/vs_hf.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import numpy as np  # noqa: E402
+
+import common  # noqa: E402
+from spec_cascade_jax.decoding import generate  # noqa: E402
+from spec_cascade_jax.models.hf import save_hf_t5  # noqa: E402
+
+
+def load_hf(path: str):
+  """T5ForConditionalGeneration from `path`, float32, eval; fails on key mismatches."""
+  from transformers import T5ForConditionalGeneration
+  model, info = T5ForConditionalGeneration.from_pretrained(path, output_loading_info=True)
+  bad = {k: v for k, v in info.items() if v}  # missing / unexpected / mismatched keys
+  if bad:
+    raise RuntimeError(f"transformers did not load {path} cleanly: {bad}")
+  return model.float().eval()
+
+
+def hf_tokens(seq, max_new: int) -> np.ndarray:
+  """HF output [1, 1 + n] (start token first, stops at EOS) -> our layout [max_new]."""
+  out = np.zeros((max_new,), np.int32)
+  gen = np.asarray(seq[0, 1:], np.int32)[:max_new]
+  out[:len(gen)] = gen
+  return out
+
+
+def main(argv=None):
+  ap = argparse.ArgumentParser(description=__doc__,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+  ap.add_argument("--examples", type=int, default=32)
+  ap.add_argument("--max-input-tokens", type=int, default=48)
+  ap.add_argument("--max-new-tokens", type=int, default=64)
+  ap.add_argument("--gamma", type=int, default=5)
+  ap.add_argument("--repeats", type=int, default=3)
+  ap.add_argument("--batch", type=int, default=8, help="our batched throughput")
+  ap.add_argument("--random-weights", action="store_true")
+  ap.add_argument("--hf-dir", help="where to write the HF directories (default: a temp dir)")
+  ap.add_argument("--json")
+  args = ap.parse_args(argv)
+
+  import torch
+  import transformers
+  drafter, verifier, source = common.demo_pair(args.random_weights)
+  root = args.hf_dir or tempfile.mkdtemp(prefix="hf_pair_")
+  save_hf_t5(drafter, os.path.join(root, "drafter"))
+  save_hf_t5(verifier, os.path.join(root, "verifier"))
+  hf_d, hf_v = load_hf(os.path.join(root, "drafter")), load_hf(os.path.join(root, "verifier"))
+  examples = common.gettext_examples(args.examples, max_input_tokens=args.max_input_tokens)
+  length = common.pad_batch([e["ids"] for e in examples]).shape[1]
+  n, g = args.max_new_tokens, args.gamma
+  base = dict(max_new_tokens=n, do_sample=False, num_beams=1, eos_token_id=1, pad_token_id=0,
+              decoder_start_token_id=0)
+  same_algo = dict(num_assistant_tokens=g, num_assistant_tokens_schedule="constant",
+                   assistant_confidence_threshold=0.0)
+
+  def hf_call(ids, **kw):
+    def run():
+      with torch.inference_mode():
+        return hf_v.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids),
+                                                                            dtype=torch.long),
+                             **base, **kw)
+    return run
+
+  names = ("ours speculative", "ours verifier", "HF assisted (defaults)",
+           f"HF assisted (γ={g} constant)", "HF greedy")
+  totals = {k: [0.0, 0.0] for k in names}
+  tokens = {k: 0 for k in names}
+  mismatches: dict[str, list[int]] = {k: [] for k in names}
+  errors: dict[str, str] = {}
+  for i, ex in enumerate(examples):
+    ids = common.pad_batch([ex["ids"]], length)
+    fns = {
+        names[0]: lambda: generate(drafter, verifier, ids, method="speculative",
+                                   num_draft_tokens=g, max_new_tokens=n, temperature=0.0),
+        names[1]: lambda: generate(None, verifier, ids, method="verifier",
+                                   max_new_tokens=n, temperature=0.0),
+        names[2]: hf_call(ex["ids"], assistant_model=hf_d),
+        names[3]: hf_call(ex["ids"], assistant_model=hf_d, **same_algo),
+        names[4]: hf_call(ex["ids"]),
+    }
+    outs = {}
+    for k, fn in list(fns.items()):
+      try:
+        outs[k] = fn()
+      except Exception as e:  # report (e.g. transformers' assisted-generation bugs)
+        errors.setdefault(k, f"{type(e).__name__}: {e}")
+        del fns[k]
+    ref = outs[names[1]].tokens[0]
+    for k, o in outs.items():
+      toks = o.tokens[0] if hasattr(o, "tokens") else hf_tokens(o.numpy(), n)
+      is_eos = toks == 1
+      tokens[k] += int(np.sum(np.cumsum(is_eos) - is_eos == 0))  # up to and with EOS
+      if not np.array_equal(toks, ref):
+        mismatches[k].append(i)
+    times = common.interleaved_times(fns, args.repeats, warmup=False)
+    for k, t in times.items():
+      totals[k][0] += min(t)
+      totals[k][1] += float(np.median(t))
+
+  # Our batched throughput on the same examples.
+  rows_ids = [e["ids"] for e in examples]
+  batches = [common.pad_batch(rows_ids[i:i + args.batch], length)
+             for i in range(0, len(rows_ids), args.batch)]
+  bfn = lambda: [generate(drafter, verifier, b, method="speculative", num_draft_tokens=g,
+                          max_new_tokens=n, temperature=0.0) for b in batches]
+  bt = common.interleaved_times({"b": bfn}, args.repeats)["b"]
+  ours_tok = tokens[names[0]]
+
+  info = common.machine()
+  info["torch"], info["transformers"] = torch.__version__, transformers.__version__
+  info["torch_threads"] = torch.get_num_threads()
+  print(f"# {info['date']}  {info['cpu']} x{info['cpu_count']}  jax {info['jax']}  torch "
+        f"{info['torch']} ({info['torch_threads']} threads)  transformers {info['transformers']}"
+        f"  load {info.get('load_avg_1m')}  weights: {source}")
+  print(f"# {len(examples)} gettext_en_de validation examples, greedy, batch 1, γ={g}, "
+        f"max_new_tokens={n}, repeats={args.repeats}; mismatches vs our verifier-only output")
+  rows = []
+  for k in names:
+    if k in errors and totals[k][1] == 0:
+      rows.append(dict(name=k, error=errors[k]))
+      continue
+    rows.append(dict(name=k, ms=1e3 * totals[k][1] / len(examples),
+                     ms_min=1e3 * totals[k][0] / len(examples),
+                     tok_s=tokens[k] / totals[k][1], mismatches=len(mismatches[k]),
+                     hf_over_ours=totals[k][1] / totals[names[0]][1]))
+  rows.append(dict(name=f"ours speculative, batch {args.batch}",
+                   tok_s=ours_tok / float(np.median(bt))))
+  print(common.format_table(rows, [("name", "method", ""), ("ms", "ms/ex (med)", ".1f"),
+                                   ("ms_min", "ms/ex (min)", ".1f"), ("tok_s", "tok/s", ".0f"),
+                                   ("hf_over_ours", "time / ours", ".2f"),
+                                   ("mismatches", "≠ours-verifier", "")]))
+  for k, e in errors.items():
+    print(f"ERROR {k}: {e}")
+  for k, m in mismatches.items():
+    if m:
+      print(f"{k}: outputs differ on examples {m[:20]}")
+  report = dict(machine=info, args=vars(args), weights=source, rows=rows,
+                mismatch_examples=mismatches, errors=errors)
+  if args.json:
+    common.write_json(args.json, report)
+  return report
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,370 @@
+"""infer and eval jobs: decode a task split with any method, score it.
+
+    python -m spec_cascade_jax.main --gin_file=configs/runs/infer.gin \
+        --gin_file=configs/models/demo_pair.gin --gin.TASK="'gettext_en_de'" \
+        --gin.OUTPUT_DIR="'runs/infer'"
+
+Tasks: `gettext_en_de` is read with `data.dataset.load_split` and the demo
+vocabulary (no seqio or TensorFlow needed: the GPU machine has neither); any
+other name is a seqio task (registered by `spec_cascade_jax.tasks`, or by the
+user), read with `task.get_dataset` and scored with the task's own metric
+functions. The building blocks (`load_task`, `decode_batched`, `cost_stats`)
+are shared with the sweep.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from spec_cascade_jax.evaluation import grids
+
+GETTEXT_TASK = "gettext_en_de"
+DEFAULT_BUCKETS = (32, 64, 128)
+
+
+@dataclasses.dataclass
+class TaskData:
+  """A split ready to decode.
+
+  input_ids: one list of ids per example, EOS appended, truncated.
+  inputs / targets: the texts (targets are what the metrics compare with).
+  decode: ids -> text (up to EOS).
+  metric_fns: seqio-style fn(targets, predictions) -> {name: float}.
+  """
+  name: str
+  split: str
+  input_ids: list[list[int]]
+  inputs: list[str]
+  targets: list[str]
+  decode: Callable[[Sequence[int]], str]
+  metric_fns: list[Callable[..., dict]]
+  postprocess: Callable[[str], Any] | None = None
+
+  def __len__(self) -> int:
+    return len(self.input_ids)
+
+  def subset(self, indices: Sequence[int]) -> "TaskData":
+    idx = [int(i) for i in indices]
+    return dataclasses.replace(self, input_ids=[self.input_ids[i] for i in idx],
+                               inputs=[self.inputs[i] for i in idx],
+                               targets=[self.targets[i] for i in idx])
+
+
+def spread_indices(n: int, k: int | None) -> np.ndarray:
+  """k indices spread evenly over range(n) (all of them if k is None or >= n).
+
+  The shipped splits are sorted by English text: a prefix would be biased.
+  """
+  if k is None or k >= n:
+    return np.arange(n)
+  if k <= 0:
+    raise ValueError(f"number of examples must be positive; got {k}")
+  return np.unique(np.linspace(0, n - 1, k).round().astype(int))
+
+
+def load_task(task: str = GETTEXT_TASK, split: str = "validation",
+              vocabulary: str = "demo", max_input_length: int = 128,
+              num_examples: int | None = None,
+              t5_vocab_path: str | None = None) -> TaskData:
+  """Reads `split` of `task` (see the module docstring); `num_examples` spread evenly."""
+  if max_input_length < 2:
+    raise ValueError(f"max_input_length must be >= 2 (one token and EOS); got "
+                     f"{max_input_length}")
+  if task == GETTEXT_TASK:
+    from spec_cascade_jax.data.dataset import load_split
+    from spec_cascade_jax.data.vocab import load_vocabulary
+    from spec_cascade_jax.evaluation import metrics
+    vocab = load_vocabulary(vocabulary)
+    rows = load_split(split)
+    rows = [rows[i] for i in spread_indices(len(rows), num_examples)]
+    ids = [vocab.encode(r["en"])[:max_input_length - 1] + [vocab.eos_id] for r in rows]
+    return TaskData(task, split, ids, [r["en"] for r in rows], [r["de"] for r in rows],
+                    vocab.decode, [metrics.bleu, metrics.chrf])
+  return _load_seqio_task(task, split, max_input_length, num_examples, t5_vocab_path)
+
+
+def _load_seqio_task(task, split, max_input_length, num_examples, t5_vocab_path):
+  from spec_cascade_jax import tasks  # imports seqio/TensorFlow lazily
+  seqio = tasks._import_seqio()  # pylint: disable=protected-access
+  if task not in seqio.TaskRegistry.names():
+    tasks.register_tasks(t5_vocab_path)
+  if task not in seqio.TaskRegistry.names():
+    raise ValueError(f"unknown seqio task {task!r}: register it before running, or use "
+                     f"one of {sorted(seqio.TaskRegistry.names())[:20]}")
+  t = seqio.get_mixture_or_task(task)
+  ds = t.get_dataset(sequence_length=None, split=split, shuffle=False)
+  rows = list(ds.as_numpy_iterator())
+  rows = [rows[i] for i in spread_indices(len(rows), num_examples)]
+  vocab = t.output_features["targets"].vocabulary
+
+  def text(x):
+    return x.decode("utf-8") if isinstance(x, bytes) else str(x)
+
+  ids = []
+  for r in rows:
+    x = [int(i) for i in r["inputs"]]
+    if len(x) > max_input_length:  # keep EOS at the end after truncation
+      x = x[:max_input_length - 1] + [1]
+    ids.append(x)
+  metric_fns = list(getattr(t, "predict_metric_fns", None) or t.metric_fns)
+
+  def decode(token_ids):
+    token_ids = [int(i) for i in token_ids]
+    if 1 in token_ids:
+      token_ids = token_ids[:token_ids.index(1)]
+    return vocab.decode(token_ids)
+
+  return TaskData(task, split, ids, [text(r["inputs_pretokenized"]) for r in rows],
+                  [text(r["targets_pretokenized"]) for r in rows], decode, metric_fns,
+                  postprocess=t.postprocess_fn)
+
+
+def bucket_length(n: int, buckets: Sequence[int]) -> int:
+  """The smallest bucket >= n (inputs are truncated to the largest)."""
+  for b in sorted(buckets):
+    if n <= b:
+      return int(b)
+  raise ValueError(f"input of {n} tokens exceeds the largest length bucket {max(buckets)}; "
+                   "add a larger bucket or lower max_input_length")
+
+
+def pad_rows(seqs: Sequence[Sequence[int]], length: int, rows: int) -> np.ndarray:
+  """[rows, length] int32; missing rows hold a lone EOS (decoded and discarded)."""
+  out = np.zeros((rows, length), np.int32)
+  out[:, 0] = 1
+  for i, s in enumerate(seqs):
+    out[i] = 0
+    out[i, :len(s)] = s
+  return out
+
+
+def decode_kwargs(point: grids.Point, max_new_tokens: int) -> dict:
+  """`generate` keyword arguments of a sweep point."""
+  return dict(method=point.method, rule=point.rule or "token_v3", alpha=point.alpha,
+              num_draft_tokens=point.num_draft_tokens, temperature=point.temperature,
+              max_new_tokens=max_new_tokens)
+
+
+def decode_batched(drafter, verifier, input_ids: Sequence[Sequence[int]],
+                   point: grids.Point, batch_size: int = 64, max_new_tokens: int = 64,
+                   buckets: Sequence[int] = DEFAULT_BUCKETS, progress: bool = False
+                   ) -> tuple[list[list[int]], dict[str, np.ndarray]]:
+  """Decodes every example; returns (token lists, stats {name: [N] int}).
+
+  Examples are grouped by length bucket and every batch is padded to
+  `batch_size` rows, so a method compiles once per bucket. At temperature > 0
+  batch b uses PRNG fold_in(PRNGKey(seed), b).
+  """
+  import jax
+  from spec_cascade_jax.decoding.api import generate
+  if batch_size < 1:
+    raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+  n = len(input_ids)
+  lengths = [bucket_length(len(x), buckets) for x in input_ids]
+  order = sorted(range(n), key=lambda i: (lengths[i], len(input_ids[i])))
+  batches = []
+  for b in sorted(set(lengths)):
+    idx = [i for i in order if lengths[i] == b]
+    batches += [(b, idx[s:s + batch_size]) for s in range(0, len(idx), batch_size)]
+  tokens: list[list[int]] = [[] for _ in range(n)]
+  stats: dict[str, np.ndarray] = {}
+  base = jax.random.PRNGKey(point.seed)
+  it = batches
+  if progress:
+    from tqdm.auto import tqdm
+    it = tqdm(batches, desc=point.label, leave=False)
+  for bi, (length, idx) in enumerate(it):
+    ids = pad_rows([input_ids[i] for i in idx], length, batch_size)
+    res = generate(drafter, verifier, ids, rng=jax.random.fold_in(base, bi),
+                   **decode_kwargs(point, max_new_tokens))
+    for r, i in enumerate(idx):
+      row = [int(t) for t in res.tokens[r]]
+      tokens[i] = row[:row.index(1) + 1] if 1 in row else row
+    for k, v in res.stats.items():
+      stats.setdefault(k, np.zeros(n, np.int64))[idx] = v[:len(idx)]
+  return tokens, stats
+
+
+def cost_stats(stats: dict[str, np.ndarray], method: str) -> dict[str, float | None]:
+  """Totals and the derived rates the tables report.
+
+  rejection_rate = 1 - accepted / draft_tokens (speculative methods only);
+  deferral_rate  = deferred tokens / tokens, or deferred examples / examples
+                   for seq_cascade (it defers whole sequences);
+  tokens_per_verifier_call = tokens / verifier calls (`rounds` counts both
+                   parallel rounds and sequential calls).
+  """
+  tot = {k: int(np.sum(v)) for k, v in stats.items()}
+  n = int(len(next(iter(stats.values())))) if stats else 0
+  out: dict[str, float | None] = {f"total_{k}": v for k, v in tot.items()}
+  tokens = max(tot.get("num_tokens", 0), 1)
+  out["num_examples"] = n
+  out["mean_tokens"] = tot.get("num_tokens", 0) / max(n, 1)
+  if method in grids.SPECULATIVE_METHODS and tot.get("draft_tokens", 0) > 0:
+    out["rejection_rate"] = 1.0 - tot["accepted"] / tot["draft_tokens"]
+  else:
+    out["rejection_rate"] = None
+  if method == "seq_cascade":
+    out["deferral_rate"] = tot.get("deferrals", 0) / max(n, 1)
+  else:
+    out["deferral_rate"] = tot.get("deferrals", 0) / tokens
+  calls = tot.get("rounds", 0)
+  out["tokens_per_verifier_call"] = tokens / calls if calls else None
+  return out
+
+
+def score(data: TaskData, predictions: Sequence[str]) -> dict[str, float]:
+  """The task's metric functions on (targets, predictions), seqio style."""
+  targets = list(data.targets)
+  preds = list(predictions)
+  if data.postprocess is not None:
+    targets = [data.postprocess(t, example={}, is_target=True) for t in targets]
+    preds = [data.postprocess(p, example={}, is_target=False) for p in preds]
+  out: dict[str, float] = {}
+  for fn in data.metric_fns:
+    out.update({k: float(v) for k, v in fn(targets, preds).items()})
+  return out
+
+
+def resolve_model(model_or_name):
+  """A model object as is; a string through `load_model` (bundled name or path)."""
+  if isinstance(model_or_name, (str, os.PathLike)):
+    from spec_cascade_jax.models.loading import load_model
+    return load_model(os.fspath(model_or_name))
+  return model_or_name
+
+
+def load_checked_model(path_or_name: str, preset: str | None = None,
+                       dtype: str | None = None):
+  """`load_model`, then checks the architecture against a size preset.
+
+  Used by configs/models/t5_*.gin so that a T5-base checkpoint passed where a
+  T5-small is expected fails here, not as a silently odd latency curve.
+  """
+  from spec_cascade_jax.models.configs import get_config
+  from spec_cascade_jax.models.loading import load_model
+  model = load_model(path_or_name, dtype=dtype)
+  if preset:
+    want, got = get_config(preset), model.config
+    fields = ("d_model", "d_kv", "d_ff", "num_heads", "num_layers", "feed_forward_proj")
+    diff = {f: (getattr(got, f), getattr(want, f)) for f in fields
+            if getattr(got, f) != getattr(want, f)}
+    if diff:
+      raise ValueError(f"{path_or_name!r} is not a {preset} checkpoint: (found, expected) "
+                       f"{diff}. Bind the checkpoint of the right size, or use the model "
+                       "file of its size (configs/models/t5_*.gin).")
+  return model
+
+
+def _write_jsonl(path: str, rows: Sequence[dict]) -> None:
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  tmp = path + ".tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    for r in rows:
+      f.write(json.dumps(r, ensure_ascii=False) + "\n")
+  os.replace(tmp, path)
+
+
+def infer(drafter, verifier, output_dir: str, task: str = GETTEXT_TASK,
+          split: str = "validation", method: str = "spec_cascade", rule: str = "token_v3",
+          alpha: float = 0.3, num_draft_tokens: int = 5, temperature: float = 0.0,
+          seed: int = 0, num_examples: int | None = None, batch_size: int = 64,
+          max_new_tokens: int = 64, max_input_length: int = 128,
+          buckets: Sequence[int] = DEFAULT_BUCKETS, vocabulary: str = "demo",
+          t5_vocab_path: str | None = None) -> str:
+  """Decodes a task split and writes `output_dir/predictions.jsonl`.
+
+  One line per example: index, input, target, prediction, stats (per-row
+  kernel counters: rounds, drafter_steps, draft_tokens, accepted, deferrals,
+  sequential_verifier_calls, num_tokens). Returns the file's path.
+  """
+  data = load_task(task, split, vocabulary, max_input_length, num_examples, t5_vocab_path)
+  rows, _, _ = _infer_rows(resolve_model(drafter), resolve_model(verifier), data,
+                           grids.Point("infer", method, rule, float(alpha), num_draft_tokens,
+                                       float(temperature), int(seed)),
+                           batch_size, max_new_tokens, buckets)
+  path = os.path.join(output_dir, "predictions.jsonl")
+  _write_jsonl(path, rows)
+  print(f"wrote {len(rows)} predictions to {path}")
+  return path
+
+
+def _infer_rows(drafter, verifier, data, point, batch_size, max_new_tokens, buckets):
+  tokens, stats = decode_batched(drafter, verifier, data.input_ids, point, batch_size,
+                                 max_new_tokens, buckets, progress=True)
+  preds = [data.decode(t) for t in tokens]
+  rows = [{"index": i, "input": data.inputs[i], "target": data.targets[i],
+           "prediction": preds[i], "stats": {k: int(v[i]) for k, v in stats.items()}}
+          for i in range(len(data))]
+  return rows, preds, stats
+
+
+def evaluate(drafter, verifier, output_dir: str, task: str = GETTEXT_TASK,
+             split: str = "validation", method: str = "spec_cascade",
+             rule: str = "token_v3", alpha: float = 0.3, num_draft_tokens: int = 5,
+             temperature: float = 0.0, seed: int = 0, num_examples: int | None = None,
+             batch_size: int = 64, max_new_tokens: int = 64, max_input_length: int = 128,
+             buckets: Sequence[int] = DEFAULT_BUCKETS, vocabulary: str = "demo",
+             t5_vocab_path: str | None = None, num_latency_examples: int = 0,
+             repeats: int = 3) -> dict:
+  """infer, then the task's metrics next to the cost statistics.
+
+  Writes predictions.jsonl and metrics.json in `output_dir`. With
+  num_latency_examples > 0 it also times that many examples at batch 1 and
+  reports latency relative to verifier-only decoding timed in the same call.
+  """
+  data = load_task(task, split, vocabulary, max_input_length, num_examples, t5_vocab_path)
+  q_model, p_model = resolve_model(drafter), resolve_model(verifier)
+  point = grids.Point("eval", method, rule, float(alpha), num_draft_tokens,
+                      float(temperature), int(seed))
+  t0 = time.perf_counter()
+  rows, preds, stats = _infer_rows(q_model, p_model, data, point, batch_size,
+                                   max_new_tokens, buckets)
+  result: dict[str, Any] = {"task": task, "split": split, "setting": dataclasses.asdict(point),
+                            "num_examples": len(data), "metrics": score(data, preds),
+                            "cost": cost_stats(stats, method),
+                            "decode_seconds": time.perf_counter() - t0}
+  if num_latency_examples > 0:
+    sub = data.subset(spread_indices(len(data), num_latency_examples))
+    verifier_point = grids.Point("Verifier", "verifier", temperature=float(temperature))
+    base = time_point(q_model, p_model, sub.input_ids, verifier_point, max_new_tokens,
+                      buckets, repeats)
+    secs = (base if method == "verifier" else
+            time_point(q_model, p_model, sub.input_ids, point, max_new_tokens, buckets,
+                       repeats))
+    result["latency"] = {"num_examples": len(sub), "repeats": repeats,
+                         "latency_s": secs, "verifier_latency_s": base,
+                         "relative_latency": secs / base}
+  os.makedirs(output_dir, exist_ok=True)
+  _write_jsonl(os.path.join(output_dir, "predictions.jsonl"), rows)
+  with open(os.path.join(output_dir, "metrics.json"), "w", encoding="utf-8") as f:
+    json.dump(result, f, indent=1)
+  print(json.dumps({"metrics": result["metrics"], "cost": result["cost"],
+                    **({"latency": result["latency"]} if "latency" in result else {})},
+                   indent=1))
+  return result
+
+
+def time_point(drafter, verifier, input_ids: Sequence[Sequence[int]], point: grids.Point,
+               max_new_tokens: int, buckets: Sequence[int], repeats: int) -> float:
+  """Seconds to decode `input_ids` one at a time (DESIGN.md section 5).
+
+  Each example is padded to its length bucket at batch 1; evaluation/latency.py
+  warms up each shape untimed and takes the median of `repeats` per example;
+  the total over examples is returned.
+  """
+  import jax
+  from spec_cascade_jax.decoding.api import generate
+  from spec_cascade_jax.evaluation import latency
+  kwargs = decode_kwargs(point, max_new_tokens)
+  rng = jax.random.PRNGKey(point.seed)
+  inputs = [pad_rows([x], bucket_length(len(x), buckets), 1) for x in input_ids]
+  secs = latency.time_per_example(
+      lambda ids: generate(drafter, verifier, ids, rng=rng, **kwargs), inputs, repeats)
+  return float(np.sum(secs))

@@ -1,0 +1,165 @@
+"""The paper's Table 2 from saved sweep points (no decoding here).
+
+Per temperature and curve:
+  latency@verifier_quality  the least relative latency among the curve's points
+                            whose quality reaches the verifier's (>=; no
+                            interpolation between α), and the α there;
+  best_quality@≤1           the best quality among points with relative latency
+                            <= 1 (no slower than the verifier), the α there, and
+                            the rejection rate there (1 - accepted/draft_tokens,
+                            speculative methods only) and deferral rate.
+At temperature > 0 the seeds of a point are averaged first (mean, and the
+sample standard deviation as the spread); the table is computed on the means.
+
+    s = summarize(load_results("runs/demo"))
+    print(format_markdown(s))
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Mapping, Sequence
+
+import numpy as np
+
+PREFERRED_METRICS = ("bleu", "rouge2", "rougeLsum", "chrf")
+
+
+def default_metric(records: Sequence[Mapping]) -> str:
+  """bleu, else rouge2, ..., else the first metric of the first point."""
+  if not records:
+    raise ValueError("no sweep points to summarize; run the sweep first")
+  names = list(records[0]["quality"])
+  for m in PREFERRED_METRICS:
+    if m in names:
+      return m
+  return names[0]
+
+
+def _mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
+  vals = [v for v in values if v is not None]
+  if not vals:
+    return None, None
+  arr = np.asarray(vals, np.float64)
+  return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+
+
+def aggregate(records: Sequence[Mapping], metric: str) -> list[dict]:
+  """One row per (curve, α, γ, temperature): means and spreads over seeds.
+
+  Rows are sorted by temperature, then curve order of first appearance, then α.
+  """
+  groups: dict[tuple, list[Mapping]] = {}
+  for r in records:
+    if metric not in r["quality"]:
+      raise ValueError(f"metric {metric!r} not in the results (they have "
+                       f"{sorted(r['quality'])}); pass one of those")
+    k = (r["temperature"], r["curve"], r["method"], r["rule"], r["alpha"],
+         r["num_draft_tokens"])
+    groups.setdefault(k, []).append(r)
+  curve_order = {c: i for i, c in enumerate(dict.fromkeys(r["curve"] for r in records))}
+  rows = []
+  for (t, curve, method, rule, alpha, gamma), rs in groups.items():
+    q, q_sd = _mean_std([r["quality"][metric] for r in rs])
+    lat, lat_sd = _mean_std([r["relative_latency"] for r in rs])
+    rej, _ = _mean_std([r["cost"].get("rejection_rate") for r in rs])
+    dfr, _ = _mean_std([r["cost"].get("deferral_rate") for r in rs])
+    tpc, _ = _mean_std([r["cost"].get("tokens_per_verifier_call") for r in rs])
+    rows.append({"temperature": t, "curve": curve, "method": method, "rule": rule,
+                 "alpha": alpha, "num_draft_tokens": gamma, "num_seeds": len(rs),
+                 "quality": q, "quality_std": q_sd, "relative_latency": lat,
+                 "relative_latency_std": lat_sd, "rejection_rate": rej,
+                 "deferral_rate": dfr, "tokens_per_verifier_call": tpc})
+  rows.sort(key=lambda r: (r["temperature"], curve_order[r["curve"]], r["alpha"]))
+  return rows
+
+
+def _at(row: Mapping | None, prefix: str) -> dict:
+  keys = ("alpha", "quality", "quality_std", "relative_latency", "relative_latency_std",
+          "rejection_rate", "deferral_rate")
+  return {f"{prefix}_{k}": (row[k] if row is not None else None) for k in keys}
+
+
+def summarize(records: Sequence[Mapping], metric: str | None = None) -> dict:
+  """{"metric", "tables": [{"temperature", "verifier_quality", ..., "rows": [...]}]}."""
+  metric = metric or default_metric(records)
+  agg = aggregate(records, metric)
+  tables = []
+  for t in sorted({r["temperature"] for r in agg}):
+    rows_t = [r for r in agg if r["temperature"] == t]
+    ver = [r for r in rows_t if r["method"] == "verifier"]
+    if not ver:
+      raise ValueError(f"no verifier point at temperature {t}: the table is relative to "
+                       "the verifier; include the Verifier curve in the sweep")
+    v_quality = ver[0]["quality"]
+    drafter = [r for r in rows_t if r["method"] == "drafter"]
+    out_rows = []
+    for curve in dict.fromkeys(r["curve"] for r in rows_t):
+      pts = [r for r in rows_t if r["curve"] == curve]
+      reach = [r for r in pts if r["quality"] >= v_quality]
+      fastest = min(reach, key=lambda r: (r["relative_latency"], -r["quality"]),
+                    default=None)
+      within = [r for r in pts if r["relative_latency"] <= 1.0]
+      best = max(within, key=lambda r: (r["quality"], -r["relative_latency"]), default=None)
+      out_rows.append({"curve": curve, "method": pts[0]["method"], "num_points": len(pts),
+                       "latency_at_verifier_quality": (fastest["relative_latency"]
+                                                       if fastest else None),
+                       "speedup_at_verifier_quality": (1.0 / fastest["relative_latency"]
+                                                       if fastest else None),
+                       **_at(fastest, "matched"),
+                       "best_quality_within_verifier_latency": (best["quality"]
+                                                                if best else None),
+                       **_at(best, "best")})
+    tables.append({"temperature": t, "verifier_quality": v_quality,
+                   "verifier_quality_std": ver[0]["quality_std"],
+                   "drafter_quality": drafter[0]["quality"] if drafter else None,
+                   "num_seeds": max(r["num_seeds"] for r in rows_t), "rows": out_rows})
+  return {"metric": metric, "tables": tables, "points": agg}
+
+
+def _f(x, fmt="{:.3f}") -> str:
+  return "—" if x is None else fmt.format(x)
+
+
+def _pm(x, sd, fmt="{:.2f}") -> str:
+  if x is None:
+    return "—"
+  return fmt.format(x) + (f" ± {fmt.format(sd)}" if sd else "")
+
+
+def format_markdown(s: Mapping) -> str:
+  """The Table-2 summary as markdown (one table per temperature)."""
+  m = s["metric"]
+  lines = []
+  for tab in s["tables"]:
+    seeds = f", mean ± sd over {tab['num_seeds']} seeds" if tab["temperature"] > 0 else ""
+    lines += [f"### Temperature {tab['temperature']:g}{seeds}", "",
+              f"Verifier {m}: {_pm(tab['verifier_quality'], tab['verifier_quality_std'])}; "
+              f"drafter {m}: {_f(tab['drafter_quality'], '{:.2f}')}. Latency is relative "
+              "to the verifier (batch 1).", "",
+              f"| method | rel. latency at verifier {m} (α) | speed-up | best {m} at rel. "
+              "latency ≤ 1 (α, rel. latency) | rejection rate there | deferral rate there |",
+              "|---|---|---|---|---|---|"]
+    for r in tab["rows"]:
+      matched = ("not reached" if r["latency_at_verifier_quality"] is None else
+                 f"{r['latency_at_verifier_quality']:.3f} (α={r['matched_alpha']:g})")
+      best = ("—" if r["best_quality_within_verifier_latency"] is None else
+              f"{_pm(r['best_quality'], r['best_quality_std'])} (α={r['best_alpha']:g}, "
+              f"{r['best_relative_latency']:.3f})")
+      lines.append(f"| {r['curve']} | {matched} | {_f(r['speedup_at_verifier_quality'], '{:.2f}×')}"
+                   f" | {best} | {_f(r['best_rejection_rate'])} | {_f(r['best_deferral_rate'])} |")
+    lines.append("")
+  return "\n".join(lines)
+
+
+def save(s: Mapping, output_dir: str) -> tuple[str, str]:
+  """Writes summary.md and summary.json; returns their paths."""
+  os.makedirs(output_dir, exist_ok=True)
+  md = os.path.join(output_dir, "summary.md")
+  js = os.path.join(output_dir, "summary.json")
+  with open(md, "w", encoding="utf-8") as f:
+    f.write(format_markdown(s) + "\n")
+  with open(js, "w", encoding="utf-8") as f:
+    json.dump(s, f, indent=1, ensure_ascii=False)
+  return md, js

@@ -1,0 +1,234 @@
+"""The trade-off sweep: quality and relative latency of every method over α.
+
+    python -m spec_cascade_jax.main --gin_file=configs/demo.gin        # reduced
+    python -m spec_cascade_jax.main --gin_file=configs/runs/sweep.gin \
+        --gin_file=configs/models/t5_small_large.gin ...              # the paper's
+
+For each point (method, rule, α, γ, temperature, seed; grids.py):
+  quality  the task's metrics on the whole split (or `num_quality_examples`
+           spread over it), decoded in batches;
+  latency  seconds per example at batch 1 on `num_latency_examples` spread
+           over the split, relative to verifier-only decoding timed in the same
+           process run (DESIGN.md section 5; evaluation/latency.py).
+
+Results file (`output_dir/results.jsonl`, one JSON object a line, appended and
+fsync'ed as each point finishes):
+  {"kind": "sweep", "context": {...}}       first line: what every point shares
+  {"kind": "baseline", "run_id", "temperature", "latency_s"}
+  {"kind": "point", "key", "run_id", <Point fields>, "quality", "cost",
+   "latency_s", "verifier_latency_s", "relative_latency", ...}
+
+Resuming. A rerun with the same context skips every point whose key is in the
+file; a point that was interrupted has no line (or a truncated one, ignored)
+and is redone. Wall-clock times from two processes are not comparable (other
+load on the machine, CPU frequency), so each process run gets a `run_id` and
+times the verifier afresh before its first new point, and each point's
+relative latency is against the verifier timing OF THE RUN THAT MEASURED IT.
+Points of different runs are therefore each internally consistent ratios, but
+their absolute latency_s may not be; a rerun with a different context (task,
+models, examples, lengths) is refused rather than mixed in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+import uuid
+from typing import Any, Callable, Mapping, Sequence
+
+from spec_cascade_jax.evaluation import grids, infer, summary
+
+RESULTS_FILE = "results.jsonl"
+
+
+class ResultsFile:
+  """Append-only JSONL of sweep records (see the module docstring)."""
+
+  def __init__(self, path: str):
+    self.path = path
+
+  def read(self) -> list[dict]:
+    """Every complete record; a truncated line (an interrupted write) is skipped."""
+    if not os.path.exists(self.path):
+      return []
+    out = []
+    with open(self.path, encoding="utf-8") as f:
+      for line in f:
+        line = line.strip()
+        if not line:
+          continue
+        try:
+          out.append(json.loads(line))
+        except json.JSONDecodeError:
+          continue  # only the last line can be partial: its point is redone
+    return out
+
+  def append(self, record: Mapping) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+    with open(self.path, "a+", encoding="utf-8") as f:
+      # A killed process can leave a partial last line: start on a fresh one.
+      f.seek(0, os.SEEK_END)
+      if f.tell() > 0:
+        f.seek(f.tell() - 1)
+        if f.read(1) != "\n":
+          f.write("\n")
+      f.write(json.dumps(record, ensure_ascii=False) + "\n")
+      f.flush()
+      os.fsync(f.fileno())
+
+  def points(self) -> list[dict]:
+    return [r for r in self.read() if r.get("kind") == "point"]
+
+  def done_keys(self) -> set[str]:
+    return {r["key"] for r in self.points()}
+
+  def context(self) -> dict | None:
+    for r in self.read():
+      if r.get("kind") == "sweep":
+        return r["context"]
+    return None
+
+
+def load_results(path: str) -> list[dict]:
+  """Point records of a results file (or of `path/results.jsonl`)."""
+  if os.path.isdir(path):
+    path = os.path.join(path, RESULTS_FILE)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"no sweep results at {path!r}; run a sweep first")
+  return ResultsFile(path).points()
+
+
+def _check_context(stored: dict, context: dict, path: str) -> None:
+  diff = {k: (stored.get(k), v) for k, v in context.items() if stored.get(k) != v}
+  if diff:
+    raise ValueError(
+        f"{path} holds a sweep with other settings (stored, now): {diff}. Its points are "
+        "not comparable with this run's; use another output_dir, or the same settings to "
+        "resume it.")
+
+
+def _name(model) -> str:
+  if isinstance(model, (str, os.PathLike)):
+    return os.fspath(model)
+  cfg = getattr(model, "config", None)
+  return getattr(cfg, "name", type(model).__name__)
+
+
+def run_sweep(drafter="demo-drafter", verifier="demo-verifier", output_dir: str = "runs/sweep",
+              task: str = infer.GETTEXT_TASK, split: str = "validation",
+              grid: str | Sequence[grids.Curve] = "demo", curves: Sequence[str] | None = None,
+              alphas: Mapping[str, Sequence[float]] | None = None,
+              num_draft_tokens: int = 5, temperatures: Sequence[float] = (0.0,),
+              seeds: Sequence[int] = (0, 1, 2), num_quality_examples: int | None = None,
+              num_latency_examples: int = 20, repeats: int = 3, batch_size: int = 64,
+              max_new_tokens: int = 64, max_input_length: int = 128,
+              buckets: Sequence[int] = infer.DEFAULT_BUCKETS, vocabulary: str = "demo",
+              t5_vocab_path: str | None = None, metric: str | None = None,
+              make_plots: bool = True,
+              on_point: Callable[[dict], Any] | None = None) -> dict:
+  """Runs (or resumes) a sweep; writes results, summary and plots in `output_dir`.
+
+  Args:
+    drafter, verifier: model objects, bundled names or checkpoint paths.
+    grid / curves / alphas: which curves and α (grids.select_curves).
+    temperatures, seeds: seeds are used at temperature > 0 only; the summary
+      reports their mean and spread.
+    num_quality_examples: None = the whole split.
+    num_latency_examples: batch-1 timing subset (spread over the split).
+    buckets: input length buckets (one compilation per method and bucket).
+    metric: the quality metric of the summary/plots; None picks bleu, else
+      rouge2, else the first one.
+    on_point: called with each point record after it is saved (progress hooks).
+
+  Returns:
+    the summary (summary.summarize) of every point in the results file.
+  """
+  from tqdm.auto import tqdm
+  chosen = grids.select_curves(grid, curves, alphas)
+  points = grids.build_points(chosen, num_draft_tokens, temperatures, seeds)
+  results = ResultsFile(os.path.join(output_dir, RESULTS_FILE))
+  context = {"task": task, "split": split, "drafter": _name(drafter),
+             "verifier": _name(verifier), "num_quality_examples": num_quality_examples,
+             "num_latency_examples": num_latency_examples, "repeats": repeats,
+             "max_new_tokens": max_new_tokens, "max_input_length": max_input_length,
+             "buckets": list(buckets), "vocabulary": vocabulary}
+  stored = results.context()
+  if stored is None:
+    results.append({"kind": "sweep", "context": context,
+                    "created": time.strftime("%Y-%m-%d %H:%M:%S")})
+  else:
+    _check_context(stored, context, results.path)
+  done = results.done_keys()
+  pending = [p for p in points if p.key not in done]
+  print(f"sweep: {len(points)} points, {len(points) - len(pending)} already in "
+        f"{results.path}, {len(pending)} to run")
+
+  if pending:
+    _run_points(pending, results, drafter, verifier, task, split, vocabulary,
+                max_input_length, num_quality_examples, num_latency_examples, repeats,
+                batch_size, max_new_tokens, buckets, t5_vocab_path, seeds[0], on_point, tqdm)
+
+  records = results.points()
+  keys = {p.key for p in points}
+  records = [r for r in records if r["key"] in keys]  # this grid's points only
+  out = summary.summarize(records, metric)
+  print(summary.format_markdown(out))
+  summary.save(out, output_dir)
+  if make_plots:
+    try:
+      from spec_cascade_jax.evaluation import plots
+    except ImportError as e:
+      print(f"no plots ({e}); pip install matplotlib, then: python -m "
+            f"spec_cascade_jax.evaluation.plots {results.path}")
+    else:
+      for path in plots.plot_all(records, output_dir, out["metric"]):
+        print(f"wrote {path}")
+  return out
+
+
+def _run_points(pending, results, drafter, verifier, task, split, vocabulary,
+                max_input_length, num_quality_examples, num_latency_examples, repeats,
+                batch_size, max_new_tokens, buckets, t5_vocab_path, baseline_seed,
+                on_point, tqdm):
+  q_model, p_model = infer.resolve_model(drafter), infer.resolve_model(verifier)
+  data = infer.load_task(task, split, vocabulary, max_input_length, num_quality_examples,
+                         t5_vocab_path)
+  lat_ids = data.subset(infer.spread_indices(len(data), num_latency_examples)).input_ids
+  run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+  baselines: dict[float, float] = {}
+
+  def baseline(temperature: float) -> float:
+    # Timed once per temperature per process run: see the module docstring.
+    if temperature not in baselines:
+      v = grids.Point("Verifier", "verifier", temperature=temperature, seed=baseline_seed)
+      secs = infer.time_point(q_model, p_model, lat_ids, v, max_new_tokens, buckets, repeats)
+      baselines[temperature] = secs
+      results.append({"kind": "baseline", "run_id": run_id, "temperature": temperature,
+                      "latency_s": secs, "num_latency_examples": len(lat_ids)})
+    return baselines[temperature]
+
+  bar = tqdm(pending, desc="sweep points")
+  for point in bar:
+    bar.set_postfix_str(point.label)
+    t0 = time.perf_counter()
+    tokens, stats = infer.decode_batched(q_model, p_model, data.input_ids, point,
+                                         batch_size, max_new_tokens, buckets, progress=True)
+    quality = infer.score(data, [data.decode(t) for t in tokens])
+    base = baseline(point.temperature)
+    if point.method == "verifier" and point.seed == baseline_seed:
+      secs = base  # the baseline is this very measurement
+    else:
+      secs = infer.time_point(q_model, p_model, lat_ids, point, max_new_tokens, buckets,
+                              repeats)
+    record = {"kind": "point", "key": point.key, "run_id": run_id,
+              **dataclasses.asdict(point), "label": point.label, "quality": quality,
+              "cost": infer.cost_stats(stats, point.method), "latency_s": secs,
+              "verifier_latency_s": base, "relative_latency": secs / base,
+              "num_quality_examples": len(data), "num_latency_examples": len(lat_ids),
+              "seconds": time.perf_counter() - t0,
+              "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+    results.append(record)
+    if on_point is not None:
+      on_point(record)

@@ -1,0 +1,27 @@
+"""Sharded decoding on a ("data", "model") device mesh, multi-host ready.
+
+    from spec_cascade_jax import parallel
+    mesh = parallel.make_mesh(num_partitions=2)            # ("data", "model")
+    res = parallel.sharded_generate(drafter, verifier, input_ids, mesh=mesh,
+                                    method="speculative", max_new_tokens=64)
+    verifier = parallel.load_t5x_sharded(path, mesh)       # reads only local shards
+
+`partitioning` holds the mesh, logical axis rules and `Partitioner` (the gin
+binding); `generate` the jitted sharded decode; `checkpoint` the sharded t5x
+loader.
+"""
+
+from spec_cascade_jax.parallel.checkpoint import load_t5x_sharded
+from spec_cascade_jax.parallel.generate import (global_batch, lower_sharded_generate,
+                                                sharded_generate)
+from spec_cascade_jax.parallel.partitioning import (DATA_PARALLEL_RULES, STANDARD_RULES,
+                                                    Partitioner, ShardedModel,
+                                                    logical_to_spec, make_mesh,
+                                                    param_shardings, shard_model,
+                                                    t5_cache_logical_axes,
+                                                    t5_param_logical_axes)
+
+__all__ = ["DATA_PARALLEL_RULES", "STANDARD_RULES", "Partitioner", "ShardedModel",
+           "global_batch", "load_t5x_sharded", "logical_to_spec", "lower_sharded_generate",
+           "make_mesh", "param_shardings", "shard_model", "sharded_generate",
+           "t5_cache_logical_axes", "t5_param_logical_axes"]

@@ -1,0 +1,180 @@
+"""`sharded_generate`: `scj.generate` on a ("data", "model") mesh, one jit.
+
+The decode function is the very one `decoding.api.generate` compiles (the
+same kernel, baselines and targets); here it is jitted with explicit
+`in_shardings` / `out_shardings`:
+
+  drafter, verifier params   by the logical axis rules (heads/mlp/vocab over "model")
+  input_ids [B, S]           P("data", None)
+  alpha/temperature/top_p [B] P("data")
+  rng                        replicated
+  tokens [B, N], stats [B]   P("data", ...)
+
+and the models are wrapped in `ShardedModel`, which pins every K/V cache that
+`init_cache` / `step` return to P("data", "model", None, None). The whole
+speculative while_loop is one XLA program: GSPMD partitions it, no host round
+trip happens inside the loop, and the only collectives are the ones the math
+needs (the all-reduces after row-parallel matmuls, the vocab reductions of
+sampling).
+
+Multi-host: every process runs the same script with the same arguments.
+`input_ids` may be the global batch as a host array (identical on every
+process; each process places only its own rows), or a global `jax.Array`
+(e.g. from `global_batch`, which assembles per-host batches). The result is
+gathered to every process as numpy.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from spec_cascade_jax.decoding import api, kernel
+from spec_cascade_jax.parallel import partitioning as pt
+
+# (treedefs, shardings, statics) -> jitted function; a new jax.jit object per
+# call would retrace every time.
+_JIT_CACHE: dict = {}
+
+
+def global_batch(local_input_ids, mesh: Mesh) -> jax.Array:
+  """This process's rows [B_local, S] -> the global [B_local * processes, S] array.
+
+  For multi-host input pipelines where each host reads its own slice of the
+  data (process i holds rows i*B_local .. (i+1)*B_local - 1, in process order).
+  """
+  local = np.asarray(local_input_ids, np.int32)
+  return jax.make_array_from_process_local_data(NamedSharding(mesh, P(pt.DATA, None)), local)
+
+
+def _to_numpy(x) -> np.ndarray:
+  """A (possibly multi-host) array -> the full value on every process."""
+  if isinstance(x, jax.Array) and not x.is_fully_addressable:
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+  return np.asarray(jax.device_get(x))
+
+
+def _prepare(drafter, verifier, input_ids, *, method, rule, alpha, num_draft_tokens,
+             temperature, top_k, top_p, max_new_tokens, rng, seq_confidence):
+  """Validation and static normalisation, exactly as `api.generate` does them."""
+  api._validate(drafter, verifier, input_ids, method, rule, num_draft_tokens,
+                max_new_tokens, top_k, seq_confidence)
+  batch = int(input_ids.shape[0])
+  alpha = api._per_row("alpha", alpha, batch)
+  temperature = api._per_row("temperature", temperature, batch)
+  top_p = api._per_row("top_p", top_p, batch)
+  api._check_alpha(alpha, method, rule)
+  if np.any(temperature < 0):
+    raise ValueError(f"temperature must be >= 0 (0 = greedy); got {temperature.min():g}.")
+  if np.any((top_p <= 0) | (top_p > 1)):
+    raise ValueError(f"top_p must be in (0, 1] (1 disables nucleus sampling); got "
+                     f"{top_p[(top_p <= 0) | (top_p > 1)][0]:g}.")
+  statics = dict(method=method, rule=rule if method in api._RULE_METHODS else "",
+                 gamma=int(num_draft_tokens), top_k=int(top_k),
+                 max_new_tokens=int(max_new_tokens),
+                 seq_confidence=seq_confidence if method == "seq_cascade" else "")
+  if method in ("drafter", "verifier", "oracle_cascade", "seq_cascade"):
+    statics["gamma"] = 1
+  if method == "drafter":
+    verifier = None
+  if method == "verifier":
+    drafter = None
+  params = (alpha, temperature, top_p)
+  rng = jax.random.PRNGKey(0) if rng is None else rng
+  return drafter, verifier, params, rng, statics
+
+
+def _jitted(drafter, verifier, mesh: Mesh, statics: dict):
+  """The jit of api's decode function with explicit in/out shardings (cached)."""
+  model_sh = [None if m is None else pt.model_in_shardings(m) for m in (drafter, verifier)]
+  rows = NamedSharding(mesh, P(pt.DATA))
+  in_shardings = (*model_sh, NamedSharding(mesh, P(pt.DATA, None)),
+                  kernel.DecodeParams(alpha=rows, temperature=rows, top_p=rows),
+                  NamedSharding(mesh, P()))
+  out_shardings = (NamedSharding(mesh, P(pt.DATA, None)), rows)  # stats: prefix tree
+  key = (jax.tree.structure(drafter), jax.tree.structure(verifier),
+         tuple(jax.tree.leaves(model_sh)), mesh, tuple(sorted(statics.items())))
+  if key not in _JIT_CACHE:
+    # `_generate_jit.__wrapped__` is api's undecorated decode function: the
+    # same dispatch over methods, compiled here with shardings. The statics
+    # are bound first (jit takes no kwargs alongside in_shardings); the cache
+    # key holds them, so each setting compiles once.
+    fn = functools.partial(api._generate_jit.__wrapped__, **statics)
+    _JIT_CACHE[key] = jax.jit(fn, in_shardings=in_shardings, out_shardings=out_shardings)
+  return _JIT_CACHE[key]
+
+
+def lower_sharded_generate(drafter, verifier, input_ids, *, mesh: Mesh,
+                           rules: pt.Rules = pt.STANDARD_RULES, **generate_kwargs):
+  """(jax.stages.Lowered, placed args): to inspect the sharded HLO
+  (`.compile().as_text()`) or cost without running it."""
+  fn, args, statics = _setup(drafter, verifier, input_ids, mesh, rules, generate_kwargs)
+  return fn.lower(*args), args
+
+
+_DEFAULTS = dict(method="spec_cascade", rule="token_v3", alpha=0.3, num_draft_tokens=5,
+                 temperature=0.0, top_k=0, top_p=1.0, max_new_tokens=64, rng=None,
+                 seq_confidence="mean")
+
+
+def _setup(drafter, verifier, input_ids, mesh, rules, generate_kwargs):
+  unknown = sorted(set(generate_kwargs) - set(_DEFAULTS))
+  if unknown:
+    raise TypeError(f"Unknown generate arguments {unknown}; valid: {sorted(_DEFAULTS)}.")
+  mesh, rules = pt._check_mesh(mesh), pt._check_rules(rules)
+  kw = {**_DEFAULTS, **generate_kwargs}
+  drafter, verifier, (alpha, temperature, top_p), rng, statics = _prepare(
+      drafter, verifier, input_ids, **kw)
+  batch, data = int(input_ids.shape[0]), mesh.shape[pt.DATA]
+  batch_axis = pt.logical_to_spec(("batch",), rules)[0]
+  if batch_axis != pt.DATA:
+    raise ValueError(f"logical_axis_rules must map 'batch' to {pt.DATA!r} (got "
+                     f"{batch_axis!r}): decoding shards rows over the data axis.")
+  if batch % data:
+    raise ValueError(f"The global batch ({batch} rows) is not divisible by the 'data' mesh"
+                     f" axis ({data}); pad the batch with all-pad rows (input_ids 0) to a"
+                     f" multiple of {data}.")
+  drafter, verifier = [None if m is None else pt.shard_model(m, mesh, rules)
+                       for m in (drafter, verifier)]
+  rows = NamedSharding(mesh, P(pt.DATA))
+  if isinstance(input_ids, jax.Array):
+    input_ids = input_ids.astype(jnp.int32)
+  else:
+    input_ids = np.asarray(input_ids, np.int32)
+  input_ids = pt.place(input_ids, NamedSharding(mesh, P(pt.DATA, None)))
+  params = kernel.DecodeParams(alpha=pt.place(alpha, rows),
+                               temperature=pt.place(temperature, rows),
+                               top_p=pt.place(top_p, rows))
+  rng = pt.place(rng, NamedSharding(mesh, P()))
+  fn = _jitted(drafter, verifier, mesh, statics)
+  return fn, (drafter, verifier, input_ids, params, rng), statics
+
+
+def sharded_generate(drafter, verifier, input_ids, *, mesh: Mesh,
+                     rules: pt.Rules = pt.STANDARD_RULES,
+                     **generate_kwargs) -> api.GenerateResult:
+  """`scj.generate` sharded over `mesh` (see the module docstring).
+
+  Args:
+    drafter, verifier: T5Model / ShardedModel / any protocol model (its
+      parameters then replicated), or None where the method does not use it.
+    input_ids: [B, S] int, the GLOBAL batch; B divisible by the "data" axis.
+    mesh: a ("data", "model") Mesh (`parallel.make_mesh`).
+    rules: logical axis rules (`partitioning.STANDARD_RULES`).
+    **generate_kwargs: method, rule, alpha, num_draft_tokens, temperature,
+      top_k, top_p, max_new_tokens, rng, seq_confidence, as `scj.generate`.
+  Returns:
+    GenerateResult with numpy tokens [B, max_new_tokens] and stats [B], the
+    full global batch on every process. Same tokens and stats as
+    `scj.generate` (greedy: exactly; sampling: the same per-row uniforms).
+  """
+  fn, args, statics = _setup(drafter, verifier, input_ids, mesh, rules, generate_kwargs)
+  tokens, stats = fn(*args)
+  return api.GenerateResult(tokens=_to_numpy(tokens).astype(np.int32),
+                            stats={k: _to_numpy(v).astype(np.int32)
+                                   for k, v in stats.items()})

@@ -1,0 +1,393 @@
+"""Partitioning in the t5x spirit: a ("data", "model") mesh, logical axis names
+on every parameter and cache dimension, and rules mapping logical to mesh axes.
+
+Nothing here is a distribution layer of its own: arrays are `jax.Array`s with
+`NamedSharding`s, the decode loop is one `jax.jit` with explicit in/out
+shardings, and XLA's SPMD partitioner (GSPMD) inserts the collectives.
+
+Logical axes (t5x names, `t5x/partitioning.py::standard_logical_axis_rules`):
+
+  batch           rows of input_ids / caches              -> "data"
+  vocab           embedding rows, output logits columns   -> "model"
+  mlp             d_ff                                    -> "model"
+  heads           attention heads (relpos table, caches)  -> "model"
+  joined_kv       heads * d_kv of the 2-D q/k/v/o kernels -> "model"
+  embed, kv, length, relpos_buckets                       -> replicated
+
+A rule list is an ordered sequence of (logical, mesh axis or None); the first
+rule whose mesh axis is not yet used by another dimension of the same array
+wins (flax `logical_to_mesh_axes` semantics), so one mesh axis never shards two
+dimensions of one array.
+
+T5 parameters (t5x names, all kernels 2-D):
+  token_embedder/embedding [V, D]         (vocab, embed)
+  */attention/{query,key,value}/kernel    (embed, joined_kv)
+  */attention/out/kernel                  (joined_kv, embed)
+  */mlp/{wi,wi_0,wi_1}/kernel [D, F]      (embed, mlp);  mlp/wo (mlp, embed)
+  */relpos_bias/rel_embedding [H, buckets](heads, relpos_buckets)
+  */*_norm/scale [D]                      (embed,)
+  decoder/logits_dense/kernel [D, V]      (embed, vocab)
+T5 cache (models/t5.py):
+  self_attention/*/{key,value} [B, H, L, Dkv]  (batch, heads, length, kv)
+  cross_attention/*/{key,value} [B, H, S, Dkv] (batch, heads, length, kv)
+  encoder_mask [B, S]                          (batch, length)
+Sharding joined_kv = heads * d_kv over "model" puts whole heads on each device
+(checked: num_heads % model == 0), so the [B, T, H, Dkv] reshape inside
+attention keeps the head split that the caches carry, and no cache is ever
+gathered.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from typing import Any, Mapping, Sequence
+
+import flax.struct
+import jax
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+
+DATA, MODEL = "data", "model"
+MESH_AXES = (DATA, MODEL)
+
+Rules = tuple[tuple[str, str | None], ...]
+
+# t5x's standard rules, restricted to the axes T5 uses here.
+STANDARD_RULES: Rules = (
+    ("batch", DATA),
+    ("vocab", MODEL),
+    ("mlp", MODEL),
+    ("heads", MODEL),
+    ("joined_kv", MODEL),
+    ("embed", None),
+    ("kv", None),
+    ("length", None),
+    ("relpos_buckets", None),
+)
+# Pure data parallelism: every parameter replicated, the batch split.
+DATA_PARALLEL_RULES: Rules = tuple((name, DATA if name == "batch" else None)
+                                   for name, _ in STANDARD_RULES)
+
+
+def standard_logical_axis_rules() -> Rules:
+  """The default rules (a function, so gin can bind `@standard_logical_axis_rules()`)."""
+  return STANDARD_RULES
+
+
+def data_parallel_logical_axis_rules() -> Rules:
+  return DATA_PARALLEL_RULES
+
+
+def _check_rules(rules) -> Rules:
+  try:
+    rules = tuple((str(a), None if m is None else str(m)) for a, m in rules)
+  except (TypeError, ValueError) as e:
+    raise ValueError(f"logical_axis_rules must be a sequence of (logical_name, mesh_axis or"
+                     f" None) pairs, got {rules!r}.") from e
+  bad = [m for _, m in rules if m is not None and m not in MESH_AXES]
+  if bad:
+    raise ValueError(f"logical_axis_rules map to unknown mesh axis {bad[0]!r}; the mesh axes"
+                     f" are {MESH_AXES} (or None for replicated).")
+  return rules
+
+
+# ----------------------------------------------------------------------------
+# Mesh
+# ----------------------------------------------------------------------------
+
+
+def make_mesh(num_partitions: int = 1, devices: Sequence[jax.Device] | None = None,
+              mesh_shape: tuple[int, int] | None = None) -> Mesh:
+  """A ("data", "model") mesh over `devices` (default: all devices of all hosts).
+
+  num_partitions: size of "model" (t5x's `PjitPartitioner(num_partitions=)`);
+  "data" takes the rest. Or give `mesh_shape=(data, model)` explicitly. The
+  model axis is the fastest-varying one, so with jax.devices()' process-major
+  order a model group stays inside one host whenever num_partitions divides
+  the local device count, and only the data axis crosses hosts.
+  Axis types are Auto: XLA propagates shardings from inputs and constraints.
+  """
+  devices = list(jax.devices() if devices is None else devices)
+  n = len(devices)
+  if mesh_shape is None:
+    if not isinstance(num_partitions, (int, np.integer)) or num_partitions < 1:
+      raise ValueError(f"num_partitions must be an int >= 1, got {num_partitions!r}.")
+    if n % num_partitions:
+      raise ValueError(f"num_partitions={num_partitions} does not divide the {n} devices;"
+                       " pick a divisor of the device count.")
+    mesh_shape = (n // num_partitions, int(num_partitions))
+  mesh_shape = tuple(int(s) for s in mesh_shape)
+  if len(mesh_shape) != 2 or math.prod(mesh_shape) != n:
+    raise ValueError(f"mesh_shape={mesh_shape} must be (data, model) with data * model ="
+                     f" {n}, the number of devices.")
+  return jax.make_mesh(mesh_shape, MESH_AXES, axis_types=(AxisType.Auto,) * 2,
+                       devices=devices)
+
+
+def _check_mesh(mesh: Mesh) -> Mesh:
+  if not isinstance(mesh, Mesh) or tuple(mesh.axis_names) != MESH_AXES:
+    raise ValueError(f"Expected a jax.sharding.Mesh with axes {MESH_AXES} (build one with"
+                     f" parallel.make_mesh), got {mesh!r}.")
+  return mesh
+
+
+# ----------------------------------------------------------------------------
+# Logical axes
+# ----------------------------------------------------------------------------
+
+_ATTN = r"(attention|self_attention|encoder_decoder_attention)"
+_PARAM_AXES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (r"^token_embedder/embedding$", ("vocab", "embed")),
+    (rf"/{_ATTN}/(query|key|value)/kernel$", ("embed", "joined_kv")),
+    (rf"/{_ATTN}/out/kernel$", ("joined_kv", "embed")),
+    (r"/mlp/wi(_0|_1)?/kernel$", ("embed", "mlp")),
+    (r"/mlp/wo/kernel$", ("mlp", "embed")),
+    (r"/relpos_bias/rel_embedding$", ("heads", "relpos_buckets")),
+    (r"/scale$", ("embed",)),
+    (r"^decoder/logits_dense/kernel$", ("embed", "vocab")),
+)
+_CACHE_AXES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (r"^(self_attention|cross_attention)/layers_\d+/(key|value)$",
+     ("batch", "heads", "length", "kv")),
+    (r"^encoder_mask$", ("batch", "length")),
+)
+
+
+def _path_str(path) -> str:
+  return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k))))
+                  for k in path)
+
+
+def _axes_for(path: str, patterns, what: str) -> tuple[str, ...]:
+  for pattern, axes in patterns:
+    if re.search(pattern, path):
+      return axes
+  raise ValueError(f"No logical axes known for {what} {path!r}: it is not a T5 (t5x-named)"
+                   " tree. Give the model's leaves axes with `param_axes=` / `cache_axes=`.")
+
+
+def t5_param_logical_axes(params: Mapping[str, Any]):
+  """Same tree as `params` (arrays or ShapeDtypeStructs), leaves = tuples of names."""
+  return jax.tree_util.tree_map_with_path(
+      lambda p, x: _axes_for(_path_str(p), _PARAM_AXES, "parameter"), params)
+
+
+def t5_cache_logical_axes(cache: Mapping[str, Any]):
+  """Logical axes of a T5 cache tree (see the module docstring)."""
+  return jax.tree_util.tree_map_with_path(
+      lambda p, x: _axes_for(_path_str(p), _CACHE_AXES, "cache entry"), cache)
+
+
+def batch_logical_axes(tree):
+  """Any other model (e.g. testing.BigramModel): batch leading, rest replicated."""
+  return jax.tree.map(lambda x: ("batch",) + (None,) * (np.ndim(x) - 1), tree)
+
+
+def logical_to_spec(logical_axes: Sequence[str | None], rules: Rules) -> P:
+  """("batch", "heads", "length", "kv") -> P("data", "model", None, None)."""
+  used, out = set(), []
+  for name in logical_axes:
+    mesh_axis = None
+    if name is not None:
+      for logical, m in rules:
+        if logical == name and (m is None or m not in used):
+          mesh_axis = m
+          break
+    if mesh_axis is not None:
+      used.add(mesh_axis)
+    out.append(mesh_axis)
+  return P(*out)
+
+
+def _spec_tree(shapes, axes, mesh: Mesh, rules: Rules, what: str):
+  """PartitionSpecs for a tree, checking every sharded dim divides evenly."""
+
+  def one(path, x, names):
+    if len(names) != np.ndim(x):
+      raise ValueError(f"{what} {_path_str(path)!r}: {len(names)} logical axes {names} for"
+                       f" a rank-{np.ndim(x)} array of shape {np.shape(x)}.")
+    spec = logical_to_spec(names, rules)
+    for dim, name, m in zip(np.shape(x), names, spec):
+      if m is not None and dim % mesh.shape[m]:
+        raise ValueError(
+            f"{what} {_path_str(path)!r} of shape {np.shape(x)}: its {name!r} dimension"
+            f" ({dim}) is not divisible by the {m!r} mesh axis ({mesh.shape[m]}). Use a"
+            f" mesh whose {m!r} size divides {dim}, or map {name!r} to None in"
+            " logical_axis_rules.")
+    return spec
+
+  # `axes` has tuples where `shapes` has leaves: tree_map flattens it up to them.
+  return jax.tree_util.tree_map_with_path(one, shapes, axes)
+
+
+# ----------------------------------------------------------------------------
+# Sharded models
+# ----------------------------------------------------------------------------
+
+
+def _is_t5(x) -> bool:
+  from spec_cascade_jax.models.t5 import T5Model
+  return isinstance(x, T5Model)
+
+
+def _check_heads(num_heads: int, mesh: Mesh, rules: Rules):
+  m = logical_to_spec(("heads",), rules)[0]
+  if m is not None and num_heads % mesh.shape[m]:
+    raise ValueError(f"num_heads={num_heads} is not divisible by the {m!r} mesh axis"
+                     f" ({mesh.shape[m]}): heads cannot be split evenly. Use a"
+                     f" num_partitions that divides {num_heads}, or map 'heads' and"
+                     " 'joined_kv' to None in logical_axis_rules.")
+
+
+def _cache_axes(cache):
+  """T5 caches by entry name; any other model's cache: batch leading."""
+  try:
+    return t5_cache_logical_axes(cache)
+  except ValueError:
+    return batch_logical_axes(cache)
+
+
+@flax.struct.dataclass
+class ShardedModel:
+  """A decoder model (models/protocol.py) whose parameters and caches are sharded.
+
+  The decoding kernel only calls `init_cache` and `step`; this wrapper pins
+  every cache they return to its NamedSharding with
+  `jax.lax.with_sharding_constraint`, so inside the jitted while_loop XLA keeps
+  the K/V caches split over ("data", "model") instead of choosing a layout of
+  its own (a gathered cache would cost a full-cache all-gather per step).
+  `model`'s parameters are leaves (sharded jax.Arrays); mesh and rules are
+  static, so a jitted decode compiles once per (configuration, mesh, rules).
+  """
+  model: Any
+  mesh: Mesh = flax.struct.field(pytree_node=False)
+  rules: Rules = flax.struct.field(pytree_node=False, default=STANDARD_RULES)
+
+  @property
+  def vocab_size(self) -> int:
+    return self.model.vocab_size
+
+  def cache_shardings(self, cache):
+    """NamedShardings of a cache tree (arrays or ShapeDtypeStructs)."""
+    specs = _spec_tree(cache, _cache_axes(cache), self.mesh, self.rules, "cache")
+    return jax.tree.map(lambda s: NamedSharding(self.mesh, s), specs,
+                        is_leaf=lambda x: isinstance(x, P))
+
+  def constrain_cache(self, cache):
+    return jax.lax.with_sharding_constraint(cache, self.cache_shardings(cache))
+
+  def init_cache(self, input_ids: jax.Array, max_length: int):
+    """As the wrapped model's; input_ids [B, S] -> cache pinned to its sharding."""
+    return self.constrain_cache(self.model.init_cache(input_ids, max_length))
+
+  def step(self, tokens: jax.Array, cache, positions: jax.Array):
+    """tokens [B, k], positions [B] -> (logits [B, k, V] f32, cache pinned)."""
+    logits, cache = self.model.step(tokens, cache, positions)
+    return logits, self.constrain_cache(cache)
+
+  def logits(self, input_ids: jax.Array, decoder_input_ids: jax.Array) -> jax.Array:
+    """Teacher-forced logits [B, T, V] (T5 only), computed sharded."""
+    return self.model.logits(input_ids, decoder_input_ids)
+
+
+def param_shardings(model, mesh: Mesh, rules: Rules = STANDARD_RULES):
+  """NamedShardings for every leaf of `model`, as a tree shaped like `model`.
+
+  Every T5Model inside `model` (the model itself, or one that a wrapper such
+  as a logit-masking model holds) is sharded by its t5x parameter names;
+  any other leaf is replicated. Works on `jax.eval_shape` output, so real
+  sizes can be planned without allocating them.
+  """
+  mesh, rules = _check_mesh(mesh), _check_rules(rules)
+
+  def one(x):
+    if not _is_t5(x):
+      return NamedSharding(mesh, P())
+    _check_heads(x.config.num_heads, mesh, rules)
+    specs = _spec_tree(x.params, t5_param_logical_axes(x.params), mesh, rules, "parameter")
+    return x.replace(params=jax.tree.map(lambda s: NamedSharding(mesh, s), specs,
+                                         is_leaf=lambda y: isinstance(y, P)))
+
+  return jax.tree.map(one, model, is_leaf=_is_t5)
+
+
+def place(x, sharding: NamedSharding) -> jax.Array:
+  """Puts one host or device array onto `sharding`, on every host.
+
+  An array that already has this sharding is returned as is. Otherwise each
+  device's block is cut from a host copy with `make_array_from_callback`,
+  which works when the devices span several processes (each process builds
+  its own shards; every process must pass the same value).
+  """
+  if isinstance(x, jax.Array) and x.sharding.is_equivalent_to(sharding, x.ndim):
+    return x
+  if isinstance(x, jax.Array) and x.is_fully_addressable:
+    if sharding.is_fully_addressable:
+      return jax.device_put(x, sharding)
+    x = np.asarray(x)
+  elif isinstance(x, jax.Array):
+    raise ValueError(f"Cannot reshard a multi-host array from {x.sharding} to {sharding} "
+                     "here; create it with the target sharding.")
+  host = np.asarray(x)
+  return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
+
+
+def shard_model(model, mesh: Mesh, rules: Rules = STANDARD_RULES) -> ShardedModel:
+  """Places `model`'s parameters by the rules and wraps it in a ShardedModel.
+
+  A ShardedModel on the same mesh and rules is returned unchanged; one on
+  another mesh is re-placed.
+  """
+  mesh, rules = _check_mesh(mesh), _check_rules(rules)
+  if isinstance(model, ShardedModel):
+    if model.mesh == mesh and model.rules == rules:
+      return model
+    model = model.model
+  placed = jax.tree.map(place, model, param_shardings(model, mesh, rules))
+  return ShardedModel(model=placed, mesh=mesh, rules=rules)
+
+
+def model_in_shardings(model: ShardedModel):
+  """A prefix tree of NamedShardings for `model` as a jit argument."""
+  return ShardedModel(model=param_shardings(model.model, model.mesh, model.rules),
+                      mesh=model.mesh, rules=model.rules)
+
+
+# ----------------------------------------------------------------------------
+# Partitioner (the gin-configurable object)
+# ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Partitioner:
+  """t5x's `PjitPartitioner(num_partitions=..., logical_axis_rules=...)`, for decoding.
+
+  num_partitions: size of the "model" axis; the "data" axis takes the
+  remaining devices. mesh_shape: (data, model), overrides num_partitions.
+  logical_axis_rules: see the module docstring; default STANDARD_RULES.
+
+      partitioner = Partitioner(num_partitions=2)
+      res = partitioner.generate(drafter, verifier, input_ids, method="speculative")
+  """
+  num_partitions: int = 1
+  logical_axis_rules: Rules = STANDARD_RULES
+  mesh_shape: tuple[int, int] | None = None
+
+  def __post_init__(self):
+    object.__setattr__(self, "logical_axis_rules", _check_rules(self.logical_axis_rules))
+
+  @property
+  def mesh(self) -> Mesh:
+    # Built on use (not at gin-parse time), after jax.distributed.initialize.
+    return make_mesh(self.num_partitions, mesh_shape=self.mesh_shape)
+
+  def shard_model(self, model, mesh: Mesh | None = None) -> ShardedModel:
+    return shard_model(model, mesh or self.mesh, self.logical_axis_rules)
+
+  def generate(self, drafter, verifier, input_ids, **generate_kwargs):
+    """`parallel.sharded_generate` on this partitioner's mesh and rules."""
+    from spec_cascade_jax.parallel.generate import sharded_generate
+    return sharded_generate(drafter, verifier, input_ids, mesh=self.mesh,
+                            rules=self.logical_axis_rules, **generate_kwargs)

@@ -1,0 +1,73 @@
+"""The bundled demo pair: loads by name, recipe recorded, BLEU floors on validation.
+
+Floors are the BLEU each model reached on the first 100 validation examples
+when it was trained (BENCHMARKS.md), minus a margin for numerical drift across
+machines; greedy decoding is deterministic, so a regression of the model
+files, the loader, the T5 code or the kernel shows up as a drop.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from spec_cascade_jax.models import loading
+
+NAMES = ("demo-drafter", "demo-verifier")
+BLEU_FLOORS = {"demo-drafter": None, "demo-verifier": None}  # filled after training
+NUM_EXAMPLES = 100
+
+
+@pytest.fixture(scope="module")
+def pair():
+  return {name: loading.load_model(name) for name in NAMES}
+
+
+@pytest.fixture(scope="module")
+def translations(pair):
+  from spec_cascade_jax.data.dataset import load_split
+  from spec_cascade_jax.data.vocab import load_vocabulary
+  from spec_cascade_jax.training.recipes import corpus_bleu, greedy_translate
+  vocab = load_vocabulary("demo")
+  data = load_split("validation")[:NUM_EXAMPLES]
+  out = {}
+  for name, model in pair.items():
+    preds = greedy_translate(model, vocab, [e["en"] for e in data], max_new_tokens=64)
+    out[name] = (preds, corpus_bleu(preds, [e["de"] for e in data]))
+  return out
+
+
+def test_bundled_names_listed():
+  assert set(NAMES) <= set(loading.bundled_models())
+
+
+def test_pair_shares_vocabulary_and_sizes(pair):
+  d, v = pair["demo-drafter"], pair["demo-verifier"]
+  assert d.vocab_size == v.vocab_size == 8000
+  n = lambda m: sum(int(np.prod(x.shape)) for x in __import__("jax").tree_util.tree_leaves(m.params))
+  assert n(d) * 3 < n(v)
+  total = 0
+  for name in NAMES:
+    folder = os.path.join(loading.ASSETS_DIR, name)
+    total += sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder))
+  assert total < 42 * 2**20, f"bundled models take {total / 2**20:.1f} MiB"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_recipe_recorded(name):
+  with open(os.path.join(loading.ASSETS_DIR, name, "recipe.json")) as f:
+    recipe = json.load(f)
+  for key in ("model_config", "train_config", "data", "steps", "wall_time_s", "machine"):
+    assert key in recipe, key
+  assert recipe["model_config"]["name"] == name
+  assert len(recipe["data"]["train_sha256"]) == 64
+
+
+def test_bleu_floors_and_gap(translations):
+  bleu = {name: b for name, (_, b) in translations.items()}
+  for name, floor in BLEU_FLOORS.items():
+    assert bleu[name] >= floor, (name, bleu[name], floor)
+  assert bleu["demo-verifier"] >= bleu["demo-drafter"] + 3.0, bleu

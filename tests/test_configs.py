@@ -1,0 +1,144 @@
+"""Every gin file under configs/ parses, finalizes and selects a real job.
+
+Nothing is run (train configs would train, sweeps would decode): a config
+"builds" when gin accepts every binding against the real function signatures,
+`main.run.fn` resolves to the expected function, and every %gin.REQUIRED
+placeholder is listed in the file's header comment.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+
+import gin
+import pytest
+
+from spec_cascade_jax import main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = os.path.join(ROOT, "configs")
+
+# Fragments that only make sense after another file: (files parsed first).
+COMPANIONS = {
+    "train/base.gin": ["models/demo_drafter.gin"],
+}
+RUN_FN = {
+    "demo.gin": "run_sweep",
+    "runs/sweep.gin": "run_sweep",
+    "runs/infer.gin": "infer",
+    "runs/eval.gin": "evaluate",
+    "train/demo_drafter.gin": "train_gettext",
+    "train/demo_verifier.gin": "train_gettext",
+    "train/base.gin": "train_gettext",
+}
+
+
+def all_configs() -> list[str]:
+  return sorted(os.path.relpath(p, CONFIGS)
+                for p in glob.glob(os.path.join(CONFIGS, "**", "*.gin"), recursive=True))
+
+
+def _required(name: str) -> list[str]:
+  """%gin.REQUIRED macros of a file and the files it includes."""
+  with open(os.path.join(CONFIGS, name), encoding="utf-8") as f:
+    text = f.read()
+  out = re.findall(r"^(\w+)\s*=\s*%gin\.REQUIRED", text, re.M)
+  for inc in re.findall(r"^include\s+'([^']+)'", text, re.M):
+    out += _required(inc)
+  return out
+
+
+def _parse(files, bindings=(), fill_required=True):
+  """Parses and finalizes; REQUIRED placeholders left unbound get dummy values."""
+  gin.clear_config()
+  for path in (os.getcwd(), CONFIGS):
+    gin.add_config_file_search_path(path)
+  gin.parse_config_files_and_bindings([os.path.join(CONFIGS, f) for f in files],
+                                      list(bindings), finalize_config=False)
+  if fill_required:
+    for m in {m for f in files for m in _required(f)}:
+      if repr(gin.query_parameter(f"{m}/macro.value")) == "%gin.REQUIRED":
+        gin.bind_parameter(f"{m}/macro.value", "x")
+  gin.finalize()
+
+
+@pytest.fixture(autouse=True)
+def _clean_gin():
+  yield
+  gin.clear_config()
+
+
+def test_the_expected_configs_exist():
+  names = set(all_configs())
+  for f in ["demo.gin", "runs/sweep.gin", "runs/infer.gin", "runs/eval.gin",
+            "models/demo_pair.gin", "models/t5_small.gin", "models/t5_large.gin",
+            "models/t5_small_large.gin", "models/t5_1_1_small.gin"]:
+    assert f in names, f
+
+
+@pytest.mark.parametrize("name", all_configs())
+def test_config_parses_and_builds(name):
+  _parse(COMPANIONS.get(name, []) + [name])
+  if name in RUN_FN:
+    ref = gin.query_parameter("main.run.fn")
+    fn = ref.configurable.wrapped
+    assert callable(fn) and fn.__name__ == RUN_FN[name]
+  # Every REQUIRED placeholder is documented in the header comment.
+  with open(os.path.join(CONFIGS, name), encoding="utf-8") as f:
+    text = f.read()
+  header = "".join(line for line in text.splitlines(True) if line.startswith("#"))
+  for macro in re.findall(r"^(\w+)\s*=\s*%gin\.REQUIRED", text, re.M):
+    assert macro in header, f"{name}: {macro} is %gin.REQUIRED but not in the header"
+
+
+@pytest.mark.parametrize("run", ["runs/sweep.gin", "runs/infer.gin", "runs/eval.gin"])
+def test_run_files_fill_from_a_model_pair_file(run):
+  _parse([run, "models/demo_pair.gin"],
+         ["TASK = 'gettext_en_de'", "OUTPUT_DIR = '/tmp/x'"])
+  fn = gin.query_parameter("main.run.fn").configurable.wrapped.__name__
+  assert gin.query_parameter(f"{fn}.drafter") is not None
+  assert gin.query_parameter("DRAFTER/macro.value") == "demo-drafter"
+  assert gin.query_parameter("VERIFIER/macro.value") == "demo-verifier"
+
+
+def test_demo_config_values():
+  _parse(["demo.gin"])
+  assert gin.query_parameter("TASK/macro.value") == "gettext_en_de"
+  assert gin.query_parameter("GRID/macro.value") == "demo"
+  assert gin.query_parameter("LENGTH_BUCKETS/macro.value") == (48,)
+  # The demo is runs/sweep.gin + models/demo_pair.gin with other values: every
+  # parameter the generic sweep binds, the demo binds too.
+  demo_params = set(gin.get_bindings("spec_cascade_jax.evaluation.sweep.run_sweep"))
+  _parse(["runs/sweep.gin", "models/demo_pair.gin"])
+  assert set(gin.get_bindings("spec_cascade_jax.evaluation.sweep.run_sweep")) <= demo_params
+
+
+def test_t5_pair_reaches_the_size_check(tmp_path):
+  """The pair file's DRAFTER is a checked load: a wrong-size checkpoint fails."""
+  from spec_cascade_jax import testing
+  from spec_cascade_jax.models.checkpoint import save_model
+  _, v = testing.tiny_t5_pair(vocab_size=32, verifier_layers=2)
+  save_model(v, str(tmp_path / "m"))
+  _parse(["runs/infer.gin", "models/t5_small_large.gin"],
+         [f"T5_SMALL_CHECKPOINT = '{tmp_path / 'm'}'", "T5_LARGE_CHECKPOINT = '/nope'"])
+  load = gin.get_configurable("t5_small/spec_cascade_jax.evaluation.infer.load_checked_model")
+  with pytest.raises(ValueError, match="is not a t5-small checkpoint"):
+    load()
+
+
+def test_required_placeholders_fail_at_parse_time():
+  with pytest.raises(ValueError, match="OUTPUT_DIR.*REQUIRED"):
+    _parse(["runs/sweep.gin", "models/demo_pair.gin"], ["TASK = 't'"],
+           fill_required=False)
+
+
+def test_unknown_parameter_is_rejected():
+  with pytest.raises(ValueError):
+    _parse(["demo.gin"], ["sweep.run_sweep.no_such_parameter = 1"])
+
+
+def test_cli_rewrites_gin_flags():
+  args = main.parse_args(["--gin_file=demo.gin", "--gin.NUM_QUALITY_EXAMPLES=10"])
+  assert args.gin_bindings == ["NUM_QUALITY_EXAMPLES = 10"]

@@ -1,0 +1,253 @@
+"""Sharded decoding (spec_cascade_jax.parallel) against unsharded decoding.
+
+This pytest process keeps its single CPU device; the multi-device checks run in
+subprocesses (tests/partitioning_worker.py) with fake CPU devices
+(XLA_FLAGS=--xla_force_host_platform_device_count=N), several checks per
+subprocess because compiles dominate. Every subprocess is bounded by a timeout
+and uses loopback addresses only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from spec_cascade_jax import parallel
+from spec_cascade_jax.models.configs import PRESETS
+from spec_cascade_jax.models.t5 import T5Model
+from spec_cascade_jax.parallel import partitioning as pt
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+WORKER = os.path.join(HERE, "partitioning_worker.py")
+TIMEOUT_S = 540          # generous: CI machines are shared; normally ~90 s
+MESHES = ("(8, 1)", "(4, 2)", "(2, 4)")
+METHODS = ("speculative", "spec_cascade")
+
+
+def _env(devices: int) -> dict:
+  env = dict(os.environ)
+  env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") +
+                      f" --xla_force_host_platform_device_count={devices}").strip()
+  env["JAX_PLATFORMS"] = "cpu"
+  env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+  return env
+
+
+@pytest.fixture(scope="module")
+def mesh_run(tmp_path_factory):
+  out = str(tmp_path_factory.mktemp("mesh"))
+  proc = subprocess.run([sys.executable, WORKER, "mesh", out], env=_env(8),
+                        capture_output=True, text=True, timeout=TIMEOUT_S)
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  with open(os.path.join(out, "mesh.json")) as f:
+    report = json.load(f)
+  results = dict(np.load(os.path.join(out, "mesh.npz")))
+  logits = dict(np.load(os.path.join(out, "logits.npz")))
+  return report, results, logits
+
+
+# ------------------------------------------------------------- 8 fake devices
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_sharded_equals_unsharded(mesh_run, method):
+  _, results, _ = mesh_run
+  ref = results[f"{method}/unsharded/tokens"]
+  # The comparison means something: varied tokens, some drafts rejected.
+  assert len(np.unique(ref)) > 8, ref
+  assert results[f"{method}/unsharded/accepted"].sum() < \
+      results[f"{method}/unsharded/draft_tokens"].sum()
+  assert results[f"{method}/unsharded/accepted"].sum() > 0
+  stat_names = [k.split("/")[-1] for k in results if k.startswith(f"{method}/unsharded/")]
+  for mesh in MESHES:
+    np.testing.assert_array_equal(results[f"{method}/{mesh}/tokens"], ref, err_msg=mesh)
+    for stat in stat_names:
+      np.testing.assert_array_equal(results[f"{method}/{mesh}/{stat}"],
+                                    results[f"{method}/unsharded/{stat}"],
+                                    err_msg=f"{mesh} {stat}")
+
+
+def test_params_sharded_as_rules_say(mesh_run):
+  report, _, _ = mesh_run
+  specs = report["param_specs"]
+  assert specs["token_embedder/embedding"] == ["model", None]           # (vocab, embed)
+  assert specs["decoder/layers_0/self_attention/query/kernel"] == [None, "model"]
+  assert specs["decoder/layers_0/self_attention/out/kernel"] == ["model", None]
+  assert specs["encoder/layers_0/mlp/wi_0/kernel"] == [None, "model"]
+  assert specs["encoder/layers_0/mlp/wo/kernel"] == ["model", None]
+  assert specs["decoder/logits_dense/kernel"] == [None, "model"]        # (embed, vocab)
+  assert specs["decoder/relpos_bias/rel_embedding"] == ["model", None]  # (heads, buckets)
+  assert specs["decoder/decoder_norm/scale"] == [None]
+  assert report["wi_0_shard_shape"] == [32, 16]                        # d_ff 64 / 4
+
+
+def test_caches_stay_sharded(mesh_run):
+  report, _, _ = mesh_run
+  for name in ("self_key", "cross_value"):
+    assert report["cache_specs"][name] == ["data", "model", None, None], name
+  assert report["cache_specs"]["encoder_mask"] == ["data", None]
+  # [B, H, L, Dkv] = [8, 4, 16, 8] split 2 x 4 -> [4, 1, 16, 8] per device.
+  assert report["cache_shard_shapes"] == {"self_key": [4, 1, 16, 8],
+                                          "cross_value": [4, 1, 7, 8]}
+  # In the compiled speculative while_loop every cache is per-device and never
+  # gathered: the global [8, 4, L, 8] shape appears nowhere in the HLO.
+  assert report["hlo"] == {"has_while": True, "local_self_cache": True,
+                           "local_cross_cache": True, "global_self_cache": False,
+                           "global_cross_cache": False, "all_gather_of_cache": False}
+
+
+def test_sharded_checkpoint_matches_whole(mesh_run):
+  report, _, logits = mesh_run
+  np.testing.assert_allclose(logits["sharded"], logits["whole"], rtol=1e-5, atol=1e-5)
+  assert report["ckpt_logits_spec"] == ["data", None, "model"]
+  assert report["ckpt_wo_spec"] == ["model", None]
+  assert report["ckpt_query_spec"] == [None, "model"]   # read from a 3-D [D, H, Dkv] array
+  # Every TensorStore array is "model"-sharded 4 ways: each read is a quarter.
+  reads = report["ckpt_reads"]
+  assert reads and all(block * 4 == total for total, block in reads), reads
+
+
+def test_errors_name_the_fix(mesh_run):
+  errors = mesh_run[0]["errors"]
+  assert "not divisible by the 'data' mesh axis (2)" in errors["batch"]
+  assert "pad the batch" in errors["batch"]
+  assert "num_heads=4 is not divisible by the 'model' mesh axis (8)" in errors["heads"]
+  assert "unknown mesh axis 'rows'" in errors["rules"]
+
+
+# ---------------------------------------------------- two processes, gloo
+
+
+def _free_port() -> int:
+  with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+# Messages with which a jaxlib lacking CPU multi-process collectives fails.
+_UNSUPPORTED = ("gloo", "UNIMPLEMENTED", "not supported", "Unimplemented")
+
+
+def test_two_processes_decode_a_global_batch(tmp_path):
+  port = _free_port()
+  procs = [subprocess.Popen([sys.executable, WORKER, "multiprocess", str(tmp_path), str(port),
+                             str(i)], env=_env(2), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True) for i in range(2)]
+  outputs = []
+  try:
+    for p in procs:
+      outputs.append(p.communicate(timeout=TIMEOUT_S))
+  except subprocess.TimeoutExpired:
+    for p in procs:
+      p.kill()
+    err = "\n".join(p.communicate()[1][-2000:] for p in procs)
+    pytest.fail(f"multi-process decode did not finish in {TIMEOUT_S} s:\n{err}")
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+  if any(p.returncode for p in procs):
+    err = "\n".join(e for _, e in outputs)[-4000:]
+    if any(m in err for m in _UNSUPPORTED) and "Error" in err:
+      pytest.skip(f"this jax cannot run CPU multi-process collectives: {err[-600:]}")
+    pytest.fail(f"worker failed:\n{err}")
+  runs = [dict(np.load(tmp_path / f"proc{i}.npz")) for i in range(2)]
+  for run in runs:
+    # The data axis crosses the processes, the model axis stays inside each.
+    np.testing.assert_array_equal(run["mesh_devices_by_process"], [[0, 0], [1, 1]])
+    np.testing.assert_array_equal(run["tokens"], run["ref"])
+    np.testing.assert_array_equal(run["tokens_local_feed"], run["ref"])
+    for k in [k for k in run if k.startswith("stat_")]:
+      np.testing.assert_array_equal(run[k], run["ref" + k], err_msg=k)
+  np.testing.assert_array_equal(runs[0]["tokens"], runs[1]["tokens"])
+  assert len(np.unique(runs[0]["ref"])) > 8
+
+
+# ------------------------------------------------ in-process (one device)
+
+
+def test_rules_map_logical_axes():
+  rules = pt.STANDARD_RULES
+  assert pt.logical_to_spec(("batch", "heads", "length", "kv"), rules) == \
+      jax.sharding.PartitionSpec("data", "model", None, None)
+  # One mesh axis never shards two dimensions of one array.
+  assert pt.logical_to_spec(("vocab", "mlp"), rules) == \
+      jax.sharding.PartitionSpec("model", None)
+  assert pt.logical_to_spec(("vocab", "embed"), pt.DATA_PARALLEL_RULES) == \
+      jax.sharding.PartitionSpec(None, None)
+
+
+def test_every_t5_param_and_cache_entry_has_axes():
+  # Real sizes planned with eval_shape: nothing allocated.
+  for name in ("t5-large", "t5.1.1-xl"):
+    cfg = PRESETS[name]
+    model = jax.eval_shape(lambda: T5Model.init(cfg, jax.random.PRNGKey(0)))
+    axes = pt.t5_param_logical_axes(model.params)
+    flat_axes = jax.tree.leaves(axes, is_leaf=lambda x: isinstance(x, tuple))
+    flat_params = jax.tree.leaves(model.params)
+    assert len(flat_axes) == len(flat_params)
+    assert all(len(a) == p.ndim for a, p in zip(flat_axes, flat_params))
+  cache = jax.eval_shape(lambda m: m.init_cache(np.ones((2, 5), np.int32), 9), model)
+  axes = pt.t5_cache_logical_axes(cache)
+  assert axes["self_attention"]["layers_0"]["key"] == ("batch", "heads", "length", "kv")
+  assert axes["encoder_mask"] == ("batch", "length")
+
+
+def test_single_device_mesh_matches_generate():
+  """A (1, 1) mesh runs the same program in this process: a cheap regression check."""
+  import spec_cascade_jax as scj
+  from spec_cascade_jax.testing import BigramModel
+
+  rs = np.random.RandomState(0)
+  q = BigramModel(logits=jax.numpy.asarray(rs.normal(size=(16, 16)), jax.numpy.float32))
+  p = BigramModel(logits=jax.numpy.asarray(rs.normal(size=(16, 16)), jax.numpy.float32))
+  ids = np.ones((2, 3), np.int32)
+  kw = dict(method="spec_cascade", rule="chow", alpha=0.2, num_draft_tokens=2,
+            max_new_tokens=6, temperature=1.0, rng=jax.random.PRNGKey(4))
+  ref = scj.generate(q, p, ids, **kw)
+  res = parallel.sharded_generate(q, p, ids, mesh=parallel.make_mesh(), **kw)
+  np.testing.assert_array_equal(res.tokens, ref.tokens)
+  for k in ref.stats:
+    np.testing.assert_array_equal(res.stats[k], ref.stats[k])
+
+
+def test_bad_arguments():
+  with pytest.raises(ValueError, match="does not divide the 1 devices"):
+    parallel.make_mesh(num_partitions=2)
+  with pytest.raises(ValueError, match=r"mesh_shape=\(2, 2\)"):
+    parallel.make_mesh(mesh_shape=(2, 2))
+  with pytest.raises(ValueError, match="Expected a jax.sharding.Mesh"):
+    parallel.shard_model(None, mesh="not a mesh")
+  with pytest.raises(TypeError, match="Unknown generate arguments"):
+    parallel.sharded_generate(None, None, np.ones((1, 2), np.int32),
+                              mesh=parallel.make_mesh(), gamma=3)
+
+
+def test_gin_partitioners(tmp_path):
+  import gin
+  from spec_cascade_jax import main
+
+  for name, parts in (("data_parallel", 1), ("model_parallel", 2)):
+    run_file = tmp_path / f"{name}_run.gin"
+    run_file.write_text("from __gin__ import dynamic_registration\n"
+                        "from spec_cascade_jax import main\n"
+                        "from spec_cascade_jax.parallel import partitioning\n"
+                        f"include 'partitioning/{name}.gin'\n"
+                        "main.run.fn = @partitioning.Partitioner\n")
+    gin.clear_config()
+    try:
+      main.configure([str(run_file)])
+      partitioner = gin.get_configurable(main.run)()
+    finally:
+      gin.clear_config()
+    assert isinstance(partitioner, parallel.Partitioner)
+    assert partitioner.num_partitions == parts
+    assert partitioner.logical_axis_rules == pt.STANDARD_RULES
