@@ -26,7 +26,8 @@ _LAZY = {
     "T5Config": ("spec_cascade_jax.models.configs", "T5Config"),
     "load_vocabulary": ("spec_cascade_jax.data.vocab", "load_vocabulary"),
 }
-_SUBMODULES = ("testing", "models", "decoding", "data", "training", "evaluation", "tasks")
+_SUBMODULES = ("testing", "models", "decoding", "data", "training", "evaluation", "tasks",
+               "parallel")
 
 __all__ = sorted(list(_LAZY) + list(_SUBMODULES))
 

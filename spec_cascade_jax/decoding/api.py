@@ -146,7 +146,8 @@ def _validate(drafter, verifier, input_ids, method, rule, gamma, max_new_tokens,
 def generate(drafter, verifier, input_ids, method: str = "spec_cascade",
              rule: str = "token_v3", alpha=0.3, num_draft_tokens: int = 5,
              temperature=0.0, top_k: int = 0, top_p=1.0, max_new_tokens: int = 64,
-             rng=None, seq_confidence: str = "mean") -> GenerateResult:
+             rng=None, seq_confidence: str = "mean", mesh=None,
+             rules=None) -> GenerateResult:
   """Decodes `input_ids` [B, S] (0 = pad) with `method`; see DESIGN.md section 3.
 
   drafter / verifier: models implementing models.protocol.DecoderModel (either
@@ -154,7 +155,22 @@ def generate(drafter, verifier, input_ids, method: str = "spec_cascade",
   scalars or per-row [B] arrays (traced). rule is ignored by methods other than
   spec_cascade, token_cascade (chow only) and oracle_cascade. For
   token_cascade, num_draft_tokens + 1 is the verifier's catch-up chunk size.
+  mesh: a ("data", "model") jax.sharding.Mesh (`spec_cascade_jax.parallel.make_mesh`):
+  decode sharded over it with `parallel.sharded_generate` (input_ids is then the
+  global batch; rules: logical axis rules, default `parallel.STANDARD_RULES`).
   """
+  if mesh is not None:
+    # Imported here: parallel imports this module.
+    from spec_cascade_jax.parallel import STANDARD_RULES, sharded_generate
+    return sharded_generate(
+        drafter, verifier, input_ids, mesh=mesh,
+        rules=STANDARD_RULES if rules is None else rules, method=method, rule=rule,
+        alpha=alpha, num_draft_tokens=num_draft_tokens, temperature=temperature,
+        top_k=top_k, top_p=top_p, max_new_tokens=max_new_tokens, rng=rng,
+        seq_confidence=seq_confidence)
+  if rules is not None:
+    raise ValueError("rules= is used only with mesh=; pass a mesh "
+                     "(spec_cascade_jax.parallel.make_mesh) or drop rules.")
   _validate(drafter, verifier, input_ids, method, rule, num_draft_tokens,
             max_new_tokens, top_k, seq_confidence)
   batch = int(input_ids.shape[0])
