@@ -58,7 +58,14 @@ def input_ids(batch: int = 8) -> np.ndarray:
 
 
 def _spec(x) -> list:
-  return [None if a is None else str(a) for a in x.sharding.spec]
+  """The array's PartitionSpec, one entry per dimension.
+
+  Trailing unsharded dimensions may be left out of a spec (XLA's propagated
+  shardings drop them: P('data', 'model') == P('data', 'model', None, None)),
+  so pad with None to the array's rank before comparing.
+  """
+  spec = [None if a is None else str(a) for a in x.sharding.spec]
+  return spec + [None] * (x.ndim - len(spec))
 
 
 def run_mesh(out_dir: str):
