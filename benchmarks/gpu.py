@@ -37,7 +37,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import common  # noqa: E402
-from kernel_overhead import NoEos  # noqa: E402
+from spec_cascade_jax.testing import NoEos  # noqa: E402
 from spec_cascade_jax.decoding import generate  # noqa: E402
 from spec_cascade_jax.models.configs import PRESETS, T5Config  # noqa: E402
 from spec_cascade_jax.models.t5 import T5Model  # noqa: E402

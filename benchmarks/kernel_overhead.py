@@ -20,30 +20,12 @@ import argparse
 import statistics
 import time
 
-import flax.struct
 import jax
 import jax.numpy as jnp
 
 from spec_cascade_jax.decoding import generate
 from spec_cascade_jax.models.configs import PRESETS
-from spec_cascade_jax.testing import random_bigram
-
-
-@flax.struct.dataclass
-class NoEos:
-  """Wraps a model and forbids EOS (id 1), so decoding always runs to the end."""
-  model: object
-
-  @property
-  def vocab_size(self):
-    return self.model.vocab_size
-
-  def init_cache(self, input_ids, max_length):
-    return self.model.init_cache(input_ids, max_length)
-
-  def step(self, tokens, cache, positions):
-    logits, cache = self.model.step(tokens, cache, positions)
-    return logits.at[..., 1].set(-1e9), cache
+from spec_cascade_jax.testing import NoEos, random_bigram
 
 
 def _median_time(fn, repeats):

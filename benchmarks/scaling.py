@@ -59,7 +59,6 @@ def main(argv=None):
                                f" --xla_force_host_platform_device_count={args.fake_devices}")
     os.environ["JAX_PLATFORMS"] = "cpu"
 
-  import flax.struct
   import jax
   import numpy as np
 
@@ -68,21 +67,7 @@ def main(argv=None):
   from spec_cascade_jax.models.configs import PRESETS
   from spec_cascade_jax.models.t5 import T5Model
 
-  @flax.struct.dataclass
-  class NoEos:
-    """Forbids EOS (id 1): every row decodes max_new tokens, so runs compare."""
-    model: object
-
-    @property
-    def vocab_size(self):
-      return self.model.vocab_size
-
-    def init_cache(self, input_ids, max_length):
-      return self.model.init_cache(input_ids, max_length)
-
-    def step(self, tokens, cache, positions):
-      logits, cache = self.model.step(tokens, cache, positions)
-      return logits.at[..., 1].set(-1e9), cache
+  from spec_cascade_jax.testing import NoEos
 
   bench = PRESETS["tiny-v1.1"].replace(vocab_size=512, d_model=128, d_kv=16, d_ff=512,
                                        num_heads=8, num_layers=2, num_decoder_layers=2)

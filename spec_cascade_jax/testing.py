@@ -74,3 +74,24 @@ def tiny_t5_pair(rng=None, vocab_size: int = 64, verifier_layers: int = 3,
   verifier = T5Model.init(base.replace(num_layers=verifier_layers, name="tiny-verifier"), k_v)
   drafter = T5Model.init(base.replace(num_layers=drafter_layers, name="tiny-drafter"), k_d)
   return drafter, verifier
+
+
+@flax.struct.dataclass
+class NoEos:
+  """Wraps a model and forbids EOS (id 1), so every row decodes to max length.
+
+  Benchmarks use it so that runs of different methods decode the same number
+  of tokens and their times compare.
+  """
+  model: object
+
+  @property
+  def vocab_size(self):
+    return self.model.vocab_size
+
+  def init_cache(self, input_ids, max_length):
+    return self.model.init_cache(input_ids, max_length)
+
+  def step(self, tokens, cache, positions):
+    logits, cache = self.model.step(tokens, cache, positions)
+    return logits.at[..., 1].set(-1e9), cache

@@ -62,6 +62,10 @@ def plot_tradeoff(records: Sequence[Mapping], output: str, metric: str | None = 
     ax.set_ylabel(metric)
     ax.set_title(f"temperature {t:g}")
     ax.grid(alpha=0.3)
+  return _save(fig, axes, output)
+
+
+def _save(fig, axes, output: str) -> str:
   axes[-1].legend(fontsize=7, loc="lower right")
   fig.tight_layout()
   os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
@@ -85,11 +89,7 @@ def plot_deferral(records: Sequence[Mapping], output: str, metric: str | None = 
     ax.set_ylabel(metric)
     ax.set_title(f"temperature {t:g}")
     ax.grid(alpha=0.3)
-  axes[-1].legend(fontsize=7, loc="lower right")
-  fig.tight_layout()
-  os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-  fig.savefig(output, dpi=120)  # PNG through the Agg canvas
-  return output
+  return _save(fig, axes, output)
 
 
 def plot_all(records: Sequence[Mapping], output_dir: str, metric: str | None = None
