@@ -20,7 +20,7 @@ memory whatever the stored dtype (as `make_model`).
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import numpy as np
