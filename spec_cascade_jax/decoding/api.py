@@ -143,6 +143,41 @@ def _validate(drafter, verifier, input_ids, method, rule, gamma, max_new_tokens,
     raise ValueError("input_ids has no rows.")
 
 
+def _prepare(drafter, verifier, input_ids, *, method, rule, alpha, num_draft_tokens,
+             temperature, top_k, top_p, max_new_tokens, rng, seq_confidence):
+  """Validation and static normalisation shared by `generate` and the sharded
+  entry point (parallel/generate.py).
+
+  Returns (drafter, verifier, (alpha, temperature, top_p) as numpy [B],
+  rng, statics): unused models become None (no transfer, no cache-key effect).
+  """
+  _validate(drafter, verifier, input_ids, method, rule, num_draft_tokens,
+            max_new_tokens, top_k, seq_confidence)
+  batch = int(input_ids.shape[0])
+  alpha = _per_row("alpha", alpha, batch)
+  temperature = _per_row("temperature", temperature, batch)
+  top_p = _per_row("top_p", top_p, batch)
+  _check_alpha(alpha, method, rule)
+  if np.any(temperature < 0):
+    raise ValueError(f"temperature must be >= 0 (0 = greedy); got {temperature.min():g}.")
+  if np.any((top_p <= 0) | (top_p > 1)):
+    raise ValueError(f"top_p must be in (0, 1] (1 disables nucleus sampling); got "
+                     f"{top_p[(top_p <= 0) | (top_p > 1)][0]:g}.")
+  rng = jax.random.PRNGKey(0) if rng is None else rng
+  # Normalise the statics so equal settings hit the same compiled function.
+  statics = dict(method=method, rule=rule if method in _RULE_METHODS else "",
+                 gamma=int(num_draft_tokens), top_k=int(top_k),
+                 max_new_tokens=int(max_new_tokens),
+                 seq_confidence=seq_confidence if method == "seq_cascade" else "")
+  if method in ("drafter", "verifier", "oracle_cascade", "seq_cascade"):
+    statics["gamma"] = 1  # unused by these methods: do not recompile per γ
+  if method == "drafter":
+    verifier = None
+  if method == "verifier":
+    drafter = None
+  return drafter, verifier, (alpha, temperature, top_p), rng, statics
+
+
 def generate(drafter, verifier, input_ids, method: str = "spec_cascade",
              rule: str = "token_v3", alpha=0.3, num_draft_tokens: int = 5,
              temperature=0.0, top_k: int = 0, top_p=1.0, max_new_tokens: int = 64,
@@ -171,33 +206,13 @@ def generate(drafter, verifier, input_ids, method: str = "spec_cascade",
   if rules is not None:
     raise ValueError("rules= is used only with mesh=; pass a mesh "
                      "(spec_cascade_jax.parallel.make_mesh) or drop rules.")
-  _validate(drafter, verifier, input_ids, method, rule, num_draft_tokens,
-            max_new_tokens, top_k, seq_confidence)
-  batch = int(input_ids.shape[0])
-  alpha = _per_row("alpha", alpha, batch)
-  temperature = _per_row("temperature", temperature, batch)
-  top_p = _per_row("top_p", top_p, batch)
-  _check_alpha(alpha, method, rule)
-  if np.any(temperature < 0):
-    raise ValueError(f"temperature must be >= 0 (0 = greedy); got {temperature.min():g}.")
-  if np.any((top_p <= 0) | (top_p > 1)):
-    raise ValueError(f"top_p must be in (0, 1] (1 disables nucleus sampling); got "
-                     f"{top_p[(top_p <= 0) | (top_p > 1)][0]:g}.")
+  drafter, verifier, (alpha, temperature, top_p), rng, statics = _prepare(
+      drafter, verifier, input_ids, method=method, rule=rule, alpha=alpha,
+      num_draft_tokens=num_draft_tokens, temperature=temperature, top_k=top_k,
+      top_p=top_p, max_new_tokens=max_new_tokens, rng=rng,
+      seq_confidence=seq_confidence)
   params = kernel.DecodeParams(alpha=jnp.asarray(alpha), temperature=jnp.asarray(temperature),
                                top_p=jnp.asarray(top_p))
-  rng = jax.random.PRNGKey(0) if rng is None else rng
-  # Normalise the statics so equal settings hit the same compiled function.
-  statics = dict(method=method, rule=rule if method in _RULE_METHODS else "",
-                 gamma=int(num_draft_tokens), top_k=int(top_k),
-                 max_new_tokens=int(max_new_tokens),
-                 seq_confidence=seq_confidence if method == "seq_cascade" else "")
-  if method in ("drafter", "verifier", "oracle_cascade", "seq_cascade"):
-    statics["gamma"] = 1  # unused by these methods: do not recompile per γ
-  # Unused models stay out of the jitted call (no transfer, no cache-key effect).
-  if method == "drafter":
-    verifier = None
-  if method == "verifier":
-    drafter = None
   tokens, stats = _generate_jit(drafter, verifier, jnp.asarray(input_ids, jnp.int32),
                                 params, rng, **statics)
   tokens, stats = jax.device_get((tokens, stats))

@@ -59,36 +59,6 @@ def _to_numpy(x) -> np.ndarray:
   return np.asarray(jax.device_get(x))
 
 
-def _prepare(drafter, verifier, input_ids, *, method, rule, alpha, num_draft_tokens,
-             temperature, top_k, top_p, max_new_tokens, rng, seq_confidence):
-  """Validation and static normalisation, exactly as `api.generate` does them."""
-  api._validate(drafter, verifier, input_ids, method, rule, num_draft_tokens,
-                max_new_tokens, top_k, seq_confidence)
-  batch = int(input_ids.shape[0])
-  alpha = api._per_row("alpha", alpha, batch)
-  temperature = api._per_row("temperature", temperature, batch)
-  top_p = api._per_row("top_p", top_p, batch)
-  api._check_alpha(alpha, method, rule)
-  if np.any(temperature < 0):
-    raise ValueError(f"temperature must be >= 0 (0 = greedy); got {temperature.min():g}.")
-  if np.any((top_p <= 0) | (top_p > 1)):
-    raise ValueError(f"top_p must be in (0, 1] (1 disables nucleus sampling); got "
-                     f"{top_p[(top_p <= 0) | (top_p > 1)][0]:g}.")
-  statics = dict(method=method, rule=rule if method in api._RULE_METHODS else "",
-                 gamma=int(num_draft_tokens), top_k=int(top_k),
-                 max_new_tokens=int(max_new_tokens),
-                 seq_confidence=seq_confidence if method == "seq_cascade" else "")
-  if method in ("drafter", "verifier", "oracle_cascade", "seq_cascade"):
-    statics["gamma"] = 1
-  if method == "drafter":
-    verifier = None
-  if method == "verifier":
-    drafter = None
-  params = (alpha, temperature, top_p)
-  rng = jax.random.PRNGKey(0) if rng is None else rng
-  return drafter, verifier, params, rng, statics
-
-
 def _jitted(drafter, verifier, mesh: Mesh, statics: dict):
   """The jit of api's decode function with explicit in/out shardings (cached)."""
   model_sh = [None if m is None else pt.model_in_shardings(m) for m in (drafter, verifier)]
@@ -128,7 +98,7 @@ def _setup(drafter, verifier, input_ids, mesh, rules, generate_kwargs):
     raise TypeError(f"Unknown generate arguments {unknown}; valid: {sorted(_DEFAULTS)}.")
   mesh, rules = pt._check_mesh(mesh), pt._check_rules(rules)
   kw = {**_DEFAULTS, **generate_kwargs}
-  drafter, verifier, (alpha, temperature, top_p), rng, statics = _prepare(
+  drafter, verifier, (alpha, temperature, top_p), rng, statics = api._prepare(
       drafter, verifier, input_ids, **kw)
   batch, data = int(input_ids.shape[0]), mesh.shape[pt.DATA]
   batch_axis = pt.logical_to_spec(("batch",), rules)[0]

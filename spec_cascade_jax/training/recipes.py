@@ -47,7 +47,6 @@ def greedy_translate(model, vocab, sources: Sequence[str], batch_size: int = 64,
                      max_new_tokens: int = 64, max_len: int = 128) -> list[str]:
   """Greedy verifier-only decoding of `sources` with `model`, batched."""
   from spec_cascade_jax.decoding.api import generate
-  preds = []
   order = np.argsort([len(s) for s in sources], kind="stable")  # similar lengths together
   out = [None] * len(sources)
   for s in range(0, len(order), batch_size):
@@ -57,8 +56,7 @@ def greedy_translate(model, vocab, sources: Sequence[str], batch_size: int = 64,
                    max_new_tokens=max_new_tokens)
     for i, row in zip(idx, np.asarray(res.tokens)):
       out[i] = vocab.decode([int(t) for t in row])
-  preds.extend(out)
-  return preds
+  return out
 
 
 def corpus_bleu(predictions: Sequence[str], references: Sequence[str]) -> float:
