@@ -33,11 +33,11 @@ from spec_cascade_jax.models.configs import T5Config  # noqa: E402
 
 # The bundled pair's architectures (configs/models/demo_*.gin), for random
 # weights when the trained models are not installed.
-DEMO_DRAFTER = T5Config(name="demo-drafter", vocab_size=8000, d_model=128, d_kv=32,
-                        d_ff=512, num_heads=4, num_layers=2, num_decoder_layers=1,
+DEMO_DRAFTER = T5Config(name="demo-drafter", vocab_size=8000, d_model=64, d_kv=32,
+                        d_ff=256, num_heads=2, num_layers=2, num_decoder_layers=1,
                         feed_forward_proj="relu", tie_word_embeddings=True)
 DEMO_VERIFIER = T5Config(name="demo-verifier", vocab_size=8000, d_model=256, d_kv=64,
-                         d_ff=1024, num_heads=4, num_layers=3, num_decoder_layers=3,
+                         d_ff=1024, num_heads=4, num_layers=3, num_decoder_layers=6,
                          feed_forward_proj="relu", tie_word_embeddings=True)
 EOS = 1
 
@@ -125,6 +125,18 @@ def first_call_seconds(fn: Callable[[], object]) -> float:
 
 def summary(ts: Sequence[float]) -> dict[str, float]:
   return {"min": float(min(ts)), "median": float(statistics.median(ts))}
+
+
+def hf_cache():
+  """An empty, lazily sized encoder-decoder cache for one HF `generate` call.
+
+  transformers (seen with 5.24) sizes the default cache by `config.num_layers`,
+  the *encoder* depth, and raises IndexError for a decoder deeper than its
+  encoder (the bundled verifier is 3+6). A cache without a config grows per
+  layer. Make a new one per call: `generate` fills it.
+  """
+  from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+  return EncoderDecoderCache(DynamicCache(), DynamicCache())
 
 
 def machine() -> dict[str, object]:

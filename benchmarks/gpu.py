@@ -140,7 +140,7 @@ def hf_generate(drafter: T5Model, verifier: T5Model, seq_len: int, max_new: int,
   def run(**extra):
     def f():
       with torch.inference_mode():
-        out = hv.generate(ids, **kw, **extra)
+        out = hv.generate(ids, past_key_values=common.hf_cache(), **kw, **extra)
       if dev == "cuda":
         torch.cuda.synchronize()
       return out

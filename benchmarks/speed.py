@@ -19,6 +19,7 @@ each --cascade RULE=ALPHA (default: a sensible α per rule), or, with
     python benchmarks/speed.py                        # bundled pair, 32 examples
     python benchmarks/speed.py --examples 8 --repeats 1 --batches 8 --temperatures 0
     python benchmarks/speed.py --sweep-json results/sweep.json --json out/speed.json
+    python benchmarks/speed.py --sweep-json docs/demo/summary.json   # the main job's α
 
 All inputs of a batch size share one padded length (the longest selected
 example, rounded up to 16) so that each method compiles once per batch size.
@@ -42,14 +43,31 @@ from spec_cascade_jax.decoding import generate  # noqa: E402
 DEFAULT_CASCADES = {"token_v3": 0.3, "chow": 0.4, "opt": 0.5}
 
 
+def _alphas_from_summary(path: str, data: dict) -> dict[str, float]:
+  """{rule: matched α} of the greedy table of a sweep's summary.json."""
+  table = next((t for t in data["tables"] if t.get("temperature") == 0.0), data["tables"][0])
+  out = {}
+  for r in table["rows"]:
+    if r.get("method") == "spec_cascade" and r.get("matched_alpha") is not None:
+      out[r["curve"].split("[", 1)[1].rstrip("]")] = float(r["matched_alpha"])
+  if not out:
+    raise ValueError(f"No SpecCascade curve of {path} reaches the verifier's quality; pass "
+                     "--cascade RULE=ALPHA instead.")
+  return out
+
+
 def alphas_from_sweep(path: str, tolerance: float) -> dict[str, float]:
   """{rule: largest α with BLEU ≥ verifier BLEU − tolerance} from a sweep JSON.
 
   The file holds a list of rows (or {"rows": [...]}) with "method", "bleu"
   and, for spec_cascade rows, "rule" and "alpha"; one row has method "verifier".
+  A sweep's summary.json (`python -m spec_cascade_jax.main ...` writes it) is
+  read too: each SpecCascade curve's α matched to the verifier's quality.
   """
   with open(path) as f:
     data = json.load(f)
+  if isinstance(data, dict) and "tables" in data:
+    return _alphas_from_summary(path, data)
   rows = data["rows"] if isinstance(data, dict) else data
   ver = [r["bleu"] for r in rows if r.get("method") == "verifier"]
   if not ver:

@@ -85,7 +85,7 @@ def main(argv=None):
       with torch.inference_mode():
         return hf_v.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids),
                                                                             dtype=torch.long),
-                             **base, **kw)
+                             past_key_values=common.hf_cache(), **base, **kw)
     return run
 
   names = ("ours speculative", "ours verifier", "HF assisted (defaults)",

@@ -134,3 +134,32 @@ def test_load_model_hugging_face_directory(tmp_path, model):
   assert not ck.is_saved_model(d)
   with pytest.raises(ValueError, match="not our format"):
     ck.load_saved_model(d)
+
+
+def test_bfloat16_storage_halves_the_file_and_loads_rounded(tmp_path, model):
+  f32, b16 = str(tmp_path / "f32"), str(tmp_path / "b16")
+  ck.save_model(model, f32)
+  ck.save_model(model, b16, param_dtype="bfloat16")
+  size = lambda d: os.path.getsize(os.path.join(d, "params.msgpack"))
+  assert size(b16) < 0.6 * size(f32)
+  with open(os.path.join(b16, "config.json")) as f:
+    assert json.load(f)["param_storage_dtype"] == "bfloat16"
+  got = ck.load_saved_model(b16)
+  _assert_same_model(got, ck.round_params(model, "bfloat16"))
+  diff = max(float(np.abs(a - b).max()) for a, b in zip(_flat(got).values(),
+                                                        _flat(model).values()))
+  assert 0 < diff < 0.05      # really rounded, but only by bfloat16's precision
+  with pytest.raises(ValueError, match="param_dtype"):
+    ck.save_model(model, str(tmp_path / "x"), param_dtype="float16")
+
+
+def test_saved_files_follow_the_umask(tmp_path, model):
+  """Files are written through mkstemp (0600) but must end up shareable."""
+  d = str(tmp_path / "m")
+  old = os.umask(0o022)
+  try:
+    ck.save_model(model, d)
+  finally:
+    os.umask(old)
+  for f in ("config.json", "params.msgpack"):
+    assert os.stat(os.path.join(d, f)).st_mode & 0o777 == 0o644, f

@@ -31,6 +31,7 @@ RUN_FN = {
     "runs/eval.gin": "evaluate",
     "train/demo_drafter.gin": "train_gettext",
     "train/demo_verifier.gin": "train_gettext",
+    "train/demo_verifier_stage1.gin": "train_gettext",
     "train/base.gin": "train_gettext",
 }
 

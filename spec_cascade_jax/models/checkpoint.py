@@ -1,7 +1,8 @@
 """The project's own model format: a directory with two files.
 
     config.json      T5Config.to_dict() + {"format": "spec_cascade_jax", "format_version": 1}
-    params.msgpack   flax.serialization.msgpack_serialize(params), t5x parameter names
+    params.msgpack   flax.serialization.msgpack_serialize(params), t5x parameter names,
+                     float32 or bfloat16 ("param_storage_dtype" in config.json)
 
 The bundled models (`spec_cascade_jax/assets/models/<name>/`) use it. The
 `format` key tells it apart from a Hugging Face `config.json`. Each file is
@@ -27,7 +28,13 @@ FORMAT_NAME = "spec_cascade_jax"
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 PARAMS_FILE = "params.msgpack"
-_MARKER_KEYS = ("format", "format_version")
+_MARKER_KEYS = ("format", "format_version", "param_storage_dtype")
+
+
+def _umask() -> int:
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
 
 
 def _atomic_write(path: str, data: bytes) -> None:
@@ -38,6 +45,7 @@ def _atomic_write(path: str, data: bytes) -> None:
       f.write(data)
       f.flush()
       os.fsync(f.fileno())
+    os.chmod(tmp, 0o666 & ~_umask())   # mkstemp makes 0600; a saved model is shareable
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):
@@ -45,20 +53,47 @@ def _atomic_write(path: str, data: bytes) -> None:
     raise
 
 
-def save_model(model: Any, directory: str) -> str:
-  """Writes `model` (a T5Model: `.config`, `.params`) to `directory`; returns it."""
+_STORAGE_DTYPES = ("float32", "bfloat16")
+
+
+def save_model(model: Any, directory: str, param_dtype: str = "float32") -> str:
+  """Writes `model` (a T5Model: `.config`, `.params`) to `directory`; returns it.
+
+  `param_dtype="bfloat16"` stores the weights rounded to bfloat16 (half the
+  bytes, as t5x checkpoints often do); loading casts them back to float32, so
+  a round trip equals `round_params(model, "bfloat16")`.
+  """
   from flax import serialization
 
+  if param_dtype not in _STORAGE_DTYPES:
+    raise ValueError(f"param_dtype={param_dtype!r}; use one of {_STORAGE_DTYPES}.")
   directory = os.fspath(directory)
   os.makedirs(directory, exist_ok=True)
   # numpy, not jax arrays: msgpack_serialize needs host buffers anyway.
-  params = {p: np.asarray(x) for p, x in flatten_params(model.params).items()}
+  dtype = storage_dtype(param_dtype)
+  params = {p: np.asarray(x).astype(dtype) for p, x in flatten_params(model.params).items()}
   blob = serialization.msgpack_serialize(unflatten_params(params))
-  config = dict(model.config.to_dict(), format=FORMAT_NAME, format_version=FORMAT_VERSION)
+  config = dict(model.config.to_dict(), format=FORMAT_NAME, format_version=FORMAT_VERSION,
+                param_storage_dtype=param_dtype)
   _atomic_write(os.path.join(directory, PARAMS_FILE), blob)
   _atomic_write(os.path.join(directory, CONFIG_FILE),
                 (json.dumps(config, indent=2, sort_keys=True) + "\n").encode())
   return directory
+
+
+def storage_dtype(name: str) -> np.dtype:
+  """numpy dtype for a storage dtype name (bfloat16 comes from ml_dtypes)."""
+  import ml_dtypes
+  return np.dtype(ml_dtypes.bfloat16) if name == "bfloat16" else np.dtype(name)
+
+
+def round_params(model: Any, param_dtype: str):
+  """`model` with its weights rounded to `param_dtype` and back to float32."""
+  import jax
+  dtype = storage_dtype(param_dtype)
+  params = jax.tree_util.tree_map(
+      lambda x: np.asarray(x).astype(dtype).astype(np.float32), model.params)
+  return type(model)(config=model.config, params=params)
 
 
 def read_config_json(directory: str) -> dict[str, Any] | None:

@@ -71,13 +71,39 @@ def data_hash(pairs: Sequence[dict]) -> str:
   return h.hexdigest()
 
 
+def _initial_params(init_from: str, model_config: T5Config):
+  """Parameters of `init_from` grown to `model_config`, and its recipe (or None)."""
+  from spec_cascade_jax.models.loading import load_model
+  from spec_cascade_jax.training.growth import check_growable, deepen
+
+  init = load_model(init_from)
+  check_growable(init.config, model_config)
+  grown = deepen(init, model_config.num_layers, model_config.n_decoder_layers)
+  recipe = None
+  path = os.path.join(init_from, "recipe.json")
+  if os.path.isfile(path):
+    with open(path) as f:
+      recipe = json.load(f)
+  return grown.params, recipe
+
+
 def train_gettext(model_config: T5Config, train_config: TrainConfig, workdir: str,
                   output_dir: str, vocabulary: str = "demo",
-                  bleu_examples: int = 200) -> dict:
-  """Trains `model_config` on gettext_en_de and exports it to `output_dir`."""
+                  bleu_examples: int = 200, init_from: str | None = None,
+                  param_dtype: str = "float32") -> dict:
+  """Trains `model_config` on gettext_en_de and exports it to `output_dir`.
+
+  Args:
+    init_from: optional model (path or bundled name) to start from instead of
+      a random init; if it has fewer layers than `model_config` it is grown
+      with `growth.deepen` (same function, new layers start as identities).
+      Its recipe.json is kept in this recipe under "init_recipe".
+    param_dtype: storage dtype of the exported weights ("float32" or
+      "bfloat16"); "final_eval_stored" records BLEU with the stored weights.
+  """
   from spec_cascade_jax.data.dataset import load_split
   from spec_cascade_jax.data.vocab import load_vocabulary
-  from spec_cascade_jax.models.checkpoint import save_model
+  from spec_cascade_jax.models.checkpoint import round_params, save_model
 
   vocab = load_vocabulary(vocabulary)
   if vocab.vocab_size != model_config.vocab_size:
@@ -94,10 +120,14 @@ def train_gettext(model_config: T5Config, train_config: TrainConfig, workdir: st
                              max_new_tokens=train_config.eval_max_new_tokens)
     return corpus_bleu(preds, [e["de"] for e in bleu_subset])
 
+  init_params, init_recipe = None, None
+  if init_from is not None:
+    init_params, init_recipe = _initial_params(init_from, model_config)
   t0 = time.time()
   model, history = train(model_config, train_ex, valid_ex, train_config, workdir,
-                         bleu_fn=bleu_fn)
-  save_model(model, output_dir)
+                         bleu_fn=bleu_fn, init_params=init_params)
+  save_model(model, output_dir, param_dtype=param_dtype)
+  stored = round_params(model, param_dtype)
   recipe = {
       "model_config": model_config.to_dict(),
       "train_config": dataclasses.asdict(train_config),
@@ -110,8 +140,13 @@ def train_gettext(model_config: T5Config, train_config: TrainConfig, workdir: st
                   "cpu_count": os.cpu_count(),
                   "jax_backend": __import__("jax").default_backend()},
       "final_eval": history["eval"][-1] if history["eval"] else None,
+      "param_dtype": param_dtype,
+      "final_eval_stored": {"valid_bleu": bleu_fn(stored), "examples": len(bleu_subset)},
       "history": history,
   }
+  if init_from is not None:
+    recipe["init_from"] = init_from
+    recipe["init_recipe"] = init_recipe
   with open(os.path.join(output_dir, "recipe.json"), "w") as f:
     json.dump(recipe, f, indent=1)
   return recipe

@@ -167,10 +167,14 @@ def train(model_config: T5Config,
           cfg: TrainConfig = TrainConfig(),
           workdir: str | None = None,
           bleu_fn: Callable[[Any], float] | None = None,
-          progress: bool = True) -> tuple[T5Model, dict]:
+          progress: bool = True,
+          init_params: Any = None) -> tuple[T5Model, dict]:
   """Trains a T5 from scratch (or resumes from `workdir`).
 
   Args:
+    init_params: optional starting parameters for `model_config` (e.g. a
+      smaller trained model grown with training/growth.py) instead of a random
+      init; a checkpoint in `workdir` still takes precedence (resumption).
     bleu_fn: optional `bleu_fn(model) -> float`, called at each evaluation
       (greedy BLEU on validation; see training/recipes.py).
   Returns:
@@ -181,6 +185,14 @@ def train(model_config: T5Config,
   optimizer = make_optimizer(cfg)
   rng = jax.random.PRNGKey(cfg.seed)
   model = T5Model.init(model_config, rng)
+  if init_params is not None:
+    want = jax.tree_util.tree_map(jnp.shape, model.params)
+    got = jax.tree_util.tree_map(jnp.shape, init_params)
+    if want != got:
+      raise ValueError("init_params do not match model_config's parameter shapes;"
+                       " grow or convert the initial model to this config first.")
+    model = T5Model(config=model_config,
+                    params=jax.tree_util.tree_map(jnp.asarray, init_params))
   state = TrainState(step=jnp.zeros((), jnp.int32), params=model.params,
                      opt_state=optimizer.init(model.params))
   history: dict[str, list] = {"train_loss": [], "eval": []}

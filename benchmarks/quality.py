@@ -1,0 +1,106 @@
+"""Greedy quality of the bundled pair (or any models) on gettext_en_de.
+
+    python benchmarks/quality.py [--models demo-drafter,demo-verifier] [--json out.json]
+
+For each model: parameters, bytes on disk, and sacrebleu corpus BLEU / chrF at
+greedy decoding (64 new tokens; the training recipe's decoding and BLEU,
+sacrebleu's default 13a tokenizer) on
+the full validation and test splits, plus BLEU on the first 100 validation
+examples (the set tests/test_bundled_models.py checks floors on). Also the
+teacher-forced argmax agreement of the first model with the last one along
+the last one's greedy outputs: the per-token acceptance that lossless
+speculative decoding can expect with that pair.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import sacrebleu  # noqa: E402
+
+import common  # noqa: E402
+from spec_cascade_jax.data.dataset import load_split  # noqa: E402
+from spec_cascade_jax.data.vocab import load_vocabulary  # noqa: E402
+from spec_cascade_jax.decoding.api import generate  # noqa: E402
+from spec_cascade_jax.models.loading import ASSETS_DIR, load_model  # noqa: E402
+from spec_cascade_jax.models.t5 import count_params  # noqa: E402
+from spec_cascade_jax.training.recipes import corpus_bleu, greedy_translate, pad_batch  # noqa: E402
+
+
+def disk_bytes(name: str) -> int | None:
+  folder = name if os.path.isdir(name) else os.path.join(ASSETS_DIR, name)
+  if not os.path.isdir(folder):
+    return None
+  return sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder))
+
+
+def agreement(drafter, verifier, vocab, sources, max_new: int = 64) -> float:
+  """Share of the verifier's greedy tokens (EOS included) that the drafter's
+  argmax reproduces when fed the verifier's own prefix (teacher forcing)."""
+  hits = total = 0
+  for s in range(0, len(sources), 64):
+    ids = pad_batch([vocab.encode(x)[:127] + [1] for x in sources[s:s + 64]])
+    out = np.asarray(generate(verifier, verifier, ids, method="verifier", temperature=0.0,
+                              max_new_tokens=max_new).tokens)
+    dec_in = np.concatenate([np.zeros((len(out), 1), np.int32), out[:, :-1]], 1)
+    pred = np.asarray(jnp.argmax(drafter.logits(jnp.asarray(ids), jnp.asarray(dec_in)), -1))
+    # Positions up to and including the first EOS.
+    valid = (np.cumsum(out == 1, axis=1) - (out == 1)) == 0
+    hits += int(((pred == out) & valid).sum())
+    total += int(valid.sum())
+  return hits / max(total, 1)
+
+
+def main(argv=None):
+  ap = argparse.ArgumentParser(description=__doc__,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+  ap.add_argument("--models", default="demo-drafter,demo-verifier")
+  ap.add_argument("--splits", default="validation,test")
+  ap.add_argument("--json")
+  args = ap.parse_args(argv)
+  vocab = load_vocabulary("demo")
+  names = args.models.split(",")
+  models = {n: load_model(n) for n in names}
+  rows = []
+  for n, m in models.items():
+    row = {"model": n, "params_M": count_params(m.params) / 1e6,
+           "disk_MiB": (disk_bytes(n) or 0) / 2**20,
+           "layers": f"{m.config.num_layers}+{m.config.n_decoder_layers}",
+           "d_model": m.config.d_model}
+    for split in args.splits.split(","):
+      data = load_split(split)
+      preds = greedy_translate(m, vocab, [e["en"] for e in data], max_new_tokens=64)
+      refs = [e["de"] for e in data]
+      row[f"{split}_bleu"] = corpus_bleu(preds, refs)
+      row[f"{split}_chrf"] = float(sacrebleu.corpus_chrf(preds, [refs]).score)
+      if split == "validation":
+        row["validation100_bleu"] = corpus_bleu(preds[:100], refs[:100])
+    rows.append(row)
+    print(n, {k: v for k, v in row.items() if k != "model"}, flush=True)
+  info = common.machine()
+  print(f"\n# {info['date']}  {info['cpu']} x{info['cpu_count']}  jax {info['jax']}")
+  cols = [("model", "model", ""), ("layers", "layers", ""), ("d_model", "d", ""),
+          ("params_M", "params M", ".2f"), ("disk_MiB", "MiB", ".1f")]
+  for split in args.splits.split(","):
+    cols += [(f"{split}_bleu", f"{split} BLEU", ".2f"), (f"{split}_chrf", "chrF", ".2f")]
+  cols.append(("validation100_bleu", "val[:100] BLEU", ".2f"))
+  print(common.format_table(rows, cols))
+  report = {"machine": info, "rows": rows}
+  if len(names) >= 2:
+    val = [e["en"] for e in load_split("validation")[:256]]
+    report["agreement"] = agreement(models[names[0]], models[names[-1]], vocab, val)
+    print(f"teacher-forced argmax agreement of {names[0]} with {names[-1]}'s greedy "
+          f"output (256 validation examples): {report['agreement']:.3f}")
+  if args.json:
+    common.write_json(args.json, report)
+  return report
+
+
+if __name__ == "__main__":
+  main()
