@@ -66,10 +66,11 @@ def plot_tradeoff(records: Sequence[Mapping], output: str, metric: str | None = 
 
 
 def _save(fig, axes, output: str) -> str:
-  axes[-1].legend(fontsize=7, loc="lower right")
+  # Outside the axes: with a dozen curves, a legend inside covers points.
+  axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
   fig.tight_layout()
   os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-  fig.savefig(output, dpi=120)  # PNG through the Agg canvas
+  fig.savefig(output, dpi=120, bbox_inches="tight")  # PNG through the Agg canvas
   return output
 
 
