@@ -143,3 +143,17 @@ def test_unknown_parameter_is_rejected():
 def test_cli_rewrites_gin_flags():
   args = main.parse_args(["--gin_file=demo.gin", "--gin.NUM_QUALITY_EXAMPLES=10"])
   assert args.gin_bindings == ["NUM_QUALITY_EXAMPLES = 10"]
+
+
+@pytest.mark.parametrize("model_file,const", [("models/demo_drafter.gin", "DEMO_DRAFTER"),
+                                              ("models/demo_verifier.gin", "DEMO_VERIFIER")])
+def test_benchmark_random_weight_shapes_match_the_bundled_configs(model_file, const):
+  """benchmarks/common.py repeats the bundled shapes for random-weight runs."""
+  import importlib.util
+  spec = importlib.util.spec_from_file_location(
+      "bench_common", os.path.join(ROOT, "benchmarks", "common.py"))
+  common = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(common)
+  _parse([model_file])
+  cfg = gin.query_parameter("MODEL_CONFIG/macro.value").scoped_configurable_fn()
+  assert getattr(common, const) == cfg
