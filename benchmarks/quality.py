@@ -5,8 +5,9 @@
 For each model: parameters, bytes on disk, and sacrebleu corpus BLEU / chrF at
 greedy decoding (64 new tokens; the training recipe's decoding and BLEU,
 sacrebleu's default 13a tokenizer) on
-the full validation and test splits, plus BLEU on the first 100 validation
-examples (the set tests/test_bundled_models.py checks floors on). Also the
+the full validation and test splits (tests/test_bundled_models.py checks
+floors on the validation split), plus BLEU on the first 100 validation
+examples, which shows how unrepresentative that sorted slice is. Also the
 teacher-forced argmax agreement of the first model with the last one along
 the last one's greedy outputs: the per-token acceptance that lossless
 speculative decoding can expect with that pair.

@@ -84,3 +84,17 @@ def test_training_starts_from_init_params(tmp_path):
   with pytest.raises(ValueError, match="init_params do not match"):
     trainer.train(big_cfg, exs[:128], exs[128:], frozen, progress=False,
                   init_params=small.params)
+
+
+def test_recipe_start_grows_a_bundled_model_and_keeps_its_recipe():
+  from spec_cascade_jax.models.loading import load_model
+  from spec_cascade_jax.training.recipes import _initial_params
+  small = load_model("demo-drafter")
+  target = small.config.replace(num_decoder_layers=small.config.n_decoder_layers + 1)
+  params, recipe = _initial_params("demo-drafter", target)
+  assert recipe is not None and recipe["model_config"]["name"] == "demo-drafter"
+  x, y = jnp.array([[5, 9, 11, 1]]), jnp.array([[0, 3, 8]])
+  np.testing.assert_allclose(np.asarray(T5Model(config=target, params=params).logits(x, y)),
+                             np.asarray(small.logits(x, y)), atol=1e-5)
+  with pytest.raises(ValueError, match="d_model"):
+    _initial_params("demo-drafter", target.replace(d_model=128))

@@ -73,14 +73,15 @@ def data_hash(pairs: Sequence[dict]) -> str:
 
 def _initial_params(init_from: str, model_config: T5Config):
   """Parameters of `init_from` grown to `model_config`, and its recipe (or None)."""
-  from spec_cascade_jax.models.loading import load_model
+  from spec_cascade_jax.models.loading import ASSETS_DIR, load_model
   from spec_cascade_jax.training.growth import check_growable, deepen
 
   init = load_model(init_from)
   check_growable(init.config, model_config)
   grown = deepen(init, model_config.num_layers, model_config.n_decoder_layers)
+  folder = init_from if os.path.isdir(init_from) else os.path.join(ASSETS_DIR, init_from)
   recipe = None
-  path = os.path.join(init_from, "recipe.json")
+  path = os.path.join(folder, "recipe.json")
   if os.path.isfile(path):
     with open(path) as f:
       recipe = json.load(f)
@@ -99,7 +100,8 @@ def train_gettext(model_config: T5Config, train_config: TrainConfig, workdir: st
       with `growth.deepen` (same function, new layers start as identities).
       Its recipe.json is kept in this recipe under "init_recipe".
     param_dtype: storage dtype of the exported weights ("float32" or
-      "bfloat16"); "final_eval_stored" records BLEU with the stored weights.
+      "bfloat16"); for bfloat16, "final_eval_stored" records BLEU with the
+      stored (rounded) weights.
   """
   from spec_cascade_jax.data.dataset import load_split
   from spec_cascade_jax.data.vocab import load_vocabulary
@@ -127,7 +129,6 @@ def train_gettext(model_config: T5Config, train_config: TrainConfig, workdir: st
   model, history = train(model_config, train_ex, valid_ex, train_config, workdir,
                          bleu_fn=bleu_fn, init_params=init_params)
   save_model(model, output_dir, param_dtype=param_dtype)
-  stored = round_params(model, param_dtype)
   recipe = {
       "model_config": model_config.to_dict(),
       "train_config": dataclasses.asdict(train_config),
@@ -141,9 +142,11 @@ def train_gettext(model_config: T5Config, train_config: TrainConfig, workdir: st
                   "jax_backend": __import__("jax").default_backend()},
       "final_eval": history["eval"][-1] if history["eval"] else None,
       "param_dtype": param_dtype,
-      "final_eval_stored": {"valid_bleu": bleu_fn(stored), "examples": len(bleu_subset)},
       "history": history,
   }
+  if param_dtype != "float32":  # float32 stores the trained weights as they are
+    recipe["final_eval_stored"] = {"valid_bleu": bleu_fn(round_params(model, param_dtype)),
+                                   "examples": len(bleu_subset)}
   if init_from is not None:
     recipe["init_from"] = init_from
     recipe["init_recipe"] = init_recipe

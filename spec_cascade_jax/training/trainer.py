@@ -184,11 +184,12 @@ def train(model_config: T5Config,
 
   optimizer = make_optimizer(cfg)
   rng = jax.random.PRNGKey(cfg.seed)
-  model = T5Model.init(model_config, rng)
-  if init_params is not None:
-    want = jax.tree_util.tree_map(jnp.shape, model.params)
-    got = jax.tree_util.tree_map(jnp.shape, init_params)
-    if want != got:
+  if init_params is None:
+    model = T5Model.init(model_config, rng)
+  else:  # shapes only: no random init to throw away
+    want = jax.eval_shape(lambda: T5Model.init(model_config, rng).params)
+    if (jax.tree_util.tree_map(jnp.shape, want)
+        != jax.tree_util.tree_map(jnp.shape, init_params)):
       raise ValueError("init_params do not match model_config's parameter shapes;"
                        " grow or convert the initial model to this config first.")
     model = T5Model(config=model_config,
