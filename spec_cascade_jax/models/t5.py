@@ -92,6 +92,22 @@ def relative_position_bucket(relative_position: jax.Array, bidirectional: bool,
 # Layers
 # ----------------------------------------------------------------------------
 
+def segment_positions(segment_ids: jax.Array) -> jax.Array:
+  """[B, L] segment ids of packed rows (contiguous runs) -> each token's
+  position within its own segment, [B, L] int32."""
+  idx = jnp.broadcast_to(jnp.arange(segment_ids.shape[1], dtype=jnp.int32),
+                         segment_ids.shape)
+  starts = jnp.concatenate(
+      [jnp.ones_like(segment_ids[:, :1], bool),
+       segment_ids[:, 1:] != segment_ids[:, :-1]], axis=1)
+  return idx - jax.lax.cummax(jnp.where(starts, idx, 0), axis=1)
+
+
+def _same_segment(q_seg: jax.Array, k_seg: jax.Array) -> jax.Array:
+  """[B, Q], [B, K] segment ids -> [B, Q, K] bool, True within one segment."""
+  return q_seg[:, :, None] == k_seg[:, None, :]
+
+
 def _normal(std: float):
   return nn.initializers.normal(stddev=std)
 
@@ -149,12 +165,13 @@ class RelativePositionBias(nn.Module):
 
   @nn.compact
   def __call__(self, q_pos: jax.Array, k_pos: jax.Array) -> jax.Array:
-    """q_pos [B, Q], k_pos [K] int -> bias [B, H, Q, K] float32."""
+    """q_pos [B, Q], k_pos [K] or [B, K] int -> bias [B, H, Q, K] float32."""
     c = self.config
     table = self.param("rel_embedding", _normal(c.d_model ** -0.5),
                        (c.num_heads, c.relative_attention_num_buckets), jnp.float32)
+    k_pos = k_pos if k_pos.ndim == 2 else k_pos[None]
     buckets = relative_position_bucket(
-        k_pos[None, None, :] - q_pos[:, :, None], self.bidirectional,
+        k_pos[:, None, :] - q_pos[:, :, None], self.bidirectional,
         c.relative_attention_num_buckets, c.relative_attention_max_distance)  # [B, Q, K]
     bias = jnp.take(table.T, buckets, axis=0)  # [B, Q, K, H]
     return jnp.transpose(bias, (0, 3, 1, 2))  # [B, H, Q, K]
@@ -243,11 +260,20 @@ class Encoder(nn.Module):
     self.layers = [EncoderLayer(c) for _ in range(c.num_layers)]  # layers_{i}
     self.encoder_norm = RMSNorm(c.layer_norm_epsilon, c.jnp_dtype)
 
-  def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
-    """x [B, S, D] embedded inputs, mask [B, S] bool -> encoded [B, S, D]."""
-    pos = jnp.arange(x.shape[1], dtype=jnp.int32)
-    bias = self.relpos_bias(pos[None], pos)  # [1, H, S, S]
-    bias = bias + jnp.where(mask, 0.0, _MASK_BIAS)[:, None, None, :]  # mask pad keys
+  def __call__(self, x: jax.Array, mask: jax.Array,
+               segment_ids: jax.Array | None = None) -> jax.Array:
+    """x [B, S, D] embedded inputs, mask [B, S] bool -> encoded [B, S, D].
+
+    With `segment_ids` [B, S] (packed rows, 0 = pad) a token attends only to
+    its own segment, at positions counted from the segment's start."""
+    if segment_ids is None:
+      pos = jnp.arange(x.shape[1], dtype=jnp.int32)
+      bias = self.relpos_bias(pos[None], pos)  # [1, H, S, S]
+      bias = bias + jnp.where(mask, 0.0, _MASK_BIAS)[:, None, None, :]  # mask pad keys
+    else:
+      pos = segment_positions(segment_ids)
+      same = _same_segment(segment_ids, segment_ids)  # [B, S, S]
+      bias = self.relpos_bias(pos, pos) + jnp.where(same, 0.0, _MASK_BIAS)[:, None]
     for layer in self.layers:
       x = layer(x, bias)
     return self.encoder_norm(x)
@@ -316,16 +342,23 @@ class Decoder(nn.Module):
     return [layer.cross_kv(encoded) for layer in self.layers]
 
   def __call__(self, x, q_pos, k_pos, cross_kv, encoder_mask, embedding,
-               caches=None, write_slots=None):
+               caches=None, write_slots=None, self_mask=None):
     """x [B, Q, D] embedded decoder inputs at positions q_pos [B, Q]; keys at
-    k_pos [K] (K = Q without cache, L with); encoder_mask [B, S] bool;
-    embedding [V, D] (tied output) or None. Returns (logits [B, Q, V] f32, caches)."""
+    k_pos [K] or [B, K] (K = Q without cache, L with); encoder_mask [B, S] bool,
+    or [B, Q, S] per query (packed rows); self_mask: optional [B, Q, K] bool
+    ANDed into the causal mask (packed rows: same segment); embedding [V, D]
+    (tied output) or None. Returns (logits [B, Q, V] f32, caches)."""
     c = self.config
     # Key j is visible to query i iff pos(j) <= pos(i): causal in the chunk and,
     # with a cache, hides stale slots at or beyond the row's position.
-    visible = k_pos[None, None, :] <= q_pos[:, :, None]  # [B, Q, K]
+    kp = k_pos if k_pos.ndim == 2 else k_pos[None]
+    visible = kp[:, None, :] <= q_pos[:, :, None]  # [B, Q, K]
+    if self_mask is not None:
+      visible = visible & self_mask
     self_bias = self.relpos_bias(q_pos, k_pos) + jnp.where(visible, 0.0, _MASK_BIAS)[:, None]
-    cross_bias = jnp.where(encoder_mask, 0.0, _MASK_BIAS)[:, None, None, :]  # [B,1,1,S]
+    cross_bias = jnp.where(encoder_mask, 0.0, _MASK_BIAS)  # [B, S] or [B, Q, S]
+    cross_bias = (cross_bias[:, None, None, :] if encoder_mask.ndim == 2
+                  else cross_bias[:, None])  # [B, 1, 1|Q, S]
     new_caches = []
     for i, layer in enumerate(self.layers):
       x, nc = layer(x, self_bias, *cross_kv[i], cross_bias,
@@ -359,13 +392,32 @@ class T5Module(nn.Module):
     mask = input_ids != 0  # pad id 0
     return self.encoder(self.token_embedder(input_ids), mask), mask
 
-  def __call__(self, input_ids: jax.Array, decoder_input_ids: jax.Array) -> jax.Array:
+  def __call__(self, input_ids: jax.Array, decoder_input_ids: jax.Array,
+               encoder_segment_ids: jax.Array | None = None,
+               decoder_segment_ids: jax.Array | None = None) -> jax.Array:
+    if encoder_segment_ids is not None:
+      return self._packed(input_ids, decoder_input_ids, encoder_segment_ids,
+                          decoder_segment_ids)
     encoded, mask = self.encode(input_ids)
     t = decoder_input_ids.shape[1]
     pos = jnp.arange(t, dtype=jnp.int32)
     q_pos = jnp.broadcast_to(pos[None], decoder_input_ids.shape)
     logits, _ = self.decoder(self.token_embedder(decoder_input_ids), q_pos, pos,
                              self.decoder.cross_kv(encoded), mask, self._tied())
+    return logits
+
+  def _packed(self, input_ids, decoder_input_ids, encoder_segment_ids,
+              decoder_segment_ids):
+    """Teacher forcing on packed rows (several examples per row, t5x-style)."""
+    encoded = self.encoder(self.token_embedder(input_ids), input_ids != 0,
+                           encoder_segment_ids)
+    q_pos = segment_positions(decoder_segment_ids)
+    cross_mask = (_same_segment(decoder_segment_ids, encoder_segment_ids)
+                  & (encoder_segment_ids > 0)[:, None, :])  # [B, T, S]
+    logits, _ = self.decoder(
+        self.token_embedder(decoder_input_ids), q_pos, q_pos,
+        self.decoder.cross_kv(encoded), cross_mask, self._tied(),
+        self_mask=_same_segment(decoder_segment_ids, decoder_segment_ids))
     return logits
 
   def prefill(self, input_ids: jax.Array) -> tuple[list, jax.Array]:
@@ -431,18 +483,37 @@ class T5Model:
     _check_ids("input_ids", input_ids)
     return self._apply(input_ids, method=T5Module.encode)
 
-  def logits(self, input_ids: jax.Array, decoder_input_ids: jax.Array) -> jax.Array:
+  def logits(self, input_ids: jax.Array, decoder_input_ids: jax.Array,
+             encoder_segment_ids: jax.Array | None = None,
+             decoder_segment_ids: jax.Array | None = None) -> jax.Array:
     """Teacher-forced full forward, no cache.
 
     input_ids [B, S], decoder_input_ids [B, T] (position 0 = start token 0)
     -> logits [B, T, V] float32; logits[:, t] predicts decoder position t + 1.
+
+    Packed rows (t5x's packing; training/batching.PackedBatcher): give both
+    `encoder_segment_ids` [B, S] and `decoder_segment_ids` [B, T] (1, 2, ...
+    per example in row order, 0 = pad). Each example then sees only itself,
+    with positions restarting at its first token, and its decoder inputs start
+    with the start token 0 at its own first position.
     """
     _check_ids("input_ids", input_ids)
     _check_ids("decoder_input_ids", decoder_input_ids)
     if input_ids.shape[0] != decoder_input_ids.shape[0]:
       raise ValueError(f"Batch sizes differ: input_ids {input_ids.shape}, "
                        f"decoder_input_ids {decoder_input_ids.shape}.")
-    return self._apply(input_ids, decoder_input_ids, method=T5Module.__call__)
+    if (encoder_segment_ids is None) != (decoder_segment_ids is None):
+      raise ValueError("Packed inputs need both encoder_segment_ids and "
+                       "decoder_segment_ids (or neither, for unpacked rows).")
+    if encoder_segment_ids is not None:
+      for name, seg, ids in (("encoder_segment_ids", encoder_segment_ids, input_ids),
+                             ("decoder_segment_ids", decoder_segment_ids,
+                              decoder_input_ids)):
+        if seg.shape != ids.shape:
+          raise ValueError(f"{name} has shape {seg.shape}; it must match its "
+                           f"token ids' shape {ids.shape}.")
+    return self._apply(input_ids, decoder_input_ids, encoder_segment_ids,
+                       decoder_segment_ids, method=T5Module.__call__)
 
   def init_cache(self, input_ids: jax.Array, max_length: int) -> dict:
     """Encodes `input_ids` [B, S] once; precomputes each layer's cross K/V and

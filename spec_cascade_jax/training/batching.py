@@ -19,12 +19,30 @@ import numpy as np
 class Batch:
   inputs: np.ndarray    # [B, S] int32, 0 = pad, EOS appended
   targets: np.ndarray   # [B, T] int32, 0 = pad, EOS appended
+  # Packed rows only: [B, S] / [B, T] int32, 1, 2, ... per example, 0 = pad.
+  input_segments: np.ndarray | None = None
+  target_segments: np.ndarray | None = None
 
   @property
   def decoder_inputs(self) -> np.ndarray:
-    """Targets shifted right with the decoder start token 0: [B, T]."""
-    return np.concatenate(
+    """Targets shifted right with the decoder start token 0: [B, T]. In packed
+    rows every example starts with its own start token."""
+    shifted = np.concatenate(
         [np.zeros_like(self.targets[:, :1]), self.targets[:, :-1]], axis=1)
+    if self.target_segments is not None:
+      seg = self.target_segments
+      starts = np.concatenate(
+          [np.ones_like(seg[:, :1], bool), seg[:, 1:] != seg[:, :-1]], axis=1)
+      shifted = np.where(starts, 0, shifted)
+    return shifted
+
+  @property
+  def model_kwargs(self) -> dict:
+    """Segment ids for `T5Model.logits` (empty for unpacked batches)."""
+    if self.input_segments is None:
+      return {}
+    return {"encoder_segment_ids": self.input_segments,
+            "decoder_segment_ids": self.target_segments}
 
   @property
   def num_tokens(self) -> int:
@@ -125,3 +143,69 @@ class BucketedBatcher:
       for idx in plan[offset:]:
         yield self.make_batch(idx)
         step += 1
+
+
+class PackedBatcher(BucketedBatcher):
+  """Deterministic, resumable stream of packed batches (t5x/seqio-style packing).
+
+  Several examples share a row of `max_len` input and `max_len` target slots,
+  marked by segment ids; `T5Model.logits` keeps them apart (attention within a
+  segment only, positions restarting at each example). Every batch has one
+  shape, [tokens_per_batch // max_len, max_len] per side: one compilation, and
+  ~95% of the slots hold real tokens instead of ~70% with length buckets.
+
+  Rows are filled first-fit over the last `open_rows` partly filled rows, in a
+  per-epoch shuffled order that depends only on (seed, epoch).
+  """
+
+  def __init__(self, examples, tokens_per_batch: int = 4096, max_len: int = 128,
+               seed: int = 0, open_rows: int = 32):
+    if tokens_per_batch < max_len:
+      raise ValueError(f"tokens_per_batch={tokens_per_batch} is below max_len="
+                       f"{max_len}: a packed batch needs at least one row.")
+    super().__init__(examples, tokens_per_batch, max_len, seed, boundaries=(max_len,))
+    self.max_len = max_len
+    self.rows_per_batch = tokens_per_batch // max_len
+    self.open_rows = open_rows
+
+  def _epoch(self, epoch: int) -> list[list[list[int]]]:
+    """Batches of one epoch: each a list of rows, each a list of example ids."""
+    if epoch in self._epoch_cache:
+      return self._epoch_cache[epoch]
+    rng = np.random.default_rng([self.seed, epoch])
+    rows: list[list[int]] = []
+    room: list[tuple[int, int]] = []  # free (input, target) slots per row
+    open_ids: list[int] = []          # rows still taking examples
+    for i in rng.permutation(len(self._examples)):
+      n_in, n_tgt = (len(x) for x in self._examples[i])
+      for r in open_ids:
+        if room[r][0] >= n_in and room[r][1] >= n_tgt:
+          break
+      else:
+        rows.append([])
+        room.append((self.max_len, self.max_len))
+        open_ids.append(len(rows) - 1)
+        if len(open_ids) > self.open_rows:
+          open_ids.pop(0)
+        r = open_ids[-1]
+      rows[r].append(int(i))
+      room[r] = (room[r][0] - n_in, room[r][1] - n_tgt)
+    order = rng.permutation(len(rows))
+    rows = [rows[j] for j in order]
+    n = self.rows_per_batch
+    self._epoch_cache = {epoch: [rows[s:s + n] for s in range(0, len(rows), n)]}
+    return self._epoch_cache[epoch]
+
+  def make_batch(self, rows) -> Batch:
+    shape = (self.rows_per_batch, self.max_len)
+    out = {k: np.zeros(shape, np.int32) for k in ("inp", "tgt", "iseg", "tseg")}
+    for r, ids in enumerate(rows):
+      pi = pt = 0
+      for seg, i in enumerate(ids, start=1):
+        inp, tgt = self._examples[i]
+        out["inp"][r, pi:pi + len(inp)] = inp
+        out["iseg"][r, pi:pi + len(inp)] = seg
+        out["tgt"][r, pt:pt + len(tgt)] = tgt
+        out["tseg"][r, pt:pt + len(tgt)] = seg
+        pi, pt = pi + len(inp), pt + len(tgt)
+    return Batch(out["inp"], out["tgt"], out["iseg"], out["tseg"])

@@ -91,7 +91,7 @@ def _initial_params(init_from: str, model_config: T5Config):
 def train_gettext(model_config: T5Config, train_config: TrainConfig, workdir: str,
                   output_dir: str, vocabulary: str = "demo",
                   bleu_examples: int = 200, init_from: str | None = None,
-                  param_dtype: str = "float32") -> dict:
+                  param_dtype: str = "float32", distill_from: str | None = None) -> dict:
   """Trains `model_config` on gettext_en_de and exports it to `output_dir`.
 
   Args:
@@ -102,6 +102,10 @@ def train_gettext(model_config: T5Config, train_config: TrainConfig, workdir: st
     param_dtype: storage dtype of the exported weights ("float32" or
       "bfloat16"); for bfloat16, "final_eval_stored" records BLEU with the
       stored (rounded) weights.
+    distill_from: optional teacher (path or bundled name, normally the
+      verifier this model will draft for): train on its greedy outputs for the
+      training inputs instead of the references (training/distill.py; loops
+      fall back to the reference). Validation still scores the references.
   """
   from spec_cascade_jax.data.dataset import load_split
   from spec_cascade_jax.data.vocab import load_vocabulary
@@ -122,6 +126,15 @@ def train_gettext(model_config: T5Config, train_config: TrainConfig, workdir: st
                              max_new_tokens=train_config.eval_max_new_tokens)
     return corpus_bleu(preds, [e["de"] for e in bleu_subset])
 
+  distill_info = None
+  if distill_from is not None:
+    from spec_cascade_jax.models.loading import load_model
+    from spec_cascade_jax.training.distill import teacher_examples
+    train_ex, distill_info = teacher_examples(
+        load_model(distill_from), train_ex,
+        max_new_tokens=train_config.max_len,
+        cache_path=os.path.join(workdir, "distill_targets.json"))
+    distill_info["teacher"] = distill_from
   init_params, init_recipe = None, None
   if init_from is not None:
     init_params, init_recipe = _initial_params(init_from, model_config)
@@ -147,6 +160,8 @@ def train_gettext(model_config: T5Config, train_config: TrainConfig, workdir: st
   if param_dtype != "float32":  # float32 stores the trained weights as they are
     recipe["final_eval_stored"] = {"valid_bleu": bleu_fn(round_params(model, param_dtype)),
                                    "examples": len(bleu_subset)}
+  if distill_info is not None:
+    recipe["distill"] = distill_info
   if init_from is not None:
     recipe["init_from"] = init_from
     recipe["init_recipe"] = init_recipe

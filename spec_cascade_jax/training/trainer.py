@@ -5,8 +5,8 @@
 
 - one jitted train step (donated state), AdamW with warmup + cosine decay,
   gradient clipping, optional label smoothing;
-- length-bucketed batches (training/batching.py): little compute on padding,
-  one compilation per bucket;
+- length-bucketed batches, or packed rows with `pack=True` (t5x-style, one
+  shape, ~95% real tokens; training/batching.py): little compute on padding;
 - periodic validation loss and greedy BLEU, shown on a tqdm bar;
 - resumable: the latest checkpoint in `workdir` is restored and the batch
   stream continues at the same step (the data order is a function of the step).
@@ -30,7 +30,7 @@ from flax import serialization
 
 from spec_cascade_jax.models.configs import T5Config
 from spec_cascade_jax.models.t5 import T5Model
-from spec_cascade_jax.training.batching import Batch, BucketedBatcher
+from spec_cascade_jax.training.batching import Batch, BucketedBatcher, PackedBatcher
 
 Example = tuple[Sequence[int], Sequence[int]]
 logger = logging.getLogger(__name__)
@@ -45,7 +45,9 @@ class TrainConfig:
   weight_decay: float = 0.01
   grad_clip: float = 1.0
   label_smoothing: float = 0.0
+  # Padded tokens per side per batch; with `pack`, rows of `max_len` slots.
   tokens_per_batch: int = 4096
+  pack: bool = False
   max_len: int = 128
   seed: int = 0
   eval_every: int = 500
@@ -74,23 +76,28 @@ def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
 
 
 def loss_fn(params, config: T5Config, inputs, decoder_inputs, targets,
-            label_smoothing: float = 0.0):
-  """Mean token cross-entropy over non-pad targets; returns (loss, num_tokens)."""
-  logits = T5Model(config=config, params=params).logits(inputs, decoder_inputs)
-  vocab = logits.shape[-1]
-  labels = jax.nn.one_hot(targets, vocab)
+            label_smoothing: float = 0.0, segments: dict | None = None):
+  """Mean token cross-entropy over non-pad targets; returns (loss, num_tokens).
+
+  `segments`: `Batch.model_kwargs` of a packed batch (segment ids), or None."""
+  logits = T5Model(config=config, params=params).logits(
+      inputs, decoder_inputs, **(segments or {}))
+  # Cross-entropy against (1 - ls) * one_hot + ls / V, without materialising
+  # the [B, T, V] label array: -log p_y and -mean_v log p_v = lse - mean(logits).
+  xent = optax.softmax_cross_entropy_with_integer_labels(logits, targets)  # [B, T]
   if label_smoothing:
-    labels = labels * (1.0 - label_smoothing) + label_smoothing / vocab
-  xent = optax.softmax_cross_entropy(logits, labels)  # [B, T]
+    uniform = jax.nn.logsumexp(logits, axis=-1) - logits.mean(axis=-1)
+    xent = (1.0 - label_smoothing) * xent + label_smoothing * uniform
   mask = (targets > 0).astype(jnp.float32)
   ntok = jnp.maximum(mask.sum(), 1.0)
   return (xent * mask).sum() / ntok, ntok
 
 
 def make_train_step(config: T5Config, optimizer, label_smoothing: float):
-  def train_step(state: TrainState, inputs, decoder_inputs, targets):
+  def train_step(state: TrainState, inputs, decoder_inputs, targets, segments=None):
     (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params, config, inputs, decoder_inputs, targets, label_smoothing)
+        state.params, config, inputs, decoder_inputs, targets, label_smoothing,
+        segments)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state), loss
@@ -207,7 +214,8 @@ def train(model_config: T5Config,
           history = json.load(f)
       logger.info("Resumed from %s at step %d", ckpt, int(state.step))
 
-  batcher = BucketedBatcher(train_examples, cfg.tokens_per_batch, cfg.max_len, cfg.seed)
+  batcher = (PackedBatcher if cfg.pack else BucketedBatcher)(
+      train_examples, cfg.tokens_per_batch, cfg.max_len, cfg.seed)
   valid_batcher = BucketedBatcher(valid_examples, cfg.tokens_per_batch, cfg.max_len, 0)
   valid_batches = [valid_batcher.make_batch(idx) for idx in valid_batcher._epoch(0)]
   train_step = make_train_step(model_config, optimizer, cfg.label_smoothing)
@@ -237,7 +245,8 @@ def train(model_config: T5Config,
 
   for step in range(start, cfg.num_steps):
     batch = next(stream)
-    state, loss = train_step(state, batch.inputs, batch.decoder_inputs, batch.targets)
+    state, loss = train_step(state, batch.inputs, batch.decoder_inputs, batch.targets,
+                             batch.model_kwargs or None)
     losses.append(loss)
     if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.num_steps:
       mean = float(np.mean(jax.device_get(losses)))
