@@ -63,6 +63,8 @@ def main(argv=None):
                                formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("--models", default="demo-drafter,demo-verifier")
   ap.add_argument("--splits", default="validation,test")
+  ap.add_argument("--agreement-examples", type=int, default=0,
+                  help="validation examples for the agreement (0 = all)")
   ap.add_argument("--json")
   args = ap.parse_args(argv)
   vocab = load_vocabulary("demo")
@@ -94,10 +96,12 @@ def main(argv=None):
   print(common.format_table(rows, cols))
   report = {"machine": info, "rows": rows}
   if len(names) >= 2:
-    val = [e["en"] for e in load_split("validation")[:256]]
+    val = [e["en"] for e in load_split("validation")]
+    val = val[:args.agreement_examples] if args.agreement_examples else val
     report["agreement"] = agreement(models[names[0]], models[names[-1]], vocab, val)
+    report["agreement_examples"] = len(val)
     print(f"teacher-forced argmax agreement of {names[0]} with {names[-1]}'s greedy "
-          f"output (256 validation examples): {report['agreement']:.3f}")
+          f"output ({len(val)} validation examples): {report['agreement']:.3f}")
   if args.json:
     common.write_json(args.json, report)
   return report

@@ -8,7 +8,7 @@ choices directly.
 
 A small verifier's greedy outputs sometimes fall into repetition loops
 ("-log-log-log..."), and a student trained on them loops everywhere (measured
-on the demo pair: teacher-forced agreement 25.9% -> 62.9%, but the student's
+with an earlier demo pair: teacher-forced agreement 25.9% -> 62.9%, but the student's
 own BLEU 9.46 -> 1.82). Such outputs (no EOS within `max_new_tokens`, or a
 short n-gram repeated back to back where the reference has none) are replaced
 by the reference translation.
