@@ -44,7 +44,7 @@ def test_packed_rows_hold_every_example_once_and_resume():
       seg = [s for s, i in enumerate(ids, 1) for _ in exs[i][1]]
       np.testing.assert_array_equal(batch.target_segments[r, :len(seg)], seg)
       # decoder inputs: each example starts with its own start token 0
-      dec, pos = [], 0
+      dec = []
       for i in ids:
         dec += [0] + exs[i][1][:-1]
       np.testing.assert_array_equal(batch.decoder_inputs[r, :len(dec)], dec)
