@@ -1,10 +1,14 @@
-"""Length-bucketed batching for sequence-to-sequence training.
+"""Length-bucketed and packed batching for sequence-to-sequence training.
 
-Examples are grouped by length into a few buckets; each bucket pads to its
-own boundary and batch size is chosen so that every batch holds about
-`tokens_per_batch` tokens. With boundaries (8, 16, 32, 64, ...) padding waste
-stays under ~25% and the jitted train step compiles once per bucket shape
-(a handful of compilations) instead of once per batch.
+`PackedBatcher` (below) packs several examples per row, as t5x/seqio do;
+`BucketedBatcher` pads each example to its length bucket.
+
+Bucketing: examples are grouped by length into a few buckets; each bucket
+pads to its own boundary and batch size is chosen so that every batch holds
+about `tokens_per_batch` tokens. With boundaries (8, 16, 24, 36, ...) a
+quarter to a third of the slots are padding on gettext_en_de, and the jitted
+train step compiles once per bucket shape (a handful of compilations)
+instead of once per batch.
 """
 
 from __future__ import annotations
@@ -151,8 +155,9 @@ class PackedBatcher(BucketedBatcher):
   Several examples share a row of `max_len` input and `max_len` target slots,
   marked by segment ids; `T5Model.logits` keeps them apart (attention within a
   segment only, positions restarting at each example). Every batch has one
-  shape, [tokens_per_batch // max_len, max_len] per side: one compilation, and
-  ~95% of the slots hold real tokens instead of ~70% with length buckets.
+  shape, [tokens_per_batch // max_len, max_len] per side: one compilation. On
+  gettext_en_de (64 slots) 88% of input and 98% of target slots hold real
+  tokens, against 67% / 75% with 4,096-token length buckets.
 
   Rows are filled first-fit over the last `open_rows` partly filled rows, in a
   per-epoch shuffled order that depends only on (seed, epoch).

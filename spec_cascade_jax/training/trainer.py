@@ -6,7 +6,8 @@
 - one jitted train step (donated state), AdamW with warmup + cosine decay,
   gradient clipping, optional label smoothing;
 - length-bucketed batches, or packed rows with `pack=True` (t5x-style, one
-  shape, ~95% real tokens; training/batching.py): little compute on padding;
+  shape; on gettext_en_de 88% of input and 98% of target slots hold real
+  tokens, against 67% / 75% with buckets; training/batching.py);
 - periodic validation loss and greedy BLEU, shown on a tqdm bar;
 - resumable: the latest checkpoint in `workdir` is restored and the batch
   stream continues at the same step (the data order is a function of the step).
