@@ -63,20 +63,22 @@ def demo_pair(random_weights: bool = False, seed: int = 0):
 
 def gettext_examples(n: int, split: str = "validation", max_input_tokens: int = 48,
                      vocabulary: str = "demo") -> list[dict]:
-  """The first `n` examples of gettext_en_de whose encoded input fits.
+  """`n` examples of gettext_en_de whose encoded input fits, spread evenly
+  over the split (it is sorted by English text: a prefix is the "# …" /
+  "%s …" block, unrepresentative), as the main job picks its examples.
 
   Returns dicts {"ids": list[int] (EOS appended, as in training), "en", "de"}.
   """
   from spec_cascade_jax.data.dataset import load_split
   from spec_cascade_jax.data.vocab import load_vocabulary
+  from spec_cascade_jax.evaluation.infer import spread_indices
   vocab = load_vocabulary(vocabulary)
-  out = []
+  fits = []
   for ex in load_split(split):
     ids = list(vocab.encode(ex["en"])) + [EOS]
     if len(ids) <= max_input_tokens:
-      out.append({"ids": ids, "en": ex["en"], "de": ex["de"]})
-    if len(out) == n:
-      break
+      fits.append({"ids": ids, "en": ex["en"], "de": ex["de"]})
+  out = [fits[i] for i in spread_indices(len(fits), n)] if fits else []
   if not out:
     raise ValueError(f"No {split} example has at most {max_input_tokens} input tokens; "
                      "raise --max-input-tokens.")
