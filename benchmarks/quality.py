@@ -28,10 +28,10 @@ import sacrebleu  # noqa: E402
 import common  # noqa: E402
 from spec_cascade_jax.data.dataset import load_split  # noqa: E402
 from spec_cascade_jax.data.vocab import load_vocabulary  # noqa: E402
-from spec_cascade_jax.decoding.api import generate  # noqa: E402
 from spec_cascade_jax.models.loading import ASSETS_DIR, load_model  # noqa: E402
 from spec_cascade_jax.models.t5 import count_params  # noqa: E402
-from spec_cascade_jax.training.recipes import corpus_bleu, greedy_translate, pad_batch  # noqa: E402
+from spec_cascade_jax.training.recipes import (  # noqa: E402
+    corpus_bleu, greedy_ids, greedy_translate, pad_batch)
 
 
 def disk_bytes(name: str) -> int | None:
@@ -46,13 +46,15 @@ def agreement(drafter, verifier, vocab, sources, max_new: int = 64) -> float:
   argmax reproduces when fed the verifier's own prefix (teacher forcing)."""
   hits = total = 0
   for s in range(0, len(sources), 64):
-    ids = pad_batch([vocab.encode(x)[:127] + [1] for x in sources[s:s + 64]])
-    out = np.asarray(generate(verifier, verifier, ids, method="verifier", temperature=0.0,
-                              max_new_tokens=max_new).tokens)
+    rows = [vocab.encode(x)[:127] + [1] for x in sources[s:s + 64]]
+    outs = greedy_ids(verifier, rows, max_new_tokens=max_new)  # up to EOS
+    out = np.zeros((len(rows), max_new), np.int32)
+    for r, o in enumerate(outs):
+      out[r, :len(o)] = o
     dec_in = np.concatenate([np.zeros((len(out), 1), np.int32), out[:, :-1]], 1)
-    pred = np.asarray(jnp.argmax(drafter.logits(jnp.asarray(ids), jnp.asarray(dec_in)), -1))
-    # Positions up to and including the first EOS.
-    valid = (np.cumsum(out == 1, axis=1) - (out == 1)) == 0
+    pred = np.asarray(jnp.argmax(drafter.logits(jnp.asarray(pad_batch(rows)),
+                                                jnp.asarray(dec_in)), -1))
+    valid = out > 0  # the verifier's tokens, EOS included
     hits += int(((pred == out) & valid).sum())
     total += int(valid.sum())
   return hits / max(total, 1)

@@ -83,30 +83,26 @@ def _save_cache(path: str, fingerprint: str, outputs: list) -> None:
 
 def teacher_outputs(teacher, inputs: Sequence[Sequence[int]], max_new_tokens: int = 64,
                     batch_size: int = 128, cache_path: str | None = None,
-                    chunk: int = 4096, progress: bool = True) -> list[list[int]]:
+                    chunk: int = 4096, progress: bool = True,
+                    fingerprint: str | None = None) -> list[list[int]]:
   """Greedy outputs of `teacher` for every input (token ids, EOS included when
-  it was produced), in input order. Resumes from `cache_path`."""
+  it was produced), in input order. Resumes from `cache_path`, whose entries
+  are keyed by `fingerprint` (default: `params_fingerprint(teacher.params)`)."""
   from tqdm.auto import tqdm
 
-  from spec_cascade_jax.decoding.api import generate
-  from spec_cascade_jax.training.recipes import pad_batch
+  from spec_cascade_jax.training.recipes import greedy_ids
 
-  fingerprint = params_fingerprint(teacher.params)
+  fingerprint = fingerprint or params_fingerprint(teacher.params)
   outputs = _load_cache(cache_path, fingerprint, len(inputs))
-  order = [int(i) for i in np.argsort([len(x) for x in inputs], kind="stable")
-           if outputs[i] is None]  # similar lengths batch together
-  bar = tqdm(total=len(inputs), initial=len(inputs) - len(order), disable=not progress,
+  todo = [i for i, o in enumerate(outputs) if o is None]
+  bar = tqdm(total=len(inputs), initial=len(inputs) - len(todo), disable=not progress,
              desc="teacher outputs", dynamic_ncols=True)
-  for c in range(0, len(order), chunk):
-    part = order[c:c + chunk]
-    for s in range(0, len(part), batch_size):
-      idx = part[s:s + batch_size]
-      res = generate(teacher, teacher, pad_batch([inputs[i] for i in idx]),
-                     method="verifier", temperature=0.0, max_new_tokens=max_new_tokens)
-      for i, row in zip(idx, np.asarray(res.tokens)):
-        row = [int(t) for t in row]
-        outputs[i] = row[:row.index(1) + 1] if 1 in row else row
-      bar.update(len(idx))
+  for c in range(0, len(todo), chunk):
+    part = todo[c:c + chunk]
+    for i, out in zip(part, greedy_ids(teacher, [inputs[i] for i in part], batch_size,
+                                       max_new_tokens)):
+      outputs[i] = out
+    bar.update(len(part))
     if cache_path:
       _save_cache(cache_path, fingerprint, outputs)
   bar.close()
@@ -120,8 +116,10 @@ def teacher_examples(teacher, examples: Sequence[Example], max_new_tokens: int =
   output loops or never ends (then the reference stays). Returns the examples
   and a summary for the recipe (teacher fingerprint, counts, time)."""
   t0 = time.time()
+  fingerprint = params_fingerprint(teacher.params)
   outs = teacher_outputs(teacher, [inp for inp, _ in examples], max_new_tokens,
-                         batch_size, cache_path, progress=progress)
+                         batch_size, cache_path, progress=progress,
+                         fingerprint=fingerprint)
   result, no_eos, loops = [], 0, 0
   for (inp, ref), out in zip(examples, outs):
     if not out or out[-1] != 1:
@@ -132,7 +130,7 @@ def teacher_examples(teacher, examples: Sequence[Example], max_new_tokens: int =
       result.append((inp, ref))
     else:
       result.append((inp, out))
-  info = {"teacher_sha256": params_fingerprint(teacher.params),
+  info = {"teacher_sha256": fingerprint,
           "examples": len(examples), "teacher_targets": len(examples) - no_eos - loops,
           "reference_no_eos": no_eos, "reference_loop": loops,
           "max_new_tokens": max_new_tokens, "wall_time_s": time.time() - t0}
