@@ -18,6 +18,7 @@ import statistics
 import sys
 import time
 import warnings
+import functools
 from typing import Callable, Sequence
 
 import numpy as np
@@ -194,3 +195,33 @@ def block(x):
 
 def as_int32(x) -> jax.Array:
   return jnp.asarray(x, jnp.int32)
+
+
+@functools.partial(jax.jit, static_argnames=("chunk", "cache_len", "inner"))
+def step_loop(model, ids, *, chunk: int, cache_len: int, inner: int):
+  """Encodes, then `inner` decoder steps of [B, chunk] tokens in a fori_loop."""
+  cache = model.init_cache(ids, cache_len)
+
+  def body(i, carry):
+    cache, tok = carry
+    tokens = jnp.broadcast_to(tok[:, None], (tok.shape[0], chunk))
+    pos = jnp.full(tok.shape, (i * chunk) % (cache_len - chunk), jnp.int32)
+    logits, cache = model.step(tokens, cache, pos)
+    return cache, jnp.argmax(logits[:, -1], -1).astype(jnp.int32)
+
+  return jax.lax.fori_loop(0, inner, body, (cache, ids[:, 0]))[1]
+
+
+@functools.partial(jax.jit, static_argnames=("cache_len",))
+def _encode_only(model, ids, *, cache_len: int):
+  return model.init_cache(ids, cache_len)
+
+
+def step_time(model, ids, chunk: int, cache_len: int, inner: int, repeats: int) -> float:
+  """Seconds per `model.step` on [B, chunk] tokens in a fori_loop, encoding subtracted."""
+  kw = dict(cache_len=cache_len)
+  ts = interleaved_times(
+      {"loop": lambda: step_loop(model, ids, chunk=chunk, inner=inner, **kw)
+       .block_until_ready(),
+       "enc": lambda: block(_encode_only(model, ids, **kw))}, repeats)
+  return max(min(ts["loop"]) - min(ts["enc"]), 0.0) / inner

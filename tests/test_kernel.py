@@ -225,6 +225,13 @@ def test_errors(kwargs, exc, match):
     generate(**args)
 
 
+def test_generate_inside_jit_names_the_fix():
+  d = BigramModel(jnp.zeros((4, 4)))
+  ids = jnp.ones((2, 3), jnp.int32)
+  with pytest.raises(TypeError, match="outside jax.jit"):
+    jax.jit(lambda a: generate(d, d, ids, method="speculative", alpha=a).tokens)(0.5)
+
+
 def test_methods_that_ignore_rule_and_alpha_accept_anything():
   d = BigramModel(jnp.zeros((4, 4)))
   ids = jnp.ones((2, 3), jnp.int32)

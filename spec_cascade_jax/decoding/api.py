@@ -17,6 +17,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from spec_cascade_jax.decoding import baselines, kernel, targets
+
+try:  # public in every jax this package supports; the fallback guards a rename
+  from jax.core import Tracer as _Tracer
+except ImportError:  # pragma: no cover
+  from jax._src.core import Tracer as _Tracer
 from spec_cascade_jax.decoding.targets import ALPHA_RANGES, RULES
 
 METHODS = ("drafter", "verifier", "speculative", "lossy", "spec_cascade",
@@ -75,7 +80,7 @@ def _generate_jit(drafter, verifier, input_ids, params, rng, *, method, rule, ga
 
 def _per_row(name, value, batch):
   """Scalar or [B] -> np [B] float32, validated before anything is traced."""
-  if isinstance(value, jax.core.Tracer):
+  if isinstance(value, _Tracer):
     raise TypeError(f"{name} is a traced value: call generate() outside jax.jit "
                     "(it is jitted and compile-cached inside already).")
   arr = np.asarray(value, np.float32)

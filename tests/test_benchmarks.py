@@ -1,0 +1,99 @@
+"""benchmarks/gpu.py, the one script a lent accelerator runs: its pieces on tiny shapes.
+
+A run on the device machine is short and cannot be repeated at will, so what
+it computes beside the timings (bytes per step, random weights, the JSON it
+writes, errors recorded rather than fatal) is checked here, on the CPU.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+
+import common  # noqa: E402
+import gpu  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def smoke_json(tmp_path_factory):
+  out = tmp_path_factory.mktemp("gpu")
+  gpu.main(["--smoke", "--pairs", "t5", "--batches", "1", "--sections", "steps,profile",
+            "--out", str(out)])
+  with open(out / "gpu.json") as f:
+    return json.load(f), out
+
+
+def test_random_model_has_the_init_shapes_in_bfloat16():
+  cfg = gpu.SMOKE_VERIFIER
+  model = gpu.random_model(cfg, 0)
+  ref = jax.eval_shape(lambda: gpu.T5Model.init(cfg, jax.random.PRNGKey(0)).params)
+  assert jax.tree.structure(model.params) == jax.tree.structure(ref)
+  for got, want in zip(jax.tree.leaves(model.params), jax.tree.leaves(ref)):
+    assert got.shape == want.shape and got.dtype == jnp.bfloat16
+  assert model.config.dtype == "bfloat16"
+  leaves = [np.asarray(x, np.float32) for x in jax.tree.leaves(model.params)]
+  assert all(np.isfinite(x).all() for x in leaves)
+  assert any(x.std() > 0 for x in leaves if x.ndim == 2)  # matrices are random, not ones
+
+
+def test_step_bytes_counts_weights_and_caches():
+  model = gpu.to_bf16(gpu.random_model(gpu.SMOKE_VERIFIER, 0))
+  c = model.config
+  weights = gpu.nbytes(model.params["decoder"]) + gpu.nbytes(model.params["token_embedder"])
+  per_slot = 2 * c.n_decoder_layers * c.num_heads * c.d_kv * 2  # K and V, bf16
+  assert gpu.step_bytes(model, 1, 10, 20) == weights + per_slot * 30
+  assert gpu.step_bytes(model, 4, 10, 20) == weights + 4 * per_slot * 30
+
+
+def test_smoke_run_writes_steps_floors_and_a_profile(smoke_json):
+  report, out = smoke_json
+  assert report["errors"] == {} and report["skipped"] == []
+  pair = report["pairs"]["t5"]
+  for k in (1, 6):
+    step = pair[f"verifier_step_b1_k{k}"]
+    assert step["ms"] > 0 and step["floor_ms"] > 0
+    assert step["floor_ratio"] == pytest.approx(step["ms"] / step["floor_ms"])
+  prof = pair["profile_b1_k1"]
+  assert prof["steps"] == 16 and prof["top"] and prof["threads"]
+  assert os.path.isfile(out / "trace_smoke-v.json.gz")
+
+
+def test_a_failing_section_is_recorded_and_the_run_goes_on(tmp_path):
+  args = argparse.Namespace(budget_s=1e9, out=str(tmp_path))
+  report = gpu.Report(args)
+  store = {}
+
+  def boom():
+    raise RuntimeError("no such kernel")
+
+  assert report.section("bad", boom, store) is None
+  assert report.section("good", lambda: 3.0, store) == 3.0
+  assert "no such kernel" in report.data["errors"]["bad"] and store == {"good": 3.0}
+  with open(tmp_path / "gpu.json") as f:
+    assert json.load(f)["errors"].keys() == {"bad"}
+  args.budget_s = -1.0  # spent: later sections are skipped, not run
+  assert report.section("late", lambda: 1 / 0, store) is None
+  assert report.data["skipped"] == ["late"] and "late" not in report.data["errors"]
+
+
+def test_step_time_subtracts_the_encoder_and_scales_with_the_loop():
+  model = gpu.random_model(gpu.SMOKE_DRAFTER, 0)
+  ids = jnp.ones((1, 8), jnp.int32)
+  t = common.step_time(model, ids, 1, 24, 8, 2)
+  assert 0 < t < 0.05  # seconds per step of a 1-layer d64 decoder
+
+
+def test_an_xla_variant_that_fails_reports_its_output(tmp_path):
+  args = argparse.Namespace(smoke=True, repeats=1, inner=2, out=str(tmp_path),
+                            variant_timeout_s=120)
+  res = gpu.xla_variant(args, "--no_such_xla_flag_for_this_test", 0)
+  assert res["rc"] != 0 and "steps" not in res
+  assert "no_such_xla_flag_for_this_test" in res["output_tail"]
