@@ -162,6 +162,12 @@ def machine() -> dict[str, object]:
   return info
 
 
+def header(info: dict) -> str:
+  """The '# date  cpu xN  jax V  load L' line that starts a benchmark's table."""
+  return (f"# {info['date']}  {info['cpu']} x{info['cpu_count']}  jax {info['jax']}  "
+          f"load {info.get('load_avg_1m')}")
+
+
 def format_table(rows: Sequence[dict], columns: Sequence[tuple[str, str, str]]) -> str:
   """rows of dicts -> fixed-width text. columns: (key, header, format spec)."""
   cells = [[h for _, h, _ in columns]]
@@ -207,7 +213,9 @@ def step_loop(model, ids, *, chunk: int, cache_len: int, inner: int):
     tokens = jnp.broadcast_to(tok[:, None], (tok.shape[0], chunk))
     pos = jnp.full(tok.shape, (i * chunk) % (cache_len - chunk), jnp.int32)
     logits, cache = model.step(tokens, cache, pos)
-    return cache, jnp.argmax(logits[:, -1], -1).astype(jnp.int32)
+    # Reduce over every position: were only the last one used, XLA would
+    # compute the vocabulary projection for that row alone.
+    return cache, jnp.argmax(jnp.max(logits, axis=1), -1).astype(jnp.int32)
 
   return jax.lax.fori_loop(0, inner, body, (cache, ids[:, 0]))[1]
 

@@ -192,8 +192,7 @@ def main(argv=None):
   examples = common.gettext_examples(args.examples, max_input_tokens=args.max_input_tokens)
   sets = settings(args)
   info = common.machine()
-  print(f"# {info['date']}  {info['cpu']} x{info['cpu_count']}  jax {info['jax']}  "
-        f"load {info.get('load_avg_1m')}  weights: {source}  examples: {len(examples)}  "
+  print(f"{common.header(info)}  weights: {source}  examples: {len(examples)}  "
         f"max_new_tokens: {args.max_new_tokens}  repeats: {args.repeats}")
   report = {"machine": info, "args": vars(args), "weights": source, "tables": {}}
   for temp in args.temperatures:

@@ -97,3 +97,35 @@ def test_an_xla_variant_that_fails_reports_its_output(tmp_path):
   res = gpu.xla_variant(args, "--no_such_xla_flag_for_this_test", 0)
   assert res["rc"] != 0 and "steps" not in res
   assert "no_such_xla_flag_for_this_test" in res["output_tail"]
+
+
+def test_round_profile_finds_every_phase_of_a_speculative_round():
+  import round_profile
+  from spec_cascade_jax.decoding import api, kernel
+  from spec_cascade_jax.testing import tiny_t5_pair
+  drafter, verifier = tiny_t5_pair(jax.random.PRNGKey(0), verifier_layers=1, drafter_layers=1)
+  ids = jnp.ones((1, 5), jnp.int32)
+  params = kernel.DecodeParams(alpha=jnp.full((1,), 0.2), temperature=jnp.zeros((1,)),
+                               top_p=jnp.ones((1,)))
+  text = api._generate_jit.lower(
+      drafter, verifier, ids, params, jax.random.PRNGKey(0), method="spec_cascade",
+      rule="token_v1", gamma=2, top_k=0, max_new_tokens=4, seq_confidence="").compile().as_text()
+  found = set(round_profile.op_phases(text).values())
+  for phase in ("encode/model", "draft/model", "draft/kernel", "verify/model",
+                "verify/kernel", "target/kernel", "accept/kernel", "commit/kernel"):
+    assert phase in found, (phase, sorted(found))
+
+
+def test_round_profile_attribution_helpers():
+  import round_profile
+  hlo = "\n".join([
+      '  %a.1 = f32[1,8]{1,0} fusion(%p.0), kind=kLoop, metadata={op_name='
+      '"jit(f)/while/body/verify/T5Module.decode_step/decoder/mlp/relu"}',
+      "  %dot.2 = f32[1,4]{1,0} dot(%a.1, %w.3), lhs_contracting_dims={1}",
+      '  %s.4 = f32[1]{0} reduce(%dot.2), metadata={op_name="jit(f)/while/body/accept/max"}',
+      '  %n.5 = s32[] add(%i, %j), metadata={op_name="jit(f)/while/body/add"}'])
+  assert round_profile.op_phases(hlo) == {
+      "a.1": "verify/model", "dot.2": "verify/model",  # unnamed: from its operand
+      "s.4": "accept/kernel", "n.5": "loop"}
+  # Ops running at once on two threads count once.
+  assert round_profile.union_length([(0, 2), (1, 3), (5, 6), (5.5, 5.8)]) == 4

@@ -97,17 +97,20 @@ def autoregressive(model, input_ids, params: DecodeParams, rng, *, top_k: int,
 
   def body(s: LoopState):
     last = last_token(s.seq, s.length)
-    probs, unscaled, cache = _one_step(model, s.caches[0], last, s.length, params, top_k)
-    token = sampling.sample_or_argmax(round_uniforms(keys, s.step, 1)[:, 0], probs,
-                                      _all_greedy(params))
-    conf = jnp.max(unscaled, axis=-1)
+    with jax.named_scope("step"):  # labels for profiles (benchmarks/round_profile.py)
+      probs, unscaled, cache = _one_step(model, s.caches[0], last, s.length, params, top_k)
+    with jax.named_scope("sample"):
+      token = sampling.sample_or_argmax(round_uniforms(keys, s.step, 1)[:, 0], probs,
+                                        _all_greedy(params))
+      conf = jnp.max(unscaled, axis=-1)
     active = ~s.done
     conf_sum = s.extra[0] + jnp.where(active, conf, 0.0)
     conf_min = jnp.where(active, jnp.minimum(s.extra[1], conf), s.extra[1])
     return _advance(s, token, (cache,), (conf_sum, conf_min), max_new_tokens,
                     drafter_steps=jnp.ones_like(s.length))
 
-  state = _init(input_ids, (model,), max_new_tokens + 1, max_new_tokens + 2, extra, done)
+  with jax.named_scope("encode"):
+    state = _init(input_ids, (model,), max_new_tokens + 1, max_new_tokens + 2, extra, done)
   state = _loop(state, body)
   steps = state.stats["drafter_steps"]
   return state.seq[:, 1:max_new_tokens + 1], steps, state.extra[0], state.extra[1]

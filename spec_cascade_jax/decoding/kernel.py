@@ -203,19 +203,25 @@ def spec_round(state: SpecState, drafter, verifier, params: DecodeParams, keys, 
 
   # Traced, so a batch of greedy rows skips every inverse CDF without a recompile.
   all_greedy = jnp.all(params.temperature <= 0.0)
-  x, q, q0, dcache = _draft(drafter, state.drafter_cache, last, length, u_draft,
-                            params, top_k, all_greedy)
-  chunk = jnp.concatenate([last[:, None], x[:, :gamma]], axis=1)         # [B, γ+1]
-  vlogits, vcache = verifier.step(chunk, state.verifier_cache, length)   # [B, γ+1, V]
-  temp, top_p = params.temperature[:, None], params.top_p[:, None]       # [B, 1]
-  p, p0 = sampling.distributions(vlogits, temp, top_k, top_p)
-  pi, defer = target_fn(q, p, q0, p0, params.alpha[:, None])
-
-  n, z = accept_and_correct(x[:, :gamma], q, pi, u_accept, u_res, all_greedy)
-  j = jnp.arange(gamma + 1)[None, :]
-  window = jnp.where(j < n[:, None], x, z[:, None])                      # [B, γ+1]
-  seq, new_length, done, count = commit(state.seq, length, state.done, window, n + 1,
-                                        max_new_tokens)
+  # The named scopes label the HLO ops of each phase for profiles
+  # (benchmarks/round_profile.py); they change nothing else.
+  with jax.named_scope("draft"):
+    x, q, q0, dcache = _draft(drafter, state.drafter_cache, last, length, u_draft,
+                              params, top_k, all_greedy)
+  with jax.named_scope("verify"):
+    chunk = jnp.concatenate([last[:, None], x[:, :gamma]], axis=1)       # [B, γ+1]
+    vlogits, vcache = verifier.step(chunk, state.verifier_cache, length)  # [B, γ+1, V]
+    temp, top_p = params.temperature[:, None], params.top_p[:, None]     # [B, 1]
+    p, p0 = sampling.distributions(vlogits, temp, top_k, top_p)
+  with jax.named_scope("target"):
+    pi, defer = target_fn(q, p, q0, p0, params.alpha[:, None])
+  with jax.named_scope("accept"):
+    n, z = accept_and_correct(x[:, :gamma], q, pi, u_accept, u_res, all_greedy)
+  with jax.named_scope("commit"):
+    j = jnp.arange(gamma + 1)[None, :]
+    window = jnp.where(j < n[:, None], x, z[:, None])                    # [B, γ+1]
+    seq, new_length, done, count = commit(state.seq, length, state.done, window, n + 1,
+                                          max_new_tokens)
 
   deferred = jnp.take_along_axis(defer, x[..., None], axis=-1)[..., 0]  # [B, γ+1]
   act = active.astype(jnp.int32)
@@ -246,13 +252,16 @@ def spec_decode(drafter, verifier, input_ids, params: DecodeParams, rng, *,
   batch = input_ids.shape[0]
   # Positions reach length + γ with length ≤ max_new_tokens (done rows keep stepping).
   cache_len = max_new_tokens + gamma + 1
+  with jax.named_scope("encode"):
+    caches = (drafter.init_cache(input_ids, cache_len),
+              verifier.init_cache(input_ids, cache_len))
   state = SpecState(
       step=jnp.zeros((), jnp.int32),
       seq=jnp.zeros((batch, max_new_tokens + gamma + 2), jnp.int32),
       length=jnp.zeros((batch,), jnp.int32),
       done=jnp.zeros((batch,), bool),
-      drafter_cache=drafter.init_cache(input_ids, cache_len),
-      verifier_cache=verifier.init_cache(input_ids, cache_len),
+      drafter_cache=caches[0],
+      verifier_cache=caches[1],
       stats=zero_stats(batch))
   keys = row_keys(rng, batch, stream=0)
 
