@@ -79,8 +79,10 @@ def main(argv=None):
       raise SystemExit(f"Unknown model {name!r}; use bench-verifier/bench-drafter or one of "
                        f"{sorted(PRESETS)}.")
   # Random weights: throughput does not depend on them (EOS is masked).
-  verifier = NoEos(T5Model.init(configs[args.verifier], jax.random.PRNGKey(0)))
-  drafter = NoEos(T5Model.init(configs[args.drafter], jax.random.PRNGKey(1)))
+  # Eager init: a jitted one compiles one sampler per parameter (minutes for
+  # T5-large-sized models on a GPU).
+  verifier = NoEos(T5Model.init(configs[args.verifier], jax.random.PRNGKey(0), jit=False))
+  drafter = NoEos(T5Model.init(configs[args.drafter], jax.random.PRNGKey(1), jit=False))
   vocab = configs[args.verifier].vocab_size
   ids = np.random.RandomState(0).randint(2, vocab, size=(args.batch, args.input_len))
   ids = ids.astype(np.int32)

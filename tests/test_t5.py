@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from spec_cascade_jax.models import protocol
-from spec_cascade_jax.models.configs import PRESETS
+from spec_cascade_jax.models.configs import PRESETS, T5Config
 from spec_cascade_jax.models.t5 import T5Model, count_params, relative_position_bucket
 
 # Inputs padded differently per row (0 = pad); row 2 is short.
@@ -254,3 +254,18 @@ def test_relative_position_bucket_matches_hf(bidirectional, num_buckets, max_dis
                                  num_buckets, max_distance)
   np.testing.assert_array_equal(np.asarray(got), want)
   assert want.max() == num_buckets - 1  # the far buckets are reached
+
+
+def test_eager_init_matches_the_jitted_one_but_for_last_bits():
+  cfg = T5Config(name="tiny", vocab_size=64, d_model=32, d_kv=8, d_ff=64, num_heads=4,
+                 num_layers=2, num_decoder_layers=1)
+  a = T5Model.init(cfg, jax.random.PRNGKey(5))
+  b = T5Model.init(cfg, jax.random.PRNGKey(5), jit=False)
+  assert list(a.params) == list(b.params)  # same (sorted) key order: zip-safe
+  assert jax.tree.structure(a.params) == jax.tree.structure(b.params)
+  for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
+    assert x.shape == y.shape and x.dtype == y.dtype
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=0, atol=1e-6)
+  c = T5Model.init(cfg, jax.random.PRNGKey(6), jit=False)
+  assert not np.allclose(c.params["token_embedder"]["embedding"],
+                         b.params["token_embedder"]["embedding"])  # the key matters
