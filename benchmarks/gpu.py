@@ -67,10 +67,11 @@ def to_bf16(model: T5Model) -> T5Model:
 def random_model(config: T5Config, seed: int) -> T5Model:
   """Random bf16 weights of `config`'s shapes, one small jitted draw per leaf.
 
-  Timing needs shapes, not a faithful init: `T5Model.init` jits the whole
-  module's init, which took ~4 min to compile for T5-large on an H200
-  (jax 0.11.2). Matrices get std 1/sqrt(fan_in), vectors (layer-norm scales)
-  ones, so activations stay finite in bf16.
+  Timing needs shapes, not a faithful init. The jitted `T5Model.init` took
+  ~4 min to compile for T5-small and T5-large on an H200 (jax 0.11.2: one
+  sampler per parameter); `T5Model.init(jit=False)` avoids that but draws
+  float32. Here matrices get std 1/sqrt(fan_in) and vectors (layer-norm
+  scales) ones, so activations stay finite in bf16.
   """
   shapes = jax.eval_shape(lambda: T5Model.init(config, jax.random.PRNGKey(0)).params)
   leaves, tree = jax.tree.flatten(shapes)
