@@ -14,6 +14,7 @@ round measured without the profiler.
     python benchmarks/round_profile.py --method speculative --gamma 3
     python benchmarks/round_profile.py --method spec_cascade --rule token_v1 --alpha 0.2
     python benchmarks/round_profile.py --method verifier
+    python benchmarks/round_profile.py --pair t5 --gamma 5 --examples 4 --max-new-tokens 128
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
 
 import common  # noqa: E402
 from spec_cascade_jax.decoding import api, kernel  # noqa: E402
@@ -44,7 +46,9 @@ _REF = re.compile(r"%([\w.\-]+)")
 
 
 def op_phases(hlo_text: str) -> dict[str, str]:
-  """HLO instruction name -> "phase/model", "phase/kernel" or "loop".
+  """HLO instruction name -> "phase/model", "phase/kernel" or "other" (outside
+  the named phases: the while loop's bookkeeping, and per-call setup such as
+  XLA:CPU's conversion of bf16 weights to float32 before the loop).
 
   Some instructions lose their metadata in XLA's passes (seen: the one-row
   dots of XLA:CPU); they take the phase of their first operand that has one.
@@ -60,9 +64,9 @@ def op_phases(hlo_text: str) -> dict[str, str]:
       operands[name] = _REF.findall(rest.split("metadata=")[0])
       continue
     parts = op.group(1).split("/")
-    phase = next((p for p in parts if p in PHASES), "loop")
+    phase = next((p for p in parts if p in PHASES), "other")
     kind = "model" if any(p.startswith("T5Module") for p in parts) else "kernel"
-    out[name] = phase if phase == "loop" else f"{phase}/{kind}"
+    out[name] = phase if phase == "other" else f"{phase}/{kind}"
   for _ in range(4):  # chains of unnamed instructions
     for name, refs in operands.items():
       if name not in out:
@@ -117,13 +121,27 @@ def main(argv=None):
   ap.add_argument("--max-new-tokens", type=int, default=64)
   ap.add_argument("--input-length", type=int, default=48)
   ap.add_argument("--repeats", type=int, default=3)
-  ap.add_argument("--random-weights", action="store_true")
+  ap.add_argument("--pair", default="demo", choices=("demo", "t5"),
+                  help="demo: the bundled pair on validation inputs; t5: T5-small -> "
+                       "T5-large shapes, random bf16 weights and inputs (an accelerator)")
+  ap.add_argument("--random-weights", action="store_true", help="demo pair only")
   ap.add_argument("--json", default=None, help="also write the table here")
   args = ap.parse_args(argv)
 
-  drafter, verifier, source = common.demo_pair(random_weights=args.random_weights)
-  rows = [common.pad_batch([ex["ids"]], length=args.input_length)
-          for ex in common.gettext_examples(args.examples, max_input_tokens=args.input_length)]
+  if args.pair == "t5":  # accelerator shapes: random bf16 weights, EOS masked
+    import gpu
+    from spec_cascade_jax.models.configs import PRESETS
+    from spec_cascade_jax.testing import NoEos
+    drafter = NoEos(gpu.random_model(PRESETS["t5-small"], 0))
+    verifier = NoEos(gpu.random_model(PRESETS["t5-large"], 1))
+    source = "random t5-small -> t5-large, bf16, EOS masked"
+    rs = np.random.RandomState(0)
+    rows = [rs.randint(3, verifier.vocab_size, (1, args.input_length)).astype(np.int32)
+            for _ in range(args.examples)]
+  else:
+    drafter, verifier, source = common.demo_pair(random_weights=args.random_weights)
+    rows = [common.pad_batch([ex["ids"]], length=args.input_length) for ex in
+            common.gettext_examples(args.examples, max_input_tokens=args.input_length)]
   d, v, (alpha, temp, top_p), rng, statics = api._prepare(
       drafter, verifier, jnp.asarray(rows[0]), method=args.method, rule=args.rule,
       alpha=args.alpha, num_draft_tokens=args.gamma, temperature=args.temperature, top_k=0,

@@ -126,6 +126,6 @@ def test_round_profile_attribution_helpers():
       '  %n.5 = s32[] add(%i, %j), metadata={op_name="jit(f)/while/body/add"}'])
   assert round_profile.op_phases(hlo) == {
       "a.1": "verify/model", "dot.2": "verify/model",  # unnamed: from its operand
-      "s.4": "accept/kernel", "n.5": "loop"}
+      "s.4": "accept/kernel", "n.5": "other"}
   # Ops running at once on two threads count once.
   assert round_profile.union_length([(0, 2), (1, 3), (5, 6), (5.5, 5.8)]) == 4
