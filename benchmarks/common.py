@@ -11,6 +11,7 @@ cost on a busy machine, the median the honest one on a quiet one.
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import os
 import platform
@@ -18,7 +19,6 @@ import statistics
 import sys
 import time
 import warnings
-import functools
 from typing import Callable, Sequence
 
 import numpy as np
@@ -160,6 +160,27 @@ def machine() -> dict[str, object]:
   if hasattr(os, "getloadavg"):
     info["load_avg_1m"] = round(os.getloadavg()[0], 2)
   return info
+
+
+def drafter_hits(drafter, sources, outputs, batch_size: int = 64) -> list[np.ndarray]:
+  """Per output, [len(output)] bool: where the drafter's argmax, fed the
+  output's own prefix (teacher forcing) and the source, equals its token.
+
+  sources: token-id inputs (EOS appended); outputs: e.g. the verifier's
+  greedy outputs (`recipes.greedy_ids`, EOS kept).
+  """
+  from spec_cascade_jax.training.recipes import pad_batch
+  hits = []
+  for s in range(0, len(sources), batch_size):
+    outs = outputs[s:s + batch_size]
+    longest = max((len(o) for o in outs), default=0) or 1
+    dec_in = np.zeros((len(outs), longest), np.int32)
+    for r, o in enumerate(outs):
+      dec_in[r, 1:len(o)] = o[:-1]
+    pred = np.asarray(jnp.argmax(drafter.logits(
+        jnp.asarray(pad_batch(sources[s:s + batch_size])), jnp.asarray(dec_in)), -1))
+    hits += [pred[r, :len(o)] == np.asarray(o) for r, o in enumerate(outs)]
+  return hits
 
 
 def header(info: dict) -> str:

@@ -86,6 +86,14 @@ def random_model(config: T5Config, seed: int) -> T5Model:
   return T5Model(config=config.replace(dtype="bfloat16"), params=jax.tree.unflatten(tree, out))
 
 
+def t5_pair(smoke: bool = False) -> tuple[T5Model, T5Model]:
+  """(drafter, verifier): T5-small and T5-large shapes (tiny ones with `smoke`),
+  random bf16 weights."""
+  d_cfg, v_cfg = (SMOKE_DRAFTER, SMOKE_VERIFIER) if smoke else (PRESETS["t5-small"],
+                                                                  PRESETS["t5-large"])
+  return random_model(d_cfg, 0), random_model(v_cfg, 1)
+
+
 def matvec_time(d_in: int, d_out: int, rows: int, inner: int, repeats: int) -> float:
   """Seconds per bf16 [rows, d_in] x [d_in, d_out] product in a fori_loop (the logits'
   shape): a check that one-row products are not slower than a few rows."""
@@ -374,12 +382,8 @@ def main(argv=None):
           1024, 32128, rows, args.inner, args.repeats), mv)
   for name in args.pairs.split(","):
     if name == "t5":
-      if args.smoke:
-        d_cfg, v_cfg = SMOKE_DRAFTER, SMOKE_VERIFIER
-      else:
-        d_cfg, v_cfg = PRESETS["t5-small"], PRESETS["t5-large"]
-      drafter = report.section(f"init_{d_cfg.name}", lambda: random_model(d_cfg, 0), {})
-      verifier = report.section(f"init_{v_cfg.name}", lambda: random_model(v_cfg, 1), {})
+      pair = report.section("init_t5", lambda: t5_pair(args.smoke), {})
+      drafter, verifier = pair if pair else (None, None)
       source = "random"
     elif name == "demo":
       drafter, verifier, source = common.demo_pair(random_weights=args.smoke)

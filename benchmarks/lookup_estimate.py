@@ -90,10 +90,7 @@ def main(argv=None):
   examples = common.gettext_examples(args.examples)
   sources = [ex["ids"] for ex in examples]
   outputs = greedy_ids(verifier, sources, max_new_tokens=64)
-  agree = []
-  for src, out in zip(sources, outputs):
-    logits = drafter.logits(jnp.asarray([src], jnp.int32), jnp.asarray([[0] + out[:-1]]))
-    agree.append(list(np.asarray(jnp.argmax(logits[0], -1)) == np.asarray(out)))
+  agree = common.drafter_hits(drafter, sources, outputs)
   ids = jnp.asarray(common.pad_batch([sources[0]]))
   ms = lambda m, k: 1e3 * common.step_time(m, ids, k, 72, 64, args.repeats)
   ks = sorted({g + 1 for g in args.gammas})

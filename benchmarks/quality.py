@@ -21,7 +21,6 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import sacrebleu  # noqa: E402
 
@@ -31,7 +30,7 @@ from spec_cascade_jax.data.vocab import load_vocabulary  # noqa: E402
 from spec_cascade_jax.models.loading import ASSETS_DIR, load_model  # noqa: E402
 from spec_cascade_jax.models.t5 import count_params  # noqa: E402
 from spec_cascade_jax.training.recipes import (  # noqa: E402
-    corpus_bleu, greedy_ids, greedy_translate, pad_batch)
+    corpus_bleu, greedy_ids, greedy_translate)
 
 
 def disk_bytes(name: str) -> int | None:
@@ -44,20 +43,9 @@ def disk_bytes(name: str) -> int | None:
 def agreement(drafter, verifier, vocab, sources, max_new: int = 64) -> float:
   """Share of the verifier's greedy tokens (EOS included) that the drafter's
   argmax reproduces when fed the verifier's own prefix (teacher forcing)."""
-  hits = total = 0
-  for s in range(0, len(sources), 64):
-    rows = [vocab.encode(x)[:127] + [1] for x in sources[s:s + 64]]
-    outs = greedy_ids(verifier, rows, max_new_tokens=max_new)  # up to EOS
-    out = np.zeros((len(rows), max_new), np.int32)
-    for r, o in enumerate(outs):
-      out[r, :len(o)] = o
-    dec_in = np.concatenate([np.zeros((len(out), 1), np.int32), out[:, :-1]], 1)
-    pred = np.asarray(jnp.argmax(drafter.logits(jnp.asarray(pad_batch(rows)),
-                                                jnp.asarray(dec_in)), -1))
-    valid = out > 0  # the verifier's tokens, EOS included
-    hits += int(((pred == out) & valid).sum())
-    total += int(valid.sum())
-  return hits / max(total, 1)
+  rows = [vocab.encode(x)[:127] + [1] for x in sources]
+  hits = common.drafter_hits(drafter, rows, greedy_ids(verifier, rows, max_new_tokens=max_new))
+  return float(np.concatenate(hits).mean()) if hits else 0.0
 
 
 def main(argv=None):

@@ -130,10 +130,8 @@ def main(argv=None):
 
   if args.pair == "t5":  # accelerator shapes: random bf16 weights, EOS masked
     import gpu
-    from spec_cascade_jax.models.configs import PRESETS
     from spec_cascade_jax.testing import NoEos
-    drafter = NoEos(gpu.random_model(PRESETS["t5-small"], 0))
-    verifier = NoEos(gpu.random_model(PRESETS["t5-large"], 1))
+    drafter, verifier = (NoEos(m) for m in gpu.t5_pair())
     source = "random t5-small -> t5-large, bf16, EOS masked"
     rs = np.random.RandomState(0)
     rows = [rs.randint(3, verifier.vocab_size, (1, args.input_length)).astype(np.int32)

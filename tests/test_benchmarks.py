@@ -129,3 +129,16 @@ def test_round_profile_attribution_helpers():
       "s.4": "accept/kernel", "n.5": "other"}
   # Ops running at once on two threads count once.
   assert round_profile.union_length([(0, 2), (1, 3), (5, 6), (5.5, 5.8)]) == 4
+
+
+def test_drafter_hits_marks_where_the_drafter_reproduces_the_output():
+  from spec_cascade_jax.testing import tiny_t5_pair
+  from spec_cascade_jax.training.recipes import greedy_ids
+  drafter, verifier = tiny_t5_pair(jax.random.PRNGKey(1), verifier_layers=1, drafter_layers=1)
+  sources = [[5, 9, 1], [7, 3, 8, 2, 1], [4, 1]]
+  outputs = greedy_ids(verifier, sources, max_new_tokens=6)
+  own = common.drafter_hits(verifier, sources, outputs, batch_size=2)
+  assert [len(h) for h in own] == [len(o) for o in outputs]
+  assert all(h.all() for h in own)  # a model reproduces its own greedy tokens
+  other = common.drafter_hits(drafter, sources, outputs, batch_size=2)
+  assert not all(h.all() for h in other)  # an unrelated random drafter does not

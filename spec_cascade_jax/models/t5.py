@@ -481,12 +481,10 @@ class T5Model:
     random-weight model but not for reproducing a recipe.
     """
     ids = jnp.ones((1, 2), jnp.int32)
-    if jit:
-      variables = jax.jit(lambda r: T5Module(config).init(r, ids, ids))(rng)
-      return cls(config=config, params=flax.core.unfreeze(variables["params"]))
-    variables = T5Module(config).init(rng, ids, ids)
-    # Rebuilt as a pytree: dict keys sorted, as the jitted init returns them
-    # (the eager one keeps the modules' creation order).
+    init = lambda r: T5Module(config).init(r, ids, ids)
+    variables = (jax.jit(init) if jit else init)(rng)
+    # Rebuilt as a pytree: dict keys sorted (the eager init keeps the modules'
+    # creation order; the jitted one returns them sorted already).
     params = jax.tree.map(lambda x: x, flax.core.unfreeze(variables["params"]))
     return cls(config=config, params=params)
 
