@@ -77,6 +77,10 @@ def configure(gin_files: Sequence[str], bindings: Sequence[str] = (),
       prefixes.insert(0, path)
   if not gin_files:
     raise SystemExit("No --gin_file given. Try --gin_file=configs/demo.gin")
+  # A file that exists as given is passed absolute: gin would otherwise try it
+  # under configs/ first and log "Path not found: configs/configs/..." as an
+  # ERROR before finding it.
+  gin_files = [os.path.abspath(f) if os.path.isfile(f) else f for f in gin_files]
   gin.parse_config_files_and_bindings(list(gin_files), list(bindings),
                                       finalize_config=True)
 

@@ -157,3 +157,12 @@ def test_benchmark_random_weight_shapes_match_the_bundled_configs(model_file, co
   _parse([model_file])
   cfg = gin.query_parameter("MODEL_CONFIG/macro.value").scoped_configurable_fn()
   assert getattr(common, const) == cfg
+
+
+def test_a_gin_file_given_by_its_relative_path_is_found_without_an_error_log(
+    monkeypatch, caplog):
+  monkeypatch.chdir(ROOT)
+  with caplog.at_level("ERROR"):
+    main.configure(["configs/demo.gin"])
+  assert gin.query_parameter("GRID/macro.value") == "demo"
+  assert not [r for r in caplog.records if "Path not found" in r.getMessage()]
