@@ -1,7 +1,7 @@
 """`generate`: every decoding method behind one validated, compile-cached call.
 
 Static (a change recompiles): method, rule, num_draft_tokens, max_new_tokens,
-top_k, seq_confidence, input shape, model configurations.
+top_k, seq_confidence, ngram_size, input shape, model configurations.
 Traced (a sweep never recompiles): model weights, input_ids, alpha,
 temperature, top_p (scalars or per-row [B] arrays, always passed as [B]), rng.
 """
@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from spec_cascade_jax.decoding import baselines, kernel, targets
+from spec_cascade_jax.decoding import baselines, kernel, lookup, targets
 
 try:  # public in every jax this package supports; the fallback guards a rename
   from jax.core import Tracer as _Tracer
@@ -25,7 +25,9 @@ except ImportError:  # pragma: no cover
 from spec_cascade_jax.decoding.targets import ALPHA_RANGES, RULES
 
 METHODS = ("drafter", "verifier", "speculative", "lossy", "spec_cascade",
-           "token_cascade", "oracle_cascade", "seq_cascade", "bild")
+           "token_cascade", "oracle_cascade", "seq_cascade", "bild", "prompt_lookup")
+# Methods that decode with the verifier alone.
+_VERIFIER_ONLY = ("verifier", "prompt_lookup")
 SEQ_CONFIDENCES = ("mean", "min")
 # Methods whose target depends on `rule`; the others ignore it.
 _RULE_METHODS = ("spec_cascade", "token_cascade", "oracle_cascade")
@@ -55,11 +57,14 @@ class GenerateResult:
 
 
 @functools.partial(jax.jit, static_argnames=("method", "rule", "gamma", "top_k",
-                                             "max_new_tokens", "seq_confidence"))
+                                             "max_new_tokens", "seq_confidence", "ngram"))
 def _generate_jit(drafter, verifier, input_ids, params, rng, *, method, rule, gamma,
-                  top_k, max_new_tokens, seq_confidence):
+                  top_k, max_new_tokens, seq_confidence, ngram):
   TRACE_COUNTS[method] += 1  # Python side effect: runs once per trace only.
   common = dict(top_k=top_k, max_new_tokens=max_new_tokens)
+  if method == "prompt_lookup":
+    return lookup.lookup_decode(verifier, input_ids, params, rng, ngram=ngram,
+                                gamma=gamma, **common)
   if method in _SPECULATIVE:
     return kernel.spec_decode(drafter, verifier, input_ids, params, rng,
                               target_fn=targets.get_target(method, rule), gamma=gamma,
@@ -108,7 +113,7 @@ def _check_alpha(alpha, method, rule):
 
 
 def _validate(drafter, verifier, input_ids, method, rule, gamma, max_new_tokens, top_k,
-              seq_confidence):
+              seq_confidence, ngram_size):
   if method not in METHODS:
     raise ValueError(f"Unknown method {method!r}; valid methods: {METHODS}.")
   if method in _RULE_METHODS and rule not in RULES:
@@ -120,7 +125,12 @@ def _validate(drafter, verifier, input_ids, method, rule, gamma, max_new_tokens,
         "method='spec_cascade' for the speculative one.")
   if method == "seq_cascade" and seq_confidence not in SEQ_CONFIDENCES:
     raise ValueError(f"seq_confidence={seq_confidence!r}; use one of {SEQ_CONFIDENCES}.")
-  if method != "verifier" and drafter is None:
+  if method == "prompt_lookup" and (
+      not isinstance(ngram_size, (int, np.integer)) or isinstance(ngram_size, bool)
+      or ngram_size < 1):
+    raise ValueError(f"ngram_size must be an int >= 1 (the trailing tokens that must match "
+                     f"for prompt_lookup); got {ngram_size!r}.")
+  if method not in _VERIFIER_ONLY and drafter is None:
     raise ValueError(f"method={method!r} needs a drafter model; got drafter=None.")
   if method != "drafter" and verifier is None:
     raise ValueError(f"method={method!r} needs a verifier model; got verifier=None "
@@ -149,7 +159,8 @@ def _validate(drafter, verifier, input_ids, method, rule, gamma, max_new_tokens,
 
 
 def _prepare(drafter, verifier, input_ids, *, method, rule, alpha, num_draft_tokens,
-             temperature, top_k, top_p, max_new_tokens, rng, seq_confidence):
+             temperature, top_k, top_p, max_new_tokens, rng, seq_confidence,
+             ngram_size=3):
   """Validation and static normalisation shared by `generate` and the sharded
   entry point (parallel/generate.py).
 
@@ -157,7 +168,7 @@ def _prepare(drafter, verifier, input_ids, *, method, rule, alpha, num_draft_tok
   rng, statics): unused models become None (no transfer, no cache-key effect).
   """
   _validate(drafter, verifier, input_ids, method, rule, num_draft_tokens,
-            max_new_tokens, top_k, seq_confidence)
+            max_new_tokens, top_k, seq_confidence, ngram_size)
   batch = int(input_ids.shape[0])
   alpha = _per_row("alpha", alpha, batch)
   temperature = _per_row("temperature", temperature, batch)
@@ -173,12 +184,13 @@ def _prepare(drafter, verifier, input_ids, *, method, rule, alpha, num_draft_tok
   statics = dict(method=method, rule=rule if method in _RULE_METHODS else "",
                  gamma=int(num_draft_tokens), top_k=int(top_k),
                  max_new_tokens=int(max_new_tokens),
-                 seq_confidence=seq_confidence if method == "seq_cascade" else "")
+                 seq_confidence=seq_confidence if method == "seq_cascade" else "",
+                 ngram=int(ngram_size) if method == "prompt_lookup" else 0)
   if method in ("drafter", "verifier", "oracle_cascade", "seq_cascade"):
     statics["gamma"] = 1  # unused by these methods: do not recompile per γ
   if method == "drafter":
     verifier = None
-  if method == "verifier":
+  if method in _VERIFIER_ONLY:
     drafter = None
   return drafter, verifier, (alpha, temperature, top_p), rng, statics
 
@@ -187,7 +199,7 @@ def generate(drafter, verifier, input_ids, method: str = "spec_cascade",
              rule: str = "token_v3", alpha=0.3, num_draft_tokens: int = 5,
              temperature=0.0, top_k: int = 0, top_p=1.0, max_new_tokens: int = 64,
              rng=None, seq_confidence: str = "mean", mesh=None,
-             rules=None) -> GenerateResult:
+             rules=None, ngram_size: int = 3) -> GenerateResult:
   """Decodes `input_ids` [B, S] (0 = pad) with `method`; see DESIGN.md section 3.
 
   drafter / verifier: models implementing models.protocol.DecoderModel (either
@@ -195,6 +207,9 @@ def generate(drafter, verifier, input_ids, method: str = "spec_cascade",
   scalars or per-row [B] arrays (traced). rule is ignored by methods other than
   spec_cascade, token_cascade (chow only) and oracle_cascade. For
   token_cascade, num_draft_tokens + 1 is the verifier's catch-up chunk size.
+  method="prompt_lookup" needs no drafter: it drafts num_draft_tokens tokens by
+  matching the last ngram_size tokens in the output and the input
+  (decoding/lookup.py; lossless, like "speculative").
   mesh: a ("data", "model") jax.sharding.Mesh (`spec_cascade_jax.parallel.make_mesh`):
   decode sharded over it with `parallel.sharded_generate` (input_ids is then the
   global batch; rules: logical axis rules, default `parallel.STANDARD_RULES`).
@@ -207,7 +222,7 @@ def generate(drafter, verifier, input_ids, method: str = "spec_cascade",
         rules=STANDARD_RULES if rules is None else rules, method=method, rule=rule,
         alpha=alpha, num_draft_tokens=num_draft_tokens, temperature=temperature,
         top_k=top_k, top_p=top_p, max_new_tokens=max_new_tokens, rng=rng,
-        seq_confidence=seq_confidence)
+        seq_confidence=seq_confidence, ngram_size=ngram_size)
   if rules is not None:
     raise ValueError("rules= is used only with mesh=; pass a mesh "
                      "(spec_cascade_jax.parallel.make_mesh) or drop rules.")
@@ -215,7 +230,7 @@ def generate(drafter, verifier, input_ids, method: str = "spec_cascade",
       drafter, verifier, input_ids, method=method, rule=rule, alpha=alpha,
       num_draft_tokens=num_draft_tokens, temperature=temperature, top_k=top_k,
       top_p=top_p, max_new_tokens=max_new_tokens, rng=rng,
-      seq_confidence=seq_confidence)
+      seq_confidence=seq_confidence, ngram_size=ngram_size)
   params = kernel.DecodeParams(alpha=jnp.asarray(alpha), temperature=jnp.asarray(temperature),
                                top_p=jnp.asarray(top_p))
   tokens, stats = _generate_jit(drafter, verifier, jnp.asarray(input_ids, jnp.int32),

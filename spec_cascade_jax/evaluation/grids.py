@@ -63,8 +63,8 @@ class Point:
     return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
 
 
-NO_ALPHA_METHODS = ("drafter", "verifier", "speculative")
-SPECULATIVE_METHODS = ("speculative", "lossy", "spec_cascade", "bild")
+NO_ALPHA_METHODS = ("drafter", "verifier", "speculative", "prompt_lookup")
+SPECULATIVE_METHODS = ("speculative", "lossy", "spec_cascade", "bild", "prompt_lookup")
 
 _UNIT = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 _TOKEN = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)

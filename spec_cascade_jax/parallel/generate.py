@@ -89,7 +89,7 @@ def lower_sharded_generate(drafter, verifier, input_ids, *, mesh: Mesh,
 
 _DEFAULTS = dict(method="spec_cascade", rule="token_v3", alpha=0.3, num_draft_tokens=5,
                  temperature=0.0, top_k=0, top_p=1.0, max_new_tokens=64, rng=None,
-                 seq_confidence="mean")
+                 seq_confidence="mean", ngram_size=3)
 
 
 def _setup(drafter, verifier, input_ids, mesh, rules, generate_kwargs):
@@ -137,7 +137,8 @@ def sharded_generate(drafter, verifier, input_ids, *, mesh: Mesh,
     mesh: a ("data", "model") Mesh (`parallel.make_mesh`).
     rules: logical axis rules (`partitioning.STANDARD_RULES`).
     **generate_kwargs: method, rule, alpha, num_draft_tokens, temperature,
-      top_k, top_p, max_new_tokens, rng, seq_confidence, as `scj.generate`.
+      top_k, top_p, max_new_tokens, rng, seq_confidence, ngram_size, as
+      `scj.generate`.
   Returns:
     GenerateResult with numpy tokens [B, max_new_tokens] and stats [B], the
     full global batch on every process. Same tokens and stats as

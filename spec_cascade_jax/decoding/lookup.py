@@ -1,0 +1,197 @@
+"""Prompt-lookup (n-gram) speculative decoding: drafts copied, not generated.
+
+The draft comes from the text itself (Saxena 2023, transformers'
+`prompt_lookup_num_tokens`): when the last `n` committed tokens occurred
+before, the tokens that followed that occurrence are proposed. The search
+covers the generated prefix first (its most recent earlier occurrence), then
+the source `input_ids` (its last occurrence): T5 shares one vocabulary
+between encoder and decoder, so names, placeholders and URLs of the input can
+be copied. In the generated prefix the continuation is repeated with the
+match's period: an output that has run into a repetition loop is drafted in
+full, which is where a small verifier spends many of its tokens.
+
+Verification is the speculative kernel's with a deterministic draft: the
+"drafter distribution" is one-hot at each drafted token, so (DESIGN.md
+section 2, target π = p) x_j is accepted with probability p_j(x_j), and a
+rejection at j emits z ~ norm(max(0, p_j − 1[x_j])) = p_j with x_j removed,
+renormalised; all γ accepted emits the bonus z ~ p_{γ+1}. The committed
+tokens are therefore distributed exactly as verifier-only decoding's, and
+greedy decoding yields the verifier's greedy output token for token.
+
+A round where no row has a match makes a plain one-token verifier step (one
+token, no chunk), so text without repetition costs about what verifier-only
+decoding does; rows of a batch without a match still ride in the chunk of
+the others (with the last token repeated as their draft).
+
+Randomness: row b's round r draws fold_in(fold_in(fold_in(rng, 0), b), r)
+uniforms: γ for the acceptance tests and one for the emitted token.
+"""
+
+from __future__ import annotations
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from spec_cascade_jax.decoding import sampling, targets
+from spec_cascade_jax.decoding.kernel import (DecodeParams, commit, last_token,
+                                              round_uniforms, row_keys, zero_stats)
+
+
+def _match_ends(hay, key):
+  """hay [B, H], key [B, n] -> [B, H] bool: hay[b, e-n+1 .. e] == key[b] (e ≥ n-1)."""
+  width, n = hay.shape[1], key.shape[1]
+  match = jnp.arange(width)[None, :] >= n - 1
+  for i in range(n):
+    shift = n - 1 - i  # compare hay[e - shift] with key[i]
+    shifted = jnp.pad(hay, ((0, 0), (shift, 0)))[:, :width]
+    match = match & (shifted == key[:, i:i + 1])
+  return match
+
+
+def _latest(match):
+  """[B, H] bool -> (index of the last True [B] int32 (0 if none), any [B] bool)."""
+  idx = jnp.arange(match.shape[1], dtype=jnp.int32)[None, :]
+  return jnp.max(jnp.where(match, idx, 0), axis=1), jnp.any(match, axis=1)
+
+
+def ngram_draft(seq, length, source, *, ngram: int, gamma: int):
+  """The draft of one round.
+
+  Args:
+    seq: [B, W] int32 decoder tokens; seq[:, 0] is the start token, generated
+      token t sits at position t + 1 (kernel.py's layout).
+    length: [B] int32 generated tokens committed.
+    source: [B, S] int32 input ids, 0 = pad.
+    ngram: static n, the number of trailing tokens that must match.
+    gamma: static number of tokens to draft.
+  Returns:
+    draft [B, γ] int32; found [B] bool (False: no match, the draft is the last
+    token repeated).
+  """
+  width = seq.shape[1]
+  pos = length[:, None] - (ngram - 1) + jnp.arange(ngram)[None, :]     # [B, n]
+  key = jnp.take_along_axis(seq, jnp.clip(pos, 0, width - 1), axis=1)
+  has_key = length >= ngram                    # the key lies within generated tokens
+  # Generated prefix: the match ends at e with n ≤ e < length (the window starts
+  # at position ≥ 1, after the start token; e < length leaves a continuation).
+  e_idx = jnp.arange(width)[None, :]
+  in_prefix = (e_idx >= ngram) & (e_idx < length[:, None])
+  e_gen, found_gen = _latest(_match_ends(seq, key) & in_prefix)
+  period = jnp.maximum(length - e_gen, 1)
+  i = jnp.arange(gamma)[None, :]
+  gen_pos = e_gen[:, None] + 1 + i % period[:, None]
+  gen_draft = jnp.take_along_axis(seq, jnp.clip(gen_pos, 0, width - 1), axis=1)
+  # Source: a match followed by at least one real (non-pad) token.
+  src_len = source.shape[1]
+  following = jnp.pad(source[:, 1:], ((0, 0), (0, 1)))                 # source[e + 1]
+  in_source = following != 0
+  e_src, found_src = _latest(_match_ends(source, key) & in_source)
+  src_pos = e_src[:, None] + 1 + i
+  src_draft = jnp.take_along_axis(source, jnp.minimum(src_pos, src_len - 1), axis=1)
+  src_draft = jnp.where(src_pos < src_len, src_draft, 0)   # past the source's end: pad
+  last = last_token(seq, length)
+  draft = jnp.where(found_gen[:, None], gen_draft,
+                    jnp.where(found_src[:, None], src_draft, last[:, None]))
+  found = has_key & (found_gen | found_src)
+  draft = jnp.where(found[:, None], draft, last[:, None])
+  return draft.astype(jnp.int32), found
+
+
+def accept_one_hot(x, p, u_accept, u_residual, all_greedy):
+  """The acceptance test of a deterministic draft (q_j = one-hot at x_j).
+
+  x [B, γ] int32; p [B, γ+1, V] verifier distributions; u_accept [B, γ];
+  u_residual [B]. Returns (n [B] accepted drafts, z [B] the emitted token).
+  """
+  gamma = x.shape[1]
+  p_x = jnp.take_along_axis(p[:, :gamma], x[..., None], axis=-1)[..., 0]   # [B, γ]
+  ok = u_accept < p_x                     # probability min(1, p(x) / 1) = p(x)
+  n = jnp.sum(jnp.cumprod(ok.astype(jnp.int32), axis=1), axis=1)
+  p_n = jnp.take_along_axis(p, n[:, None, None], axis=1)[:, 0]             # [B, V]
+  x_n = jnp.take_along_axis(x, jnp.minimum(n, gamma - 1)[:, None], axis=1)[:, 0]
+  q_n = jax.nn.one_hot(x_n, p.shape[-1], dtype=p.dtype)
+  dist = jnp.where((n < gamma)[:, None], targets.residual(p_n, q_n), p_n)
+  return n.astype(jnp.int32), sampling.sample_or_argmax(u_residual, dist, all_greedy)
+
+
+@flax.struct.dataclass
+class LookupState:
+  step: jax.Array        # [] int32 round index
+  seq: jax.Array         # [B, max_new + γ + 2] int32, seq[:, 0] = 0
+  length: jax.Array      # [B] int32
+  done: jax.Array        # [B] bool
+  cache: object          # the verifier's cache
+  stats: dict
+
+
+def lookup_round(state: LookupState, verifier, source, params: DecodeParams, keys, *,
+                 ngram: int, gamma: int, top_k: int, max_new_tokens: int) -> LookupState:
+  """One round for every row: a (γ+1)-token chunk if any row has a match,
+  else one verifier step."""
+  length, active = state.length, ~state.done
+  last = last_token(state.seq, length)
+  u = round_uniforms(keys, state.step, gamma + 1)
+  all_greedy = jnp.all(params.temperature <= 0.0)
+  temp, top_p = params.temperature[:, None], params.top_p[:, None]
+  with jax.named_scope("draft"):
+    x, found = ngram_draft(state.seq, length, source, ngram=ngram, gamma=gamma)
+  chunked = jnp.any(found & active)
+
+  def chunk(cache):
+    with jax.named_scope("verify"):
+      tokens = jnp.concatenate([last[:, None], x], axis=1)             # [B, γ+1]
+      logits, cache = verifier.step(tokens, cache, length)
+      p, _ = sampling.distributions(logits, temp, top_k, top_p)
+    with jax.named_scope("accept"):
+      n, z = accept_one_hot(x, p, u[:, :gamma], u[:, gamma], all_greedy)
+    return n, z, cache
+
+  def single(cache):
+    with jax.named_scope("step"):
+      logits, cache = verifier.step(last[:, None], cache, length)
+      p, _ = sampling.distributions(logits[:, 0], params.temperature, top_k, params.top_p)
+    with jax.named_scope("sample"):
+      z = sampling.sample_or_argmax(u[:, gamma], p, all_greedy)
+    return jnp.zeros_like(length), z, cache
+
+  n, z, cache = jax.lax.cond(chunked, chunk, single, state.cache)
+  with jax.named_scope("commit"):
+    j = jnp.arange(gamma + 1)[None, :]
+    window = jnp.where(j < n[:, None], jnp.pad(x, ((0, 0), (0, 1))), z[:, None])
+    seq, new_length, done, _ = commit(state.seq, length, state.done, window, n + 1,
+                                      max_new_tokens)
+  act = active.astype(jnp.int32)
+  stats = dict(state.stats)
+  stats["rounds"] += act
+  stats["draft_tokens"] += act * gamma * chunked.astype(jnp.int32)
+  stats["accepted"] += act * n
+  stats["num_tokens"] = new_length
+  return LookupState(step=state.step + 1, seq=seq, length=new_length, done=done,
+                     cache=cache, stats=stats)
+
+
+def lookup_decode(verifier, input_ids, params: DecodeParams, rng, *, ngram: int,
+                  gamma: int, top_k: int, max_new_tokens: int):
+  """Prompt-lookup speculative decoding with the verifier alone. Call inside jit.
+
+  Returns tokens [B, max_new_tokens] int32 and stats {name: [B] int32}
+  (kernel.STAT_NAMES; drafter_steps and deferrals stay 0).
+  """
+  batch = input_ids.shape[0]
+  with jax.named_scope("encode"):
+    cache = verifier.init_cache(input_ids, max_new_tokens + gamma + 1)
+  state = LookupState(step=jnp.zeros((), jnp.int32),
+                      seq=jnp.zeros((batch, max_new_tokens + gamma + 2), jnp.int32),
+                      length=jnp.zeros((batch,), jnp.int32),
+                      done=jnp.zeros((batch,), bool), cache=cache,
+                      stats=zero_stats(batch))
+  keys = row_keys(rng, batch, stream=0)
+  source = input_ids.astype(jnp.int32)
+
+  def body(s):
+    return lookup_round(s, verifier, source, params, keys, ngram=ngram, gamma=gamma,
+                        top_k=top_k, max_new_tokens=max_new_tokens)
+
+  state = jax.lax.while_loop(lambda s: jnp.any(~s.done), body, state)
+  return state.seq[:, 1:max_new_tokens + 1], state.stats
