@@ -14,6 +14,7 @@ round measured without the profiler.
     python benchmarks/round_profile.py --method speculative --gamma 3
     python benchmarks/round_profile.py --method spec_cascade --rule token_v1 --alpha 0.2
     python benchmarks/round_profile.py --method verifier
+    python benchmarks/round_profile.py --method prompt_lookup --gamma 7 --ngram 3
     python benchmarks/round_profile.py --pair t5 --gamma 5 --examples 4 --max-new-tokens 128
 """
 
@@ -93,8 +94,10 @@ def trace_durations(run, phases: dict[str, str]) -> dict[str, float]:
   spans: dict = collections.defaultdict(list)
   for e in events:
     name = e.get("name", "")
-    # The while loop's own event spans its whole body: count its parts only.
-    if e.get("ph") == "X" and name in phases and not name.startswith("while"):
+    # A while loop's or conditional's own event ("while.N", "cond.N", "conditional.N")
+    # spans (part of) its body: count its parts only.
+    if (e.get("ph") == "X" and name in phases
+        and not name.startswith(("while", "cond"))):
       spans[phases[name]].append((float(e["ts"]), float(e["ts"]) + float(e["dur"])))
   return {k: union_length(v) for k, v in spans.items()}
 
@@ -116,6 +119,7 @@ def main(argv=None):
   ap.add_argument("--rule", default="token_v1")
   ap.add_argument("--alpha", type=float, default=0.2)
   ap.add_argument("--gamma", type=int, default=3)
+  ap.add_argument("--ngram", type=int, default=3, help="prompt_lookup's ngram_size")
   ap.add_argument("--temperature", type=float, default=0.0)
   ap.add_argument("--examples", type=int, default=16)
   ap.add_argument("--max-new-tokens", type=int, default=64)
@@ -143,7 +147,8 @@ def main(argv=None):
   d, v, (alpha, temp, top_p), rng, statics = api._prepare(
       drafter, verifier, jnp.asarray(rows[0]), method=args.method, rule=args.rule,
       alpha=args.alpha, num_draft_tokens=args.gamma, temperature=args.temperature, top_k=0,
-      top_p=1.0, max_new_tokens=args.max_new_tokens, rng=None, seq_confidence="mean")
+      top_p=1.0, max_new_tokens=args.max_new_tokens, rng=None, seq_confidence="mean",
+      ngram_size=args.ngram)
   params = kernel.DecodeParams(alpha=jnp.asarray(alpha), temperature=jnp.asarray(temp),
                                top_p=jnp.asarray(top_p))
   inputs = [jnp.asarray(r) for r in rows]
@@ -151,7 +156,8 @@ def main(argv=None):
   phases = op_phases(api._generate_jit.lower(d, v, inputs[0], params, rng, **statics)
                      .compile().as_text())
   stats = [jax.device_get(common.block(call(ids))[1]) for ids in inputs]  # also compiles
-  per_call = "rounds" if args.method in api._SPECULATIVE else "num_tokens"
+  per_call = ("rounds" if args.method in api._SPECULATIVE + ("prompt_lookup",)
+              else "num_tokens")
   rounds = int(sum(int(s[per_call][0]) for s in stats))
   tokens = int(sum(int(s["num_tokens"][0]) for s in stats))
   run_all = lambda: [common.block(call(ids)) for ids in inputs]

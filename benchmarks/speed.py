@@ -11,7 +11,9 @@ One table per temperature (greedy, and T = 1 by default):
   - greedy only: examples whose output differs from verifier-only decoding
     (must be 0 for lossless speculative decoding).
 
-Methods: verifier, drafter, speculative γ ∈ --gammas, and spec_cascade for
+Methods: verifier, drafter, speculative γ ∈ --gammas, prompt lookup
+(`method="prompt_lookup"`, no drafter) for γ ∈ --lookup-gammas with
+--lookup-ngram, and spec_cascade for
 each --cascade RULE=ALPHA (default: a sensible α per rule), or, with
 --sweep-json, for each rule the largest α whose BLEU reaches the verifier's
 (larger α defers less for every rule, so it is the fastest such α).
@@ -87,6 +89,9 @@ def settings(args) -> list[dict]:
   out = [dict(label="verifier", method="verifier"), dict(label="drafter", method="drafter")]
   for g in args.gammas:
     out.append(dict(label=f"speculative γ={g}", method="speculative", num_draft_tokens=g))
+  for g in args.lookup_gammas:
+    out.append(dict(label=f"prompt lookup n={args.lookup_ngram} γ={g}",
+                    method="prompt_lookup", num_draft_tokens=g, ngram_size=args.lookup_ngram))
   if args.sweep_json:
     cascades = alphas_from_sweep(args.sweep_json, args.bleu_tolerance)
   elif args.cascade:
@@ -141,7 +146,7 @@ def batch1(drafter, verifier, examples, sets, temperature, args) -> list[dict]:
     r["speedup_min"] = base["time_min"] / r["time_min"]
     r["speedup_median"] = base["time_median"] / r["time_median"]
     r["ms_per_example"] = 1e3 * r["time_median"] / len(inputs)
-    if r["method"] in ("speculative", "spec_cascade"):
+    if r["method"] in ("speculative", "spec_cascade", "prompt_lookup"):
       r["tokens_per_call"] = r["tokens"] / max(r["rounds"], 1)
       r["acceptance"] = r["accepted"] / max(r["drafts"], 1)
     if temperature != 0:
@@ -174,6 +179,9 @@ def main(argv=None):
   ap.add_argument("--max-new-tokens", type=int, default=64)
   ap.add_argument("--repeats", type=int, default=3)
   ap.add_argument("--gammas", type=lambda s: [int(x) for x in s.split(",")], default=[3, 5, 7])
+  ap.add_argument("--lookup-gammas", type=lambda s: [int(x) for x in s.split(",") if x],
+                  default=[7], help="prompt-lookup draft lengths ('' for none)")
+  ap.add_argument("--lookup-ngram", type=int, default=3)
   ap.add_argument("--cascade", action="append", metavar="RULE=ALPHA",
                   help="spec_cascade setting(s); default token_v3=0.3 chow=0.4 opt=0.5")
   ap.add_argument("--cascade-gamma", type=int, default=5)

@@ -4,11 +4,17 @@ Exports the pair (bundled, or random weights of its shapes) to Hugging Face T5
 directories with `models.hf.save_hf_t5`, loads them with transformers
 unchanged (no missing / unexpected keys, checked), and decodes the same
 gettext_en_de validation inputs greedily at batch 1 with
-  - ours: `generate(method="speculative", num_draft_tokens=γ)` and verifier-only;
+  - ours: `generate(method="speculative", num_draft_tokens=γ)`, verifier-only,
+          and prompt lookup (`method="prompt_lookup"`, no drafter);
   - HF:   `verifier.generate(ids, assistant_model=drafter)` twice: with HF's
           default assistant settings (what a user gets), and with a constant
           schedule of γ drafts and no confidence cut-off (the same algorithm
-          as ours); plus plain greedy `verifier.generate(ids)`.
+          as ours); plain greedy `verifier.generate(ids)`; and prompt lookup
+          decoding (`prompt_lookup_num_tokens`, `max_matching_ngram_size`).
+The column "HF / ours" divides each HF time by ours for the same algorithm
+(assisted: speculative; greedy: verifier; prompt lookup: prompt lookup). HF's
+prompt lookup searches the decoder's tokens (the output) only, ours the output
+and then the source.
 Greedy outputs must agree token for token (EOS included; we pad with 0 after
 EOS, HF stops there); mismatches are listed. Times are per example, compile
 excluded, methods interleaved; the ratio is measured in this one run. HF
@@ -58,6 +64,8 @@ def main(argv=None):
   ap.add_argument("--max-input-tokens", type=int, default=48)
   ap.add_argument("--max-new-tokens", type=int, default=64)
   ap.add_argument("--gamma", type=int, default=5)
+  ap.add_argument("--lookup-gamma", type=int, default=7)
+  ap.add_argument("--lookup-ngram", type=int, default=3)
   ap.add_argument("--repeats", type=int, default=3)
   ap.add_argument("--batch", type=int, default=8, help="our batched throughput")
   ap.add_argument("--random-weights", action="store_true")
@@ -88,8 +96,14 @@ def main(argv=None):
                              past_key_values=common.hf_cache(), **base, **kw)
     return run
 
+  lg, ln = args.lookup_gamma, args.lookup_ngram
   names = ("ours speculative", "ours verifier", "HF assisted (defaults)",
-           f"HF assisted (γ={g} constant)", "HF greedy")
+           f"HF assisted (γ={g} constant)", "HF greedy", f"ours prompt lookup γ={lg} n={ln}",
+           f"HF prompt lookup γ={lg} n≤{ln}")
+  # Each HF row against ours with the same algorithm.
+  counterpart = {names[0]: names[0], names[1]: names[1], names[2]: names[0],
+                 names[3]: names[0], names[4]: names[1], names[5]: names[5],
+                 names[6]: names[5]}
   totals = {k: [0.0, 0.0] for k in names}
   tokens = {k: 0 for k in names}
   mismatches: dict[str, list[int]] = {k: [] for k in names}
@@ -104,6 +118,10 @@ def main(argv=None):
         names[2]: hf_call(ex["ids"], assistant_model=hf_d),
         names[3]: hf_call(ex["ids"], assistant_model=hf_d, **same_algo),
         names[4]: hf_call(ex["ids"]),
+        names[5]: lambda: generate(None, verifier, ids, method="prompt_lookup",
+                                   num_draft_tokens=lg, ngram_size=ln, max_new_tokens=n,
+                                   temperature=0.0),
+        names[6]: hf_call(ex["ids"], prompt_lookup_num_tokens=lg, max_matching_ngram_size=ln),
     }
     outs = {}
     for k, fn in list(fns.items()):
@@ -149,12 +167,12 @@ def main(argv=None):
     rows.append(dict(name=k, ms=1e3 * totals[k][1] / len(examples),
                      ms_min=1e3 * totals[k][0] / len(examples),
                      tok_s=tokens[k] / totals[k][1], mismatches=len(mismatches[k]),
-                     hf_over_ours=totals[k][1] / totals[names[0]][1]))
+                     hf_over_ours=totals[k][1] / totals[counterpart[k]][1]))
   rows.append(dict(name=f"ours speculative, batch {args.batch}",
                    tok_s=ours_tok / float(np.median(bt))))
   print(common.format_table(rows, [("name", "method", ""), ("ms", "ms/ex (med)", ".1f"),
                                    ("ms_min", "ms/ex (min)", ".1f"), ("tok_s", "tok/s", ".0f"),
-                                   ("hf_over_ours", "time / ours", ".2f"),
+                                   ("hf_over_ours", "HF / ours", ".2f"),
                                    ("mismatches", "≠ours-verifier", "")]))
   for k, e in errors.items():
     print(f"ERROR {k}: {e}")
