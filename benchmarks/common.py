@@ -101,11 +101,15 @@ def pad_batch(rows: Sequence[Sequence[int]], length: int | None = None,
 
 
 def interleaved_times(fns: dict[str, Callable[[], object]], repeats: int,
-                      warmup: bool = True) -> dict[str, list[float]]:
+                      warmup: bool = True, rewarm: bool = False) -> dict[str, list[float]]:
   """Seconds of each call, `repeats` rounds of one call per fn in turn.
 
   Each fn must block until its result is ready. With `warmup`, every fn runs
-  once untimed first (compilation).
+  once untimed first (compilation). With `rewarm`, every timed call follows an
+  untimed call of the same fn: a call right after another framework's (torch's
+  threads, caches) runs ~25% slower on this CPU (measured for our decoding
+  after an HF `generate`), which would bias a comparison against whichever
+  method follows the other framework.
   """
   if warmup:
     for fn in fns.values():
@@ -113,6 +117,8 @@ def interleaved_times(fns: dict[str, Callable[[], object]], repeats: int,
   times: dict[str, list[float]] = {k: [] for k in fns}
   for _ in range(repeats):
     for k, fn in fns.items():
+      if rewarm:
+        fn()
       t0 = time.perf_counter()
       fn()
       times[k].append(time.perf_counter() - t0)

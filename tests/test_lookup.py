@@ -101,6 +101,20 @@ def test_source_copy_is_drafted():
   assert res.stats["rounds"][0] == 2 and res.stats["accepted"][0] == 4
 
 
+def test_rows_without_a_match_take_one_token_in_a_chunk_round():
+  """Row 0's source holds the copy, row 1's does not: in round 2 row 0 drafts
+  and finishes, while row 1 rides in the chunk as a plain verifier step (its
+  filler draft is neither counted nor tested)."""
+  verifier = _cycle(7, [2, 3, 4, 5, 1])
+  ids = jnp.asarray([[6, 2, 3, 4, 5, 1], [6, 6, 0, 0, 0, 0]], jnp.int32)
+  res = generate(None, verifier, ids, method="prompt_lookup", num_draft_tokens=4,
+                 ngram_size=1, max_new_tokens=8)
+  np.testing.assert_array_equal(res.tokens[:, :5], [[2, 3, 4, 5, 1]] * 2)
+  np.testing.assert_array_equal(res.stats["rounds"], [2, 5])
+  np.testing.assert_array_equal(res.stats["draft_tokens"], [4, 0])
+  np.testing.assert_array_equal(res.stats["accepted"], [4, 0])
+
+
 @pytest.mark.parametrize("ngram, gamma", [(1, 3), (2, 5)])
 def test_greedy_prompt_lookup_equals_verifier_t5(ngram, gamma):
   drafter, verifier = tiny_t5_pair(jax.random.PRNGKey(3), verifier_layers=2,
@@ -115,6 +129,7 @@ def test_greedy_prompt_lookup_equals_verifier_t5(ngram, gamma):
   np.testing.assert_array_equal(out.tokens, ver.tokens)
   np.testing.assert_array_equal(out.stats["num_tokens"], ver.stats["num_tokens"])
   assert np.all(out.stats["draft_tokens"] > 0)     # chunks ran, not only single steps
+  assert np.all(out.stats["accepted"] <= out.stats["draft_tokens"])
   assert np.all(out.stats["rounds"] <= ver.stats["rounds"])
 
 

@@ -20,8 +20,9 @@ greedy decoding yields the verifier's greedy output token for token.
 
 A round where no row has a match makes a plain one-token verifier step (one
 token, no chunk), so text without repetition costs about what verifier-only
-decoding does; rows of a batch without a match still ride in the chunk of
-the others (with the last token repeated as their draft).
+decoding does. In a batch, rows without a match ride in the chunk of the
+others: they take its first position's distribution, one token, as a
+verifier step would (their drafts are neither counted nor tested).
 
 Randomness: row b's round r draws fold_in(fold_in(fold_in(rng, 0), b), r)
 uniforms: γ for the acceptance tests and one for the emitted token.
@@ -98,20 +99,24 @@ def ngram_draft(seq, length, source, *, ngram: int, gamma: int):
   return draft.astype(jnp.int32), found
 
 
-def accept_one_hot(x, p, u_accept, u_residual, all_greedy):
+def accept_one_hot(x, p, u_accept, u_residual, matched, all_greedy):
   """The acceptance test of a deterministic draft (q_j = one-hot at x_j).
 
   x [B, γ] int32; p [B, γ+1, V] verifier distributions; u_accept [B, γ];
-  u_residual [B]. Returns (n [B] accepted drafts, z [B] the emitted token).
+  u_residual [B]; matched [B] bool: rows without a match take no draft (n = 0)
+  and sample z ~ p_1, a plain verifier step.
+  Returns (n [B] accepted drafts, z [B] the emitted token).
   """
   gamma = x.shape[1]
   p_x = jnp.take_along_axis(p[:, :gamma], x[..., None], axis=-1)[..., 0]   # [B, γ]
   ok = u_accept < p_x                     # probability min(1, p(x) / 1) = p(x)
   n = jnp.sum(jnp.cumprod(ok.astype(jnp.int32), axis=1), axis=1)
+  n = jnp.where(matched, n, 0)
   p_n = jnp.take_along_axis(p, n[:, None, None], axis=1)[:, 0]             # [B, V]
   x_n = jnp.take_along_axis(x, jnp.minimum(n, gamma - 1)[:, None], axis=1)[:, 0]
   q_n = jax.nn.one_hot(x_n, p.shape[-1], dtype=p.dtype)
-  dist = jnp.where((n < gamma)[:, None], targets.residual(p_n, q_n), p_n)
+  rejected = matched & (n < gamma)
+  dist = jnp.where(rejected[:, None], targets.residual(p_n, q_n), p_n)
   return n.astype(jnp.int32), sampling.sample_or_argmax(u_residual, dist, all_greedy)
 
 
@@ -144,7 +149,7 @@ def lookup_round(state: LookupState, verifier, source, params: DecodeParams, key
       logits, cache = verifier.step(tokens, cache, length)
       p, _ = sampling.distributions(logits, temp, top_k, top_p)
     with jax.named_scope("accept"):
-      n, z = accept_one_hot(x, p, u[:, :gamma], u[:, gamma], all_greedy)
+      n, z = accept_one_hot(x, p, u[:, :gamma], u[:, gamma], found, all_greedy)
     return n, z, cache
 
   def single(cache):
@@ -164,7 +169,7 @@ def lookup_round(state: LookupState, verifier, source, params: DecodeParams, key
   act = active.astype(jnp.int32)
   stats = dict(state.stats)
   stats["rounds"] += act
-  stats["draft_tokens"] += act * gamma * chunked.astype(jnp.int32)
+  stats["draft_tokens"] += act * gamma * (chunked & found).astype(jnp.int32)
   stats["accepted"] += act * n
   stats["num_tokens"] = new_length
   return LookupState(step=state.step + 1, seq=seq, length=new_length, done=done,

@@ -97,6 +97,7 @@ DEMO = (
     Curve("Verifier", "verifier"),
     Curve("Drafter", "drafter"),
     Curve("SpecDecode", "speculative"),
+    Curve("PromptLookup", "prompt_lookup"),   # lossless, no drafter (not in the paper)
     Curve("SeqCascade[chow]", "seq_cascade", "chow", (0.1, 0.3, 0.5)),
     Curve("TokenCascade[chow]", "token_cascade", "chow", (0.1, 0.3, 0.5)),
     Curve("LossySD", "lossy", "", (0.2, 0.5, 0.8)),

@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 
 from spec_cascade_jax.evaluation import summary
 
-_SINGLE = ("verifier", "drafter", "speculative")
+_SINGLE = ("verifier", "drafter", "speculative", "prompt_lookup")
 
 
 def _style(i: int, method: str) -> dict:
