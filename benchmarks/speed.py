@@ -148,7 +148,7 @@ def batch1(drafter, verifier, examples, sets, temperature, args) -> list[dict]:
     r["ms_per_example"] = 1e3 * r["time_median"] / len(inputs)
     if r["method"] in ("speculative", "spec_cascade", "prompt_lookup"):
       r["tokens_per_call"] = r["tokens"] / max(r["rounds"], 1)
-      r["acceptance"] = r["accepted"] / max(r["drafts"], 1)
+      r["acceptance"] = r["accepted"] / r["drafts"] if r["drafts"] else None
     if temperature != 0:
       r["mismatches"] = None
   return rows

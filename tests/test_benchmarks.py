@@ -143,3 +143,15 @@ def test_drafter_hits_marks_where_the_drafter_reproduces_the_output():
   assert all(h.all() for h in own)  # a model reproduces its own greedy tokens
   other = common.drafter_hits(drafter, sources, outputs, batch_size=2)
   assert not all(h.all() for h in other)  # an unrelated random drafter does not
+
+
+def test_interleaved_times_rewarm_times_only_warm_calls():
+  calls = []
+  fns = {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}
+  times = common.interleaved_times(fns, repeats=2, warmup=False, rewarm=True)
+  # Every timed call directly follows an untimed call of the same fn.
+  assert calls == ["a", "a", "b", "b", "a", "a", "b", "b"]
+  assert {k: len(v) for k, v in times.items()} == {"a": 2, "b": 2}
+  calls.clear()
+  common.interleaved_times(fns, repeats=2, warmup=False)
+  assert calls == ["a", "b", "a", "b"]
