@@ -126,59 +126,65 @@ class LookupState:
   seq: jax.Array         # [B, max_new + γ + 2] int32, seq[:, 0] = 0
   length: jax.Array      # [B] int32
   done: jax.Array        # [B] bool
+  draft: jax.Array       # [B, γ] int32 the next round's draft (ngram_draft)
+  found: jax.Array       # [B] bool the draft comes from a match
   cache: object          # the verifier's cache
   stats: dict
 
+  def matched(self):
+    """[] bool: some active row has a match (the next round is a chunk)."""
+    return jnp.any(self.found & ~self.done)
+
 
 def lookup_round(state: LookupState, verifier, source, params: DecodeParams, keys, *,
-                 ngram: int, gamma: int, top_k: int, max_new_tokens: int) -> LookupState:
-  """One round for every row: a (γ+1)-token chunk if any row has a match,
-  else one verifier step."""
-  length, active = state.length, ~state.done
+                 chunk: bool, ngram: int, gamma: int, top_k: int,
+                 max_new_tokens: int) -> LookupState:
+  """One round for every row: the (γ+1)-token chunk on the drafts (`chunk`,
+  static), or one verifier step; then the next round's draft."""
+  length, active, x, found = state.length, ~state.done, state.draft, state.found
   last = last_token(state.seq, length)
   u = round_uniforms(keys, state.step, gamma + 1)
   all_greedy = jnp.all(params.temperature <= 0.0)
-  temp, top_p = params.temperature[:, None], params.top_p[:, None]
-  with jax.named_scope("draft"):
-    x, found = ngram_draft(state.seq, length, source, ngram=ngram, gamma=gamma)
-  chunked = jnp.any(found & active)
-
-  def chunk(cache):
+  if chunk:
     with jax.named_scope("verify"):
       tokens = jnp.concatenate([last[:, None], x], axis=1)             # [B, γ+1]
-      logits, cache = verifier.step(tokens, cache, length)
-      p, _ = sampling.distributions(logits, temp, top_k, top_p)
+      logits, cache = verifier.step(tokens, state.cache, length)
+      p, _ = sampling.distributions(logits, params.temperature[:, None], top_k,
+                                    params.top_p[:, None])
     with jax.named_scope("accept"):
       n, z = accept_one_hot(x, p, u[:, :gamma], u[:, gamma], found, all_greedy)
-    return n, z, cache
-
-  def single(cache):
+  else:
     with jax.named_scope("step"):
-      logits, cache = verifier.step(last[:, None], cache, length)
+      logits, cache = verifier.step(last[:, None], state.cache, length)
       p, _ = sampling.distributions(logits[:, 0], params.temperature, top_k, params.top_p)
     with jax.named_scope("sample"):
-      z = sampling.sample_or_argmax(u[:, gamma], p, all_greedy)
-    return jnp.zeros_like(length), z, cache
-
-  n, z, cache = jax.lax.cond(chunked, chunk, single, state.cache)
+      n, z = jnp.zeros_like(length), sampling.sample_or_argmax(u[:, gamma], p, all_greedy)
   with jax.named_scope("commit"):
     j = jnp.arange(gamma + 1)[None, :]
     window = jnp.where(j < n[:, None], jnp.pad(x, ((0, 0), (0, 1))), z[:, None])
     seq, new_length, done, _ = commit(state.seq, length, state.done, window, n + 1,
                                       max_new_tokens)
+  with jax.named_scope("draft"):
+    draft, new_found = ngram_draft(seq, new_length, source, ngram=ngram, gamma=gamma)
   act = active.astype(jnp.int32)
   stats = dict(state.stats)
   stats["rounds"] += act
-  stats["draft_tokens"] += act * gamma * (chunked & found).astype(jnp.int32)
-  stats["accepted"] += act * n
+  if chunk:
+    stats["draft_tokens"] += act * gamma * found.astype(jnp.int32)
+    stats["accepted"] += act * n
   stats["num_tokens"] = new_length
   return LookupState(step=state.step + 1, seq=seq, length=new_length, done=done,
-                     cache=cache, stats=stats)
+                     draft=draft, found=new_found, cache=cache, stats=stats)
 
 
 def lookup_decode(verifier, input_ids, params: DecodeParams, rng, *, ngram: int,
                   gamma: int, top_k: int, max_new_tokens: int):
   """Prompt-lookup speculative decoding with the verifier alone. Call inside jit.
+
+  The loop alternates two inner while loops: one-token steps while no active
+  row has a match, then chunk rounds while some row has one. (A `lax.cond`
+  choosing per round made XLA:CPU copy the self-attention cache in and out
+  of the conditional every round: 4% of a round here.)
 
   Returns tokens [B, max_new_tokens] int32 and stats {name: [B] int32}
   (kernel.STAT_NAMES; drafter_steps and deferrals stay 0).
@@ -186,17 +192,25 @@ def lookup_decode(verifier, input_ids, params: DecodeParams, rng, *, ngram: int,
   batch = input_ids.shape[0]
   with jax.named_scope("encode"):
     cache = verifier.init_cache(input_ids, max_new_tokens + gamma + 1)
-  state = LookupState(step=jnp.zeros((), jnp.int32),
-                      seq=jnp.zeros((batch, max_new_tokens + gamma + 2), jnp.int32),
-                      length=jnp.zeros((batch,), jnp.int32),
-                      done=jnp.zeros((batch,), bool), cache=cache,
-                      stats=zero_stats(batch))
-  keys = row_keys(rng, batch, stream=0)
   source = input_ids.astype(jnp.int32)
+  seq = jnp.zeros((batch, max_new_tokens + gamma + 2), jnp.int32)
+  length = jnp.zeros((batch,), jnp.int32)
+  draft, found = ngram_draft(seq, length, source, ngram=ngram, gamma=gamma)
+  state = LookupState(step=jnp.zeros((), jnp.int32), seq=seq, length=length,
+                      done=jnp.zeros((batch,), bool), draft=draft, found=found,
+                      cache=cache, stats=zero_stats(batch))
+  keys = row_keys(rng, batch, stream=0)
+
+  def rounds(chunk):
+    return lambda s: lookup_round(s, verifier, source, params, keys, chunk=chunk,
+                                  ngram=ngram, gamma=gamma, top_k=top_k,
+                                  max_new_tokens=max_new_tokens)
+
+  busy = lambda s: jnp.any(~s.done)
 
   def body(s):
-    return lookup_round(s, verifier, source, params, keys, ngram=ngram, gamma=gamma,
-                        top_k=top_k, max_new_tokens=max_new_tokens)
+    s = jax.lax.while_loop(lambda s: busy(s) & ~s.matched(), rounds(False), s)
+    return jax.lax.while_loop(lambda s: busy(s) & s.matched(), rounds(True), s)
 
-  state = jax.lax.while_loop(lambda s: jnp.any(~s.done), body, state)
+  state = jax.lax.while_loop(busy, body, state)
   return state.seq[:, 1:max_new_tokens + 1], state.stats
