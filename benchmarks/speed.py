@@ -25,6 +25,9 @@ each --cascade RULE=ALPHA (default: a sensible α per rule), or, with
 
 All inputs of a batch size share one padded length (the longest selected
 example, rounded up to 16) so that each method compiles once per batch size.
+With --length-bucket B, batch-1 inputs are padded to their own multiple of B
+instead (as a server with length buckets would): the encoders then skip most
+of the padding, at one compile per bucket.
 """
 
 from __future__ import annotations
@@ -116,15 +119,22 @@ def _caller(drafter, verifier, ids, s: dict, temperature: float, max_new: int):
 
 
 def batch1(drafter, verifier, examples, sets, temperature, args) -> list[dict]:
-  length = common.pad_batch([e["ids"] for e in examples]).shape[1]
-  inputs = [common.pad_batch([e["ids"]], length) for e in examples]
+  if args.length_bucket:  # each input padded to its own multiple of the bucket
+    inputs = [common.pad_batch([e["ids"]], multiple=args.length_bucket) for e in examples]
+  else:
+    length = common.pad_batch([e["ids"] for e in examples]).shape[1]
+    inputs = [common.pad_batch([e["ids"]], length) for e in examples]
   rows = [dict(label=s["label"], method=s["method"], time_min=0.0, time_median=0.0,
                tokens=0, rounds=0, accepted=0, drafts=0, mismatches=0) for s in sets]
-  # Compile time: first call minus a steady call, same input.
+  # Compile time: first call minus a steady call, same input; then every other
+  # input shape is compiled before timing.
   for r, s in zip(rows, sets):
     fn = _caller(drafter, verifier, inputs[0], s, temperature, args.max_new_tokens)
     first = common.first_call_seconds(fn)
     r["compile_s"] = max(first - min(common.interleaved_times({"x": fn}, 2, False)["x"]), 0.0)
+    for shape in sorted({x.shape for x in inputs} - {inputs[0].shape}):
+      _caller(drafter, verifier, next(x for x in inputs if x.shape == shape), s,
+              temperature, args.max_new_tokens)()
   for ids in inputs:
     fns = {s["label"]: _caller(drafter, verifier, ids, s, temperature, args.max_new_tokens)
            for s in sets}
@@ -177,6 +187,9 @@ def main(argv=None):
   ap.add_argument("--examples", type=int, default=32, help="validation examples")
   ap.add_argument("--max-input-tokens", type=int, default=48)
   ap.add_argument("--max-new-tokens", type=int, default=64)
+  ap.add_argument("--length-bucket", type=int, default=0,
+                  help="batch 1: pad each input to a multiple of this many tokens (one "
+                       "compile per length) instead of all to the longest")
   ap.add_argument("--repeats", type=int, default=3)
   ap.add_argument("--gammas", type=lambda s: [int(x) for x in s.split(",")], default=[3, 5, 7])
   ap.add_argument("--lookup-gammas", type=lambda s: [int(x) for x in s.split(",") if x],
