@@ -22,9 +22,11 @@ import numpy as np
 
 MAX_NEW = 10
 GAMMA = 3
-# One speculative method and one speculative cascade (a rule needing both models).
+# One speculative method, one speculative cascade (a rule needing both models)
+# and prompt lookup (the verifier alone, its own while loops).
 METHODS = (dict(method="speculative"),
-           dict(method="spec_cascade", rule="token_v3", alpha=0.3))
+           dict(method="spec_cascade", rule="token_v3", alpha=0.3),
+           dict(method="prompt_lookup", ngram_size=1))
 
 
 def tiny_pair():

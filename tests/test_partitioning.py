@@ -29,7 +29,7 @@ ROOT = os.path.dirname(HERE)
 WORKER = os.path.join(HERE, "partitioning_worker.py")
 TIMEOUT_S = 540          # generous: CI machines are shared; normally ~90 s
 MESHES = ("(8, 1)", "(4, 2)", "(2, 4)")
-METHODS = ("speculative", "spec_cascade")
+METHODS = ("speculative", "spec_cascade", "prompt_lookup")
 
 
 def _env(devices: int) -> dict:
