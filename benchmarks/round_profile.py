@@ -39,6 +39,7 @@ import numpy as np  # noqa: E402
 
 import common  # noqa: E402
 from spec_cascade_jax.decoding import api, kernel  # noqa: E402
+from spec_cascade_jax.evaluation import grids  # noqa: E402
 
 PHASES = ("encode", "draft", "verify", "target", "accept", "commit", "step", "sample")
 _DEF = re.compile(r"\s*(?:ROOT )?%([\w.\-]+) = (.*)")
@@ -77,6 +78,13 @@ def op_phases(hlo_text: str) -> dict[str, str]:
   return out
 
 
+def counted(name: str, phases: dict[str, str]) -> bool:
+  """Whether a trace event's op counts toward its phase. A while loop's or a
+  conditional's own event ("while.N", "cond.N", "conditional.N") spans (part
+  of) its body, whose ops are counted themselves."""
+  return name in phases and not name.startswith(("while", "cond"))
+
+
 def trace_durations(run, phases: dict[str, str]) -> dict[str, float]:
   """Runs `run()` under the profiler; µs during which each phase's ops ran.
 
@@ -94,10 +102,7 @@ def trace_durations(run, phases: dict[str, str]) -> dict[str, float]:
   spans: dict = collections.defaultdict(list)
   for e in events:
     name = e.get("name", "")
-    # A while loop's or conditional's own event ("while.N", "cond.N", "conditional.N")
-    # spans (part of) its body: count its parts only.
-    if (e.get("ph") == "X" and name in phases
-        and not name.startswith(("while", "cond"))):
+    if e.get("ph") == "X" and counted(name, phases):
       spans[phases[name]].append((float(e["ts"]), float(e["ts"]) + float(e["dur"])))
   return {k: union_length(v) for k, v in spans.items()}
 
@@ -156,8 +161,7 @@ def main(argv=None):
   phases = op_phases(api._generate_jit.lower(d, v, inputs[0], params, rng, **statics)
                      .compile().as_text())
   stats = [jax.device_get(common.block(call(ids))[1]) for ids in inputs]  # also compiles
-  per_call = ("rounds" if args.method in api._SPECULATIVE + ("prompt_lookup",)
-              else "num_tokens")
+  per_call = "rounds" if args.method in grids.SPECULATIVE_METHODS else "num_tokens"
   rounds = int(sum(int(s[per_call][0]) for s in stats))
   tokens = int(sum(int(s["num_tokens"][0]) for s in stats))
   run_all = lambda: [common.block(call(ids)) for ids in inputs]

@@ -44,6 +44,7 @@ import numpy as np  # noqa: E402
 
 import common  # noqa: E402
 from spec_cascade_jax.decoding import generate  # noqa: E402
+from spec_cascade_jax.evaluation import grids  # noqa: E402
 
 DEFAULT_CASCADES = {"token_v3": 0.3, "chow": 0.4, "opt": 0.5}
 
@@ -118,12 +119,17 @@ def _caller(drafter, verifier, ids, s: dict, temperature: float, max_new: int):
                           max_new_tokens=max_new, rng=rng, **kw)
 
 
+def batch1_inputs(examples, length_bucket: int = 0) -> list:
+  """[1, S] inputs: all padded to the longest (rounded up to 16), or with
+  `length_bucket` each to its own multiple of it."""
+  if length_bucket:
+    return [common.pad_batch([e["ids"]], multiple=length_bucket) for e in examples]
+  length = common.pad_batch([e["ids"] for e in examples]).shape[1]
+  return [common.pad_batch([e["ids"]], length) for e in examples]
+
+
 def batch1(drafter, verifier, examples, sets, temperature, args) -> list[dict]:
-  if args.length_bucket:  # each input padded to its own multiple of the bucket
-    inputs = [common.pad_batch([e["ids"]], multiple=args.length_bucket) for e in examples]
-  else:
-    length = common.pad_batch([e["ids"] for e in examples]).shape[1]
-    inputs = [common.pad_batch([e["ids"]], length) for e in examples]
+  inputs = batch1_inputs(examples, args.length_bucket)
   rows = [dict(label=s["label"], method=s["method"], time_min=0.0, time_median=0.0,
                tokens=0, rounds=0, accepted=0, drafts=0, mismatches=0) for s in sets]
   # Compile time: first call minus a steady call, same input; then every other
@@ -156,7 +162,7 @@ def batch1(drafter, verifier, examples, sets, temperature, args) -> list[dict]:
     r["speedup_min"] = base["time_min"] / r["time_min"]
     r["speedup_median"] = base["time_median"] / r["time_median"]
     r["ms_per_example"] = 1e3 * r["time_median"] / len(inputs)
-    if r["method"] in ("speculative", "spec_cascade", "prompt_lookup"):
+    if r["method"] in grids.SPECULATIVE_METHODS:
       r["tokens_per_call"] = r["tokens"] / max(r["rounds"], 1)
       r["acceptance"] = r["accepted"] / r["drafts"] if r["drafts"] else None
     if temperature != 0:

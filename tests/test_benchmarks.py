@@ -130,6 +130,20 @@ def test_round_profile_attribution_helpers():
       "s.4": "accept/kernel", "n.5": "other"}
   # Ops running at once on two threads count once.
   assert round_profile.union_length([(0, 2), (1, 3), (5, 6), (5.5, 5.8)]) == 4
+  # A loop's or conditional's own event spans its body's ops: not counted again.
+  phases = {"fusion.2": "step/model", "while.155": "other", "cond.68": "other",
+            "conditional.3": "other", "copy.455": "other"}
+  assert [n for n in phases if round_profile.counted(n, phases)] == ["fusion.2", "copy.455"]
+  assert not round_profile.counted("unknown.1", phases)
+
+
+def test_speed_batch1_inputs_pad_to_one_length_or_per_bucket():
+  import speed
+  examples = [{"ids": [5] * n} for n in (3, 20, 40)]
+  assert [x.shape for x in speed.batch1_inputs(examples)] == [(1, 48)] * 3
+  assert [x.shape for x in speed.batch1_inputs(examples, 16)] == [(1, 16), (1, 32), (1, 48)]
+  assert all(x[0, :3].tolist() == [5, 5, 5] and x[0, -1] == 0
+             for x in speed.batch1_inputs(examples[:1], 16))
 
 
 def test_drafter_hits_marks_where_the_drafter_reproduces_the_output():

@@ -159,8 +159,7 @@ def _validate(drafter, verifier, input_ids, method, rule, gamma, max_new_tokens,
 
 
 def _prepare(drafter, verifier, input_ids, *, method, rule, alpha, num_draft_tokens,
-             temperature, top_k, top_p, max_new_tokens, rng, seq_confidence,
-             ngram_size=3):
+             temperature, top_k, top_p, max_new_tokens, rng, seq_confidence, ngram_size):
   """Validation and static normalisation shared by `generate` and the sharded
   entry point (parallel/generate.py).
 

@@ -91,11 +91,9 @@ def ngram_draft(seq, length, source, *, ngram: int, gamma: int):
   src_pos = e_src[:, None] + 1 + i
   src_draft = jnp.take_along_axis(source, jnp.minimum(src_pos, src_len - 1), axis=1)
   src_draft = jnp.where(src_pos < src_len, src_draft, 0)   # past the source's end: pad
-  last = last_token(seq, length)
-  draft = jnp.where(found_gen[:, None], gen_draft,
-                    jnp.where(found_src[:, None], src_draft, last[:, None]))
   found = has_key & (found_gen | found_src)
-  draft = jnp.where(found[:, None], draft, last[:, None])
+  draft = jnp.where(found_gen[:, None], gen_draft, src_draft)
+  draft = jnp.where(found[:, None], draft, last_token(seq, length)[:, None])
   return draft.astype(jnp.int32), found
 
 

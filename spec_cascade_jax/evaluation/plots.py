@@ -20,9 +20,9 @@ from typing import Mapping, Sequence
 
 from matplotlib.figure import Figure
 
-from spec_cascade_jax.evaluation import summary
+from spec_cascade_jax.evaluation import grids, summary
 
-_SINGLE = ("verifier", "drafter", "speculative", "prompt_lookup")
+_SINGLE = grids.NO_ALPHA_METHODS  # one point each, no α curve
 
 
 def _style(i: int, method: str) -> dict:
