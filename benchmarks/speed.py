@@ -106,9 +106,9 @@ def settings(args) -> list[dict]:
   else:
     cascades = DEFAULT_CASCADES
   for rule, alpha in cascades.items():
-    out.append(dict(label=f"spec_cascade[{rule}] α={alpha:g} γ={args.cascade_gamma}",
-                    method="spec_cascade", rule=rule, alpha=alpha,
-                    num_draft_tokens=args.cascade_gamma))
+    for g in args.cascade_gammas:
+      out.append(dict(label=f"spec_cascade[{rule}] α={alpha:g} γ={g}",
+                      method="spec_cascade", rule=rule, alpha=alpha, num_draft_tokens=g))
   return out
 
 
@@ -197,13 +197,16 @@ def main(argv=None):
                   help="batch 1: pad each input to a multiple of this many tokens (one "
                        "compile per length) instead of all to the longest")
   ap.add_argument("--repeats", type=int, default=3)
-  ap.add_argument("--gammas", type=lambda s: [int(x) for x in s.split(",")], default=[3, 5, 7])
+  ap.add_argument("--gammas", type=lambda s: [int(x) for x in s.split(",") if x],
+                  default=[3, 5, 7], help="speculative draft lengths ('' for none)")
   ap.add_argument("--lookup-gammas", type=lambda s: [int(x) for x in s.split(",") if x],
                   default=[7], help="prompt-lookup draft lengths ('' for none)")
   ap.add_argument("--lookup-ngram", type=int, default=3)
   ap.add_argument("--cascade", action="append", metavar="RULE=ALPHA",
                   help="spec_cascade setting(s); default token_v3=0.3 chow=0.4 opt=0.5")
-  ap.add_argument("--cascade-gamma", type=int, default=5)
+  ap.add_argument("--cascade-gammas", type=lambda s: [int(x) for x in s.split(",") if x],
+                  default=[5], help="draft lengths of the cascades (greedy outputs do not "
+                                    "depend on γ, so BLEU holds for each)")
   ap.add_argument("--sweep-json", help="pick α per rule from a BLEU sweep (see alphas_from_sweep)")
   ap.add_argument("--bleu-tolerance", type=float, default=0.0)
   ap.add_argument("--batches", type=lambda s: [int(x) for x in s.split(",") if x],

@@ -161,6 +161,26 @@ def test_chow_extremes_and_token_cascade_t5(t5_pair):
   np.testing.assert_array_equal(tok.stats["drafter_steps"], tok.stats["num_tokens"])
 
 
+def test_greedy_spec_cascade_does_not_depend_on_gamma_t5(t5_pair):
+  """Greedy π is a function of the prefix alone, so γ changes the cost, never the
+  tokens: a cascade's BLEU at some α holds for every γ (`speed.py --cascade-gammas`).
+  Fails if a round's bonus token came from p instead of π, or a deferral skipped
+  a position."""
+  drafter, verifier, ids, ver, dra = t5_pair
+  conf = jax.nn.softmax(drafter.logits(ids, jnp.pad(dra.tokens, ((0, 0), (1, 0)))), -1)
+  alpha = float(1 - np.median(np.asarray(conf.max(-1))))
+  kw = dict(method="spec_cascade", rule="chow", alpha=alpha, max_new_tokens=MAX_NEW)
+  res = {g: generate(drafter, verifier, ids, num_draft_tokens=g, **kw) for g in (1, 3)}
+  np.testing.assert_array_equal(res[1].tokens, res[3].tokens)
+  np.testing.assert_array_equal(res[1].stats["deferrals"], res[3].stats["deferrals"])
+  # Both γ had rounds that accepted every draft (the bonus token from π) and
+  # deferrals: the equality above covers both paths.
+  s = res[1].stats
+  assert np.any(s["accepted"] > 0) and 0 < s["deferrals"].sum() < s["num_tokens"].sum()
+  assert not np.array_equal(res[1].tokens, ver.tokens)
+  assert not np.array_equal(res[1].tokens, dra.tokens)
+
+
 def test_batch_invariance_greedy_t5(t5_pair):
   """Each row decoded alone gives the same tokens as in the ragged batch."""
   drafter, verifier, ids, _, _ = t5_pair
