@@ -10,6 +10,8 @@ in bf16 (parameters cast to bfloat16, activations bfloat16):
     bytes one step must read (decoder weights incl. the tied embedding the
     logits read, self-attention cache of L slots, cross-attention K/V) divided
     by the copy bandwidth;
+  - at batch 1, `generate` with and without `pad_single_row` (one row decoded
+    as two: generate's default on GPU), speculative and verifier-only;
   - the speculative round's overhead: greedy speculative decoding with EOS
     masked (every run decodes --max-new-tokens), time per round against
     (γ+1) drafter steps + one verifier chunk timed alone; verifier-only
@@ -194,15 +196,24 @@ def ours(drafter, verifier, ids, gamma: int, max_new: int, repeats: int,
   kw = dict(max_new_tokens=max_new, temperature=0.0)
   fns = {"spec": lambda: generate(d, v, ids, method="speculative", num_draft_tokens=gamma, **kw),
          "verifier": lambda: generate(None, v, ids, method="verifier", **kw)}
+  if ids.shape[0] == 1:  # generate's default pads one row to two on GPU: time both
+    one = dict(kw, pad_single_row=False)
+    fns["spec_1row"] = lambda: generate(d, v, ids, method="speculative",
+                                        num_draft_tokens=gamma, **one)
+    fns["verifier_1row"] = lambda: generate(None, v, ids, method="verifier", **one)
   rounds = float(np.mean(fns["spec"]().stats["rounds"]))
   ts = common.interleaved_times(fns, repeats)
   per_round = min(ts["spec"]) / rounds
   models = (gamma + 1) * t_d + t_vk
   per_token = min(ts["verifier"]) / max_new
-  return dict(rounds=rounds, spec_ms_per_token=1e3 * min(ts["spec"]) / max_new,
-              verifier_ms_per_token=1e3 * per_token, round_ms=1e3 * per_round,
-              round_models_ms=1e3 * models, round_overhead=(per_round - models) / per_round,
-              ar_overhead=(per_token - t_v1) / per_token)
+  out = dict(rounds=rounds, spec_ms_per_token=1e3 * min(ts["spec"]) / max_new,
+             verifier_ms_per_token=1e3 * per_token, round_ms=1e3 * per_round,
+             round_models_ms=1e3 * models, round_overhead=(per_round - models) / per_round,
+             ar_overhead=(per_token - t_v1) / per_token)
+  for k in ("spec_1row", "verifier_1row"):
+    if k in ts:
+      out[f"{k}_ms_per_token"] = 1e3 * min(ts[k]) / max_new
+  return out
 
 
 def hf_generate(drafter: T5Model, verifier: T5Model, seq_len: int, max_new: int,

@@ -25,7 +25,7 @@ import gpu  # noqa: E402
 @pytest.fixture(scope="module")
 def smoke_json(tmp_path_factory):
   out = tmp_path_factory.mktemp("gpu")
-  gpu.main(["--smoke", "--pairs", "t5", "--batches", "1", "--sections", "steps,profile",
+  gpu.main(["--smoke", "--pairs", "t5", "--batches", "1", "--sections", "steps,ours,profile",
             "--out", str(out)])
   with open(out / "gpu.json") as f:
     return json.load(f), out
@@ -64,6 +64,10 @@ def test_smoke_run_writes_steps_floors_and_a_profile(smoke_json):
   prof = pair["profile_b1_k1"]
   assert prof["steps"] == 16 and prof["top"] and prof["threads"]
   assert os.path.isfile(out / "trace_smoke-v.json.gz")
+  ours = pair["ours_b1"]  # batch 1: generate timed with and without pad_single_row
+  for k in ("spec", "verifier", "spec_1row", "verifier_1row"):
+    assert ours[f"{k}_ms_per_token"] > 0, k
+  assert ours["round_ms"] == pytest.approx(ours["spec_ms_per_token"] * 16 / ours["rounds"])
 
 
 def test_a_failing_section_is_recorded_and_the_run_goes_on(tmp_path):

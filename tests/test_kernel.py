@@ -194,6 +194,29 @@ def test_batch_invariance_greedy_t5(t5_pair):
       assert v[0] == batch.stats[k][row], k
 
 
+def test_pad_single_row_changes_nothing_t5(t5_pair, monkeypatch):
+  """pad_single_row (automatic on GPU) decodes one row as two copies of it and
+  returns the first: the same tokens and stats, sampled ones included."""
+  drafter, verifier, ids, _, _ = t5_pair
+  shapes = []
+  jitted = api._generate_jit
+  monkeypatch.setattr(api, "_generate_jit",
+                      lambda *a, **k: (shapes.append(a[2].shape), jitted(*a, **k))[1])
+  kw = dict(method="speculative", num_draft_tokens=3, max_new_tokens=MAX_NEW,
+            temperature=1.0, rng=jax.random.PRNGKey(7))
+  for row in (1, 3):
+    plain = generate(drafter, verifier, ids[row:row + 1], pad_single_row=False, **kw)
+    padded = generate(drafter, verifier, ids[row:row + 1], pad_single_row=True, **kw)
+    assert padded.tokens.shape == plain.tokens.shape == (1, MAX_NEW)
+    np.testing.assert_array_equal(padded.tokens, plain.tokens)
+    for k, v in plain.stats.items():
+      np.testing.assert_array_equal(padded.stats[k], v, err_msg=k)
+  assert [s[0] for s in shapes] == [1, 2, 1, 2]  # the padded calls decoded two rows
+  # Batches of several rows are never padded.
+  generate(drafter, verifier, ids, pad_single_row=True, **kw)
+  assert shapes[-1] == ids.shape
+
+
 # ------------------------------------------------------------- compiles and errors
 
 
@@ -236,6 +259,7 @@ def test_alpha_temperature_top_p_do_not_recompile():
     (dict(verifier=BigramModel(jnp.zeros((5, 5)))), ValueError, "vocabularies differ"),
     (dict(input_ids=jnp.ones((2, 3), jnp.float32)), TypeError, "integer"),
     (dict(input_ids=jnp.ones((3,), jnp.int32)), ValueError, "rank 2"),
+    (dict(pad_single_row="yes"), ValueError, "pad_single_row"),
 ])
 def test_errors(kwargs, exc, match):
   args = dict(drafter=BigramModel(jnp.zeros((4, 4))), verifier=BigramModel(jnp.zeros((4, 4))),
