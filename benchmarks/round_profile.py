@@ -129,6 +129,8 @@ def main(argv=None):
   ap.add_argument("--examples", type=int, default=16)
   ap.add_argument("--max-new-tokens", type=int, default=64)
   ap.add_argument("--input-length", type=int, default=48)
+  ap.add_argument("--batch", type=int, default=1,
+                  help="rows per call: a round is then one loop iteration of the batch")
   ap.add_argument("--repeats", type=int, default=3)
   ap.add_argument("--pair", default="demo", choices=("demo", "t5"),
                   help="demo: the bundled pair on validation inputs; t5: T5-small -> "
@@ -143,12 +145,14 @@ def main(argv=None):
     drafter, verifier = (NoEos(m) for m in gpu.t5_pair())
     source = "random t5-small -> t5-large, bf16, EOS masked"
     rs = np.random.RandomState(0)
-    rows = [rs.randint(3, verifier.vocab_size, (1, args.input_length)).astype(np.int32)
-            for _ in range(args.examples)]
+    rows = [rs.randint(3, verifier.vocab_size, (args.batch, args.input_length))
+            .astype(np.int32) for _ in range(max(args.examples // args.batch, 1))]
   else:
     drafter, verifier, source = common.demo_pair(random_weights=args.random_weights)
-    rows = [common.pad_batch([ex["ids"]], length=args.input_length) for ex in
-            common.gettext_examples(args.examples, max_input_tokens=args.input_length)]
+    exs = [ex["ids"] for ex in
+           common.gettext_examples(args.examples, max_input_tokens=args.input_length)]
+    rows = [common.pad_batch(exs[i:i + args.batch], length=args.input_length)
+            for i in range(0, len(exs) - args.batch + 1, args.batch)]
   d, v, (alpha, temp, top_p), rng, statics = api._prepare(
       drafter, verifier, jnp.asarray(rows[0]), method=args.method, rule=args.rule,
       alpha=args.alpha, num_draft_tokens=args.gamma, temperature=args.temperature, top_k=0,
@@ -162,8 +166,9 @@ def main(argv=None):
                      .compile().as_text())
   stats = [jax.device_get(common.block(call(ids))[1]) for ids in inputs]  # also compiles
   per_call = "rounds" if args.method in grids.SPECULATIVE_METHODS else "num_tokens"
-  rounds = int(sum(int(s[per_call][0]) for s in stats))
-  tokens = int(sum(int(s["num_tokens"][0]) for s in stats))
+  # A batch loops while any row is active; a row counts only its active rounds.
+  rounds = int(sum(int(np.max(s[per_call])) for s in stats))
+  tokens = int(sum(int(np.sum(s["num_tokens"])) for s in stats))
   run_all = lambda: [common.block(call(ids)) for ids in inputs]
   walls = []
   for _ in range(args.repeats):
@@ -181,7 +186,8 @@ def main(argv=None):
   print(f"{common.header(info)}  weights: {source}")
   print(f"# {args.method}" + (f"[{args.rule}] α={args.alpha}" if args.method in
                               ("spec_cascade", "token_cascade", "oracle_cascade") else "")
-        + f" γ={args.gamma} T={args.temperature}: {len(inputs)} examples, {tokens} tokens,"
+        + f" γ={args.gamma} T={args.temperature}: {len(inputs)} batches of {args.batch},"
+        f" {tokens} tokens,"
         f" {rounds} {unit}s ({tokens / rounds:.2f} tokens per {unit})")
   print(f"wall (no profiler, min of {args.repeats}): {wall_us:.0f} µs per {unit};"
         f" traced ops: {traced / rounds:.0f} µs per {unit}")

@@ -206,10 +206,14 @@ class Attention(nn.Module):
              bias: jax.Array) -> jax.Array:
     """q [B, Q, H, Dkv], k/v [B, H, K, Dkv] (cache layout), bias float32
     broadcastable to [B, H, Q, K] (relative positions + mask) -> [B, Q, D]."""
-    scores = jnp.einsum("bqhd,bhkd->bhqk", q, k, preferred_element_type=jnp.float32)
+    # Head-major batched products, transposed around them: XLA:CPU runs
+    # "bqhd,bhkd" / "bhqk,bhkd->bqhd" 2-3x slower (BENCHMARKS.md).
+    q = jnp.transpose(q, (0, 2, 1, 3))                                # [B, H, Q, Dkv]
+    scores = jnp.einsum("bhqd,bhkd->bhqk", q, k, preferred_element_type=jnp.float32)
     # Softmax in float32 (as HF and t5x), whatever the compute dtype.
     probs = jax.nn.softmax(scores + bias, axis=-1).astype(v.dtype)
-    y = jnp.einsum("bhqk,bhkd->bqhd", probs, v)  # [B, Q, H, Dkv]
+    y = jnp.einsum("bhqk,bhkd->bhqd", probs, v)                       # [B, H, Q, Dkv]
+    y = jnp.transpose(y, (0, 2, 1, 3))                                # [B, Q, H, Dkv]
     return self.out(y.reshape(y.shape[:2] + (-1,)))
 
 
