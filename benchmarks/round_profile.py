@@ -107,6 +107,14 @@ def trace_durations(run, phases: dict[str, str]) -> dict[str, float]:
   return {k: union_length(v) for k, v in spans.items()}
 
 
+def loop_counts(stats, per_call: str) -> tuple[int, int]:
+  """(loop iterations, tokens) over calls: a batch loops while any row is
+  active and each row counts only its active rounds, so a call's iterations
+  are the most any row counted."""
+  rounds = sum(int(np.max(s[per_call])) for s in stats)
+  return rounds, sum(int(np.sum(s["num_tokens"])) for s in stats)
+
+
 def union_length(intervals) -> float:
   """Total length covered by (start, end) intervals."""
   total, end = 0.0, float("-inf")
@@ -166,9 +174,7 @@ def main(argv=None):
                      .compile().as_text())
   stats = [jax.device_get(common.block(call(ids))[1]) for ids in inputs]  # also compiles
   per_call = "rounds" if args.method in grids.SPECULATIVE_METHODS else "num_tokens"
-  # A batch loops while any row is active; a row counts only its active rounds.
-  rounds = int(sum(int(np.max(s[per_call])) for s in stats))
-  tokens = int(sum(int(np.sum(s["num_tokens"])) for s in stats))
+  rounds, tokens = loop_counts(stats, per_call)
   run_all = lambda: [common.block(call(ids)) for ids in inputs]
   walls = []
   for _ in range(args.repeats):
@@ -177,7 +183,7 @@ def main(argv=None):
     walls.append(time.perf_counter() - t0)
   by_phase = trace_durations(run_all, phases)
 
-  unit = "round" if per_call == "rounds" else "token"
+  unit = "round" if per_call == "rounds" else "step"
   wall_us = 1e6 * min(walls) / rounds
   traced = sum(by_phase.values())
   table = [{"phase": k, "us": t / rounds, "share": t / traced}

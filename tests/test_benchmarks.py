@@ -139,6 +139,10 @@ def test_round_profile_attribution_helpers():
             "conditional.3": "other", "copy.455": "other"}
   assert [n for n in phases if round_profile.counted(n, phases)] == ["fusion.2", "copy.455"]
   assert not round_profile.counted("unknown.1", phases)
+  # A batch's loop runs as long as its busiest row; tokens add up over rows.
+  stats = [{"rounds": np.array([3, 7, 5]), "num_tokens": np.array([9, 20, 6])},
+           {"rounds": np.array([4]), "num_tokens": np.array([11])}]
+  assert round_profile.loop_counts(stats, "rounds") == (11, 46)
 
 
 def test_speed_batch1_inputs_pad_to_one_length_or_per_bucket():

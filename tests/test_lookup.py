@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from spec_cascade_jax.decoding import generate
-from spec_cascade_jax.decoding.lookup import ngram_draft
+from spec_cascade_jax.decoding import sampling
+from spec_cascade_jax.decoding.lookup import accept_greedy, accept_one_hot, ngram_draft
 from spec_cascade_jax.testing import bigram_from_probs, tiny_t5_pair
 
 import test_sampling_exact as exact
@@ -71,6 +72,38 @@ def _cycle(v, order):
   for a, b in zip(order, order[1:] + order[:1]):
     probs[a] = np.eye(v)[b]
   return bigram_from_probs(probs)
+
+
+def test_greedy_fast_paths_equal_the_general_ones():
+  """accept_greedy and sampling.next_token (the all-greedy branches: argmax of
+  the logits, no softmax) give what the general code gives at T = 0."""
+  rs = np.random.RandomState(3)
+  b, gamma, v = 64, 4, 6                      # a small vocabulary: many matches, ties
+  logits = jnp.asarray(rs.randint(0, 3, (b, gamma + 1, v)).astype(np.float32))
+  best = np.asarray(sampling.argmax(logits))
+  # Drafts that follow the argmax for a random number of positions, then not.
+  x = best[:, :gamma].copy()
+  cut = rs.randint(0, gamma + 1, b)
+  for i, c in enumerate(cut):
+    if c < gamma:
+      x[i, c] = (x[i, c] + 1) % v
+  matched = jnp.asarray(rs.rand(b) < 0.8)
+  u = jnp.asarray(rs.rand(b, gamma + 1).astype(np.float32))
+  p, _ = sampling.distributions(logits, 0.0)
+  n_ref, z_ref = accept_one_hot(jnp.asarray(x), p, u[:, :gamma], u[:, gamma], matched, True)
+  n, z = accept_greedy(jnp.asarray(x), logits, matched)
+  np.testing.assert_array_equal(n, n_ref)
+  np.testing.assert_array_equal(z, z_ref)
+  np.testing.assert_array_equal(n, np.where(matched, cut, 0))   # the test covers each n
+  assert set(np.asarray(n)) == set(range(gamma + 1))
+  # next_token: all greedy -> the argmax; a mixed batch -> the general sampler.
+  lg = jnp.asarray(rs.randn(b, v).astype(np.float32))
+  temp = jnp.asarray(np.where(rs.rand(b) < 0.5, 0.0, 1.0).astype(np.float32))
+  for t, all_greedy in ((jnp.zeros(b), True), (temp, False)):
+    ref = sampling.sample_or_argmax(u[:, 0], sampling.distributions(lg, t)[0], all_greedy)
+    got = sampling.next_token(u[:, 0], lg, t, 0, 1.0, jnp.asarray(all_greedy))
+    np.testing.assert_array_equal(got, ref)
+  assert not np.array_equal(ref, np.asarray(sampling.argmax(lg)))  # sampled rows differ
 
 
 def test_exact_rounds_on_a_loop():

@@ -83,12 +83,14 @@ def _all_greedy(params: DecodeParams):
 
 
 def autoregressive(model, input_ids, params: DecodeParams, rng, *, top_k: int,
-                   max_new_tokens: int, stream: int = 1, done=None):
+                   max_new_tokens: int, stream: int = 1, done=None,
+                   confidences: bool = True):
   """Plain decoding with one model.
 
   Returns (tokens [B, max_new] int32, steps [B] int32 (= tokens committed, as
   each step commits one), confidence sums and minima [B] float32 of the
-  per-token max q° over committed tokens). Rows with
+  per-token max q° over committed tokens; with `confidences` False (static)
+  these stay 0 and 1, and greedy steps skip the softmax). Rows with
   done[b] = True at the start are not decoded (their tokens are 0, steps 0).
   """
   batch = input_ids.shape[0]
@@ -97,11 +99,19 @@ def autoregressive(model, input_ids, params: DecodeParams, rng, *, top_k: int,
 
   def body(s: LoopState):
     last = last_token(s.seq, s.length)
-    with jax.named_scope("step"):  # labels for profiles (benchmarks/round_profile.py)
+    u = round_uniforms(keys, s.step, 1)[:, 0]
+    if not confidences:
+      with jax.named_scope("step"):  # labels for profiles (benchmarks/round_profile.py)
+        logits, cache = model.step(last[:, None], s.caches[0], s.length)
+      with jax.named_scope("sample"):
+        token = sampling.next_token(u, logits[:, 0], params.temperature, top_k,
+                                    params.top_p, _all_greedy(params))
+      return _advance(s, token, (cache,), s.extra, max_new_tokens,
+                      drafter_steps=jnp.ones_like(s.length))
+    with jax.named_scope("step"):
       probs, unscaled, cache = _one_step(model, s.caches[0], last, s.length, params, top_k)
     with jax.named_scope("sample"):
-      token = sampling.sample_or_argmax(round_uniforms(keys, s.step, 1)[:, 0], probs,
-                                        _all_greedy(params))
+      token = sampling.sample_or_argmax(u, probs, _all_greedy(params))
       conf = jnp.max(unscaled, axis=-1)
     active = ~s.done
     conf_sum = s.extra[0] + jnp.where(active, conf, 0.0)
@@ -120,7 +130,7 @@ def single_model(model, input_ids, params: DecodeParams, rng, *, top_k: int,
                  max_new_tokens: int, is_verifier: bool):
   """Drafter-only or verifier-only decoding with its stats."""
   tokens, steps, _, _ = autoregressive(model, input_ids, params, rng, top_k=top_k,
-                                       max_new_tokens=max_new_tokens)
+                                       max_new_tokens=max_new_tokens, confidences=False)
   stats = zero_stats(input_ids.shape[0])
   stats["num_tokens"] = steps
   if is_verifier:

@@ -118,6 +118,17 @@ def accept_one_hot(x, p, u_accept, u_residual, matched, all_greedy):
   return n.astype(jnp.int32), sampling.sample_or_argmax(u_residual, dist, all_greedy)
 
 
+def accept_greedy(x, logits, matched):
+  """`accept_one_hot` where every row is greedy: the drafts that equal the
+  verifier's argmax, then its argmax at the first other position; from the
+  logits [B, γ+1, V] alone (no softmax, no one-hot array).
+  Returns (n [B] accepted drafts, z [B] the emitted token)."""
+  best = sampling.argmax(logits)                                           # [B, γ+1]
+  n = jnp.sum(jnp.cumprod((x == best[:, :-1]).astype(jnp.int32), axis=1), axis=1)
+  n = jnp.where(matched, n, 0)
+  return n.astype(jnp.int32), jnp.take_along_axis(best, n[:, None], axis=1)[:, 0]
+
+
 @flax.struct.dataclass
 class LookupState:
   step: jax.Array        # [] int32 round index
@@ -147,16 +158,22 @@ def lookup_round(state: LookupState, verifier, source, params: DecodeParams, key
     with jax.named_scope("verify"):
       tokens = jnp.concatenate([last[:, None], x], axis=1)             # [B, γ+1]
       logits, cache = verifier.step(tokens, state.cache, length)
-      p, _ = sampling.distributions(logits, params.temperature[:, None], top_k,
+
+    def general(lg, uu):
+      p, _ = sampling.distributions(lg, params.temperature[:, None], top_k,
                                     params.top_p[:, None])
+      return accept_one_hot(x, p, uu[:, :gamma], uu[:, gamma], found, False)
+
     with jax.named_scope("accept"):
-      n, z = accept_one_hot(x, p, u[:, :gamma], u[:, gamma], found, all_greedy)
+      n, z = jax.lax.cond(all_greedy, lambda lg, uu: accept_greedy(x, lg, found), general,
+                          logits, u)
   else:
     with jax.named_scope("step"):
       logits, cache = verifier.step(last[:, None], state.cache, length)
-      p, _ = sampling.distributions(logits[:, 0], params.temperature, top_k, params.top_p)
     with jax.named_scope("sample"):
-      n, z = jnp.zeros_like(length), sampling.sample_or_argmax(u[:, gamma], p, all_greedy)
+      n = jnp.zeros_like(length)
+      z = sampling.next_token(u[:, gamma], logits[:, 0], params.temperature, top_k,
+                              params.top_p, all_greedy)
   with jax.named_scope("commit"):
     j = jnp.arange(gamma + 1)[None, :]
     window = jnp.where(j < n[:, None], jnp.pad(x, ((0, 0), (0, 1))), z[:, None])

@@ -159,3 +159,15 @@ def sample_or_argmax(u, probs, all_greedy):
   sample whatever u is: the cond skips the inverse CDF.
   """
   return jax.lax.cond(all_greedy, lambda uu, pr: argmax(pr), sample, u, probs)
+
+
+def next_token(u, logits, temperature, top_k: int, top_p, all_greedy):
+  """The token each row samples from `logits` [..., V] (u [...] uniform).
+
+  Same result as `sample_or_argmax(u, distributions(logits, ...)[0], all_greedy)`;
+  where every row is greedy (`all_greedy`, [] bool, traced) the cond takes the
+  argmax of the logits alone: no softmax, no one-hot [..., V] array.
+  """
+  def general(uu, lg):
+    return sample(uu, distributions(lg, temperature, top_k, top_p)[0])
+  return jax.lax.cond(all_greedy, lambda uu, lg: argmax(lg), general, u, logits)
