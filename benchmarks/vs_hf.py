@@ -22,7 +22,8 @@ the same method (a call that follows the other framework's runs ~25% slower
 here); the ratio is measured in this one run. HF
 cannot batch assisted generation; our batch-8 throughput is printed beside.
 
-    python benchmarks/vs_hf.py --examples 32 --gamma 5 --json out/vs_hf.json
+    python benchmarks/vs_hf.py --examples 32 --json out/vs_hf.json            # γ = 3
+    python benchmarks/vs_hf.py --examples 32 --gamma 5 --json out/vs_hf_g5.json
 """
 
 from __future__ import annotations

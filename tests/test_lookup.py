@@ -90,7 +90,7 @@ def test_greedy_fast_paths_equal_the_general_ones():
   matched = jnp.asarray(rs.rand(b) < 0.8)
   u = jnp.asarray(rs.rand(b, gamma + 1).astype(np.float32))
   p, _ = sampling.distributions(logits, 0.0)
-  n_ref, z_ref = accept_one_hot(jnp.asarray(x), p, u[:, :gamma], u[:, gamma], matched, True)
+  n_ref, z_ref = accept_one_hot(jnp.asarray(x), p, u[:, :gamma], u[:, gamma], matched)
   n, z = accept_greedy(jnp.asarray(x), logits, matched)
   np.testing.assert_array_equal(n, n_ref)
   np.testing.assert_array_equal(z, z_ref)

@@ -97,12 +97,14 @@ def ngram_draft(seq, length, source, *, ngram: int, gamma: int):
   return draft.astype(jnp.int32), found
 
 
-def accept_one_hot(x, p, u_accept, u_residual, matched, all_greedy):
+def accept_one_hot(x, p, u_accept, u_residual, matched):
   """The acceptance test of a deterministic draft (q_j = one-hot at x_j).
 
   x [B, γ] int32; p [B, γ+1, V] verifier distributions; u_accept [B, γ];
   u_residual [B]; matched [B] bool: rows without a match take no draft (n = 0)
-  and sample z ~ p_1, a plain verifier step.
+  and sample z ~ p_1, a plain verifier step. Greedy rows have one-hot p, so
+  they sample its argmax (where every row is greedy, `accept_greedy` is the
+  cheaper equivalent).
   Returns (n [B] accepted drafts, z [B] the emitted token).
   """
   gamma = x.shape[1]
@@ -115,7 +117,7 @@ def accept_one_hot(x, p, u_accept, u_residual, matched, all_greedy):
   q_n = jax.nn.one_hot(x_n, p.shape[-1], dtype=p.dtype)
   rejected = matched & (n < gamma)
   dist = jnp.where(rejected[:, None], targets.residual(p_n, q_n), p_n)
-  return n.astype(jnp.int32), sampling.sample_or_argmax(u_residual, dist, all_greedy)
+  return n.astype(jnp.int32), sampling.sample(u_residual, dist)
 
 
 def accept_greedy(x, logits, matched):
@@ -162,7 +164,7 @@ def lookup_round(state: LookupState, verifier, source, params: DecodeParams, key
     def general(lg, uu):
       p, _ = sampling.distributions(lg, params.temperature[:, None], top_k,
                                     params.top_p[:, None])
-      return accept_one_hot(x, p, uu[:, :gamma], uu[:, gamma], found, False)
+      return accept_one_hot(x, p, uu[:, :gamma], uu[:, gamma], found)
 
     with jax.named_scope("accept"):
       n, z = jax.lax.cond(all_greedy, lambda lg, uu: accept_greedy(x, lg, found), general,
