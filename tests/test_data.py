@@ -160,11 +160,11 @@ def test_dedup_most_frequent_then_smallest(built):
   # "Abbrechen" 2 votes (toolkit.mo, zapps.po; the symlink is not read twice)
   # against "Abbruch" 1 vote.
   assert by_en["Cancel"]["de"] == "Abbrechen"
-  assert by_en["Cancel"]["source"] == "toolkit"
+  assert by_en["Cancel"]["catalog"] == "toolkit"
   # Tie 1:1 -> smallest string in code point order.
   assert by_en["Help"]["de"] == "Hilfe"
-  assert by_en["Help"]["source"] == "apps"
-  assert by_en["File"]["source"] == "toolkit"   # not "toolkit_link": links are skipped
+  assert by_en["Help"]["catalog"] == "apps"
+  assert by_en["File"]["catalog"] == "toolkit"   # not "toolkit_link": links are skipped
 
 
 def test_split_assignment_by_hash(built):
@@ -187,7 +187,7 @@ def test_rows_sorted_and_manifest_counts(built):
     assert m["splits"][s]["count"] == len(ens)
   with open(os.path.join(built["out"], "SOURCES"), encoding="utf-8") as f:
     text = f.read()
-  assert "toolkit |" in text and "apps |" in text
+  assert "| apps, toolkit, zapps" in text   # the unowned catalogs, one line
   assert built["out"] not in text  # no temp paths in SOURCES
 
 

@@ -83,11 +83,17 @@ import time
 import unicodedata
 from typing import Iterable, Iterator, Sequence
 
+from spec_cascade_jax.data import placeholders
+
 SPLITS = ("train", "validation", "test")
-DEFAULT_MAX_CHARS = 256
+DEFAULT_MAX_CHARS = 160
 # 330 of 10000 buckets: ~1,500 of the ~45k pairs on a Debian/Ubuntu machine
 # with the usual German catalogs go to validation and as many to test.
 DEFAULT_HELDOUT_BUCKETS = 330
+# Harvest mode: whole source packages for test (see choose_test_sources).
+DEFAULT_TEST_FRACTION = 0.05
+DEFAULT_MIN_TEST_SOURCES = 30
+DEFAULT_MAX_TEST_SHARE = 0.01
 NUM_BUCKETS = 10000
 GZIP_LEVEL = 9
 
@@ -103,10 +109,24 @@ _GERMAN_PLURAL = re.compile(r"nplurals\s*=\s*2\s*;\s*plural\s*=\s*\(?\s*n\s*!=\s
 
 @dataclasses.dataclass(frozen=True)
 class Pair:
-  """One cleaned translation pair."""
+  """One cleaned translation pair and where it came from."""
   en: str
   de: str
-  source: str  # gettext domain, e.g. "coreutils"
+  package: str   # Debian binary package ("unknown" for a catalog no package owns)
+  catalog: str   # gettext domain, e.g. "coreutils"
+  context: str   # the entry's msgctxt ("" when none): provenance, never text
+
+
+@dataclasses.dataclass(frozen=True)
+class Catalog:
+  """One .mo/.po file and its owners."""
+  path: str
+  package: str
+  source: str    # Debian source package: the unit of the package split
+
+  @property
+  def domain(self) -> str:
+    return domain_of(self.path)
 
 
 # ---------------------------------------------------------------------------
@@ -149,8 +169,9 @@ def _german_plural_forms(metadata: dict) -> bool:
   return bool(_GERMAN_PLURAL.search(metadata.get("Plural-Forms", "")))
 
 
-def read_raw_entries(path: str, drops: collections.Counter) -> Iterator[tuple[str, str]]:
-  """Yields raw (msgid, msgstr) pairs of one catalog, after rules 1-4."""
+def read_raw_entries(path: str, drops: collections.Counter
+                     ) -> Iterator[tuple[str, str, str]]:
+  """Yields raw (msgid, msgstr, msgctxt or "") of one catalog, after rules 1-4."""
   import polib  # pylint: disable=g-import-not-at-top  # only the builder needs it
   cat = polib.mofile(path) if path.endswith(".mo") else polib.pofile(path)
   german_plural = _german_plural_forms(cat.metadata)
@@ -174,14 +195,14 @@ def read_raw_entries(path: str, drops: collections.Counter) -> Iterator[tuple[st
       for src, idx in ((e.msgid, 0), (e.msgid_plural, 1)):
         tgt = forms.get(idx, forms.get(str(idx), ""))
         if tgt:
-          yield src, tgt
+          yield src, tgt, e.msgctxt or ""
         else:
           drops["empty"] += 1
       continue
     if not e.msgstr:
       drops["empty"] += 1
       continue
-    yield e.msgid, e.msgstr
+    yield e.msgid, e.msgstr, e.msgctxt or ""
 
 
 # ---------------------------------------------------------------------------
@@ -240,9 +261,18 @@ def normalize_whitespace(text: str) -> str:
   return _WS.sub(" ", unicodedata.normalize("NFC", text)).strip()
 
 
+# KDE's and others' translator credits: names and e-mail addresses, not translations.
+TRANSLATOR_CREDITS = frozenset({"Your names", "Your emails", "NAME OF TRANSLATORS",
+                                "EMAIL OF TRANSLATORS", "translator-credits",
+                                "translator_credits", "TRANSLATOR-CREDITS"})
+
+
 def clean_pair(en: str, de: str, drops: collections.Counter,
                max_chars: int = DEFAULT_MAX_CHARS) -> tuple[str, str] | None:
   """Rules 5-8 on one raw pair; None (and a counted reason) when it is dropped."""
+  if en.strip() in TRANSLATOR_CREDITS:
+    drops["translator_credits"] += 1
+    return None
   if _HINT.match(en) and not _HINT.match(de):
     en = _HINT.sub("", en)
   en, de = strip_mnemonics(en, de)
@@ -259,35 +289,93 @@ def clean_pair(en: str, de: str, drops: collections.Counter,
   if len(en) > max_chars or len(de) > max_chars:
     drops["too_long"] += 1
     return None
+  if not placeholders.same_placeholders(en, de):
+    drops["placeholders_differ"] += 1
+    return None
   return en, de
 
 
-def deduplicate(candidates: Iterable[tuple[str, str, str]],
-                drops: collections.Counter) -> list[Pair]:
-  """Rule 9: one pair per English text, most frequent German, ties by order."""
-  by_en: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
-  domains: dict[tuple[str, str], str] = {}
+Candidate = tuple  # (en, de, Catalog, context)
+
+
+def choose_test_sources(candidates: Sequence[Candidate], fraction: float,
+                        min_sources: int, max_share: float) -> frozenset[str]:
+  """Whole source packages for the unseen-package test split.
+
+  Sources are taken in the order of sha256(name) (a fixed pseudo-random order),
+  skipping any that holds more than `max_share` of the distinct English texts
+  (one giant package would make the split one package), until at least
+  `min_sources` are taken and the English texts found ONLY in taken sources
+  reach `fraction` of all distinct English texts.
+  """
+  texts_of: dict[str, set] = collections.defaultdict(set)
+  for en, _, cat, _ in candidates:
+    texts_of[cat.source].add(en)
+  owners = collections.Counter()
+  for texts in texts_of.values():
+    owners.update(texts)
+  total = len(owners)
+  order = sorted(texts_of, key=lambda n: hashlib.sha256(n.encode()).hexdigest())
+  chosen, only_test = [], 0
+  for name in order:
+    if only_test >= fraction * total and len(chosen) >= min_sources:
+      break
+    if len(texts_of[name]) > max_share * total:
+      continue
+    chosen.append(name)
+    for en in texts_of[name]:
+      owners[en] -= 1
+      only_test += owners[en] == 0
+  if only_test < fraction * total or len(chosen) < min_sources:
+    raise ValueError(f"only {len(chosen)} sources with {only_test} of {total} texts qualify for "
+                     f"the test split; lower test_fraction/min_test_sources or add packages")
+  return frozenset(chosen)
+
+
+def deduplicate(candidates: Iterable[Candidate], drops: collections.Counter,
+                test_sources: frozenset[str] = frozenset()) -> list[tuple[Pair, bool]]:
+  """Rule 9: one pair per English text; (pair, in_test) sorted by English.
+
+  The German is the most frequent candidate, ties to the smallest string. With
+  `test_sources`, an English text belongs to the test split only when every
+  catalog that has it is in a test source; otherwise only the other catalogs
+  vote and the test sources' copies are dropped (counted as "test_overlap"),
+  so no English text is in two splits. Provenance (package, catalog, context)
+  is the smallest one that gave the chosen German.
+  """
+  by_en: dict[str, list] = collections.defaultdict(list)
   n = 0
-  for en, de, domain in candidates:
+  for en, de, cat, ctx in candidates:
     n += 1
-    by_en[en][de] += 1
-    key = (en, de)
-    if key not in domains or domain < domains[key]:
-      domains[key] = domain
-  pairs = []
+    by_en[en].append((de, cat, ctx))
+  out, overlap = [], 0
   for en in sorted(by_en):
-    # Highest count first, then the smallest German string.
-    de = min(by_en[en].items(), key=lambda kv: (-kv[1], kv[0]))[0]
-    pairs.append(Pair(en=en, de=de, source=domains[(en, de)]))
-  drops["duplicate"] += n - len(pairs)
-  return pairs
+    cands = by_en[en]
+    in_test = bool(test_sources) and all(c.source in test_sources for _, c, _ in cands)
+    if test_sources and not in_test:
+      own = [x for x in cands if x[1].source not in test_sources]
+      overlap += len(cands) - len(own)
+      cands = own
+    votes = collections.Counter(de for de, _, _ in cands)
+    de = min(votes.items(), key=lambda kv: (-kv[1], kv[0]))[0]
+    package, catalog, ctx = min((c.package, c.domain, x) for d, c, x in cands if d == de)
+    out.append((Pair(en=en, de=de, package=package, catalog=catalog, context=ctx), in_test))
+  drops["duplicate"] += n - len(out) - overlap
+  if overlap:
+    drops["test_overlap"] += overlap
+  return out
+
+
+def bucket_of(en: str) -> int:
+  """A text's bucket in [0, NUM_BUCKETS), from its sha256 only."""
+  return int(hashlib.sha256(en.encode("utf-8")).hexdigest()[:8], 16) % NUM_BUCKETS
 
 
 def split_of(en: str, heldout_buckets: int = DEFAULT_HELDOUT_BUCKETS) -> str:
-  """The split of an English text, from its sha256 only."""
+  """The split of an English text, from its sha256 only (catalog-directory mode)."""
   if not 0 < 2 * heldout_buckets < NUM_BUCKETS:
     raise ValueError(f"heldout_buckets={heldout_buckets} must be in (0, {NUM_BUCKETS // 2})")
-  bucket = int(hashlib.sha256(en.encode("utf-8")).hexdigest()[:8], 16) % NUM_BUCKETS
+  bucket = bucket_of(en)
   if bucket < heldout_buckets:
     return "test"
   if bucket < 2 * heldout_buckets:
@@ -352,24 +440,28 @@ def licence_summary(package: str, doc_root: str = "/usr/share/doc") -> str:
   return "see copyright file"
 
 
-def sources_text(domain_files: dict[str, list[str]], domain_counts: dict[str, int]) -> str:
-  """The SOURCES file: one block per domain, with package and licence."""
+def sources_text(catalogs: Sequence[Catalog], package_counts: dict[str, int],
+                 licences: dict[str, str], test_sources: frozenset[str] = frozenset(),
+                 versions: dict[str, str] | None = None) -> str:
+  """The SOURCES file: one line per package, with its licence and catalogs."""
   lines = [
       "Sources of the gettext_en_de corpus (built by spec_cascade_jax.data.build_gettext).",
       "Each pair comes from a German gettext catalog of a free software package;",
       "the translations are the work of that package's translators and keep",
-      "the package's licence (from /usr/share/doc/<package>/copyright).",
+      "the package's licence (from usr/share/doc/<package>/copyright).",
       "",
-      "domain | pairs | package | licence | catalog files",
+      "package | version | source package | split | pairs | licence | catalogs",
   ]
-  for domain in sorted(domain_files):
-    files = domain_files[domain]
-    pkgs = sorted({_dpkg_owner(f) or "unknown" for f in files})
-    lic = "; ".join(f"{p}: {licence_summary(p)}" if p != "unknown" else
-                    "unknown (not owned by a Debian package)" for p in pkgs)
-    shown = [f if f.startswith("/usr/share/") else os.path.basename(f) for f in files]
-    lines.append(f"{domain} | {domain_counts.get(domain, 0)} | {', '.join(pkgs)} | "
-                 f"{lic} | {', '.join(shown)}")
+  by_pkg: dict[str, list[Catalog]] = collections.defaultdict(list)
+  for c in catalogs:
+    by_pkg[c.package].append(c)
+  for pkg in sorted(by_pkg):
+    cats = by_pkg[pkg]
+    split = "test" if cats[0].source in test_sources else "train/validation"
+    shown = sorted({c.domain for c in cats})
+    lines.append(f"{pkg} | {(versions or {}).get(pkg, '-')} | {cats[0].source} | {split} | "
+                 f"{package_counts.get(pkg, 0)} | {licences.get(pkg, 'unknown')} | "
+                 f"{', '.join(shown)}")
   return "\n".join(lines) + "\n"
 
 
@@ -391,38 +483,112 @@ def _sha256(path: str) -> str:
     return hashlib.sha256(f.read()).hexdigest()
 
 
-def build_pairs(catalogs: Sequence[str], max_chars: int = DEFAULT_MAX_CHARS
-               ) -> tuple[list[Pair], collections.Counter]:
-  """Reads and cleans `catalogs`; returns deduplicated pairs and drop counts."""
+def directory_catalogs(dirs: Sequence[str]) -> list[Catalog]:
+  """Catalog-directory mode: files owned by installed packages (dpkg -S)."""
+  out = []
+  for path in find_catalogs(dirs):
+    owner = _dpkg_owner(path) or "unknown"
+    out.append(Catalog(path=path, package=owner, source=owner))
+  return out
+
+
+def harvested_catalogs(harvest_dir: str) -> tuple[list[Catalog], dict[str, str], dict[str, str]]:
+  """Harvest mode (`debian_harvest fetch`): catalogs, licences and versions per package."""
+  from spec_cascade_jax.data import debian_harvest  # pylint: disable=g-import-not-at-top
+  catalogs, licences, versions = [], {}, {}
+  for pkg in sorted(os.listdir(harvest_dir)):
+    meta_path = os.path.join(harvest_dir, pkg, "harvest.json")
+    if not os.path.isfile(meta_path):
+      continue  # an unfinished download (*.part) or a stray file
+    with open(meta_path, encoding="utf-8") as f:
+      meta = json.load(f)
+    if debian_harvest.excluded(meta["package"]):
+      raise ValueError(f"{meta_path}: package {meta['package']!r} is excluded "
+                       f"({debian_harvest.EXCLUDED_NAMES}); delete it from the harvest")
+    versions[meta["package"]] = meta["version"]
+    licences[meta["package"]] = licence_summary(
+        meta["package"], os.path.join(harvest_dir, pkg, "usr", "share", "doc"))
+    for rel in meta["catalogs"]:
+      if not debian_harvest.excluded(os.path.basename(rel)):
+        catalogs.append(Catalog(path=os.path.join(harvest_dir, pkg, rel),
+                                package=meta["package"], source=meta["source"]))
+  if not catalogs:
+    raise FileNotFoundError(f"no harvested catalogs in {harvest_dir!r}; run "
+                            "`python -m spec_cascade_jax.data.debian_harvest fetch` first")
+  return catalogs, licences, versions
+
+
+def build_candidates(catalogs: Sequence[Catalog], max_chars: int = DEFAULT_MAX_CHARS
+                     ) -> tuple[list[Candidate], collections.Counter]:
+  """Reads and cleans `catalogs` (rules 1-8); returns candidates and drop counts."""
   drops: collections.Counter = collections.Counter()
   candidates = []
-  for path in catalogs:
-    domain = domain_of(path)
-    for en, de in read_raw_entries(path, drops):
+  try:
+    from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+  except ImportError:  # pragma: no cover
+    tqdm = lambda it, **_: it  # noqa: E731
+  for cat in tqdm(catalogs, desc="catalogs", disable=len(catalogs) < 100):
+    try:
+      entries = list(read_raw_entries(cat.path, drops))
+    except (OSError, ValueError) as e:  # a corrupt catalog: counted, not fatal
+      drops["unreadable_catalog"] += 1
+      print(f"skipping {cat.path}: {e}", file=sys.stderr)
+      continue
+    for en, de, ctx in entries:
       drops["raw_pairs"] += 1
       cleaned = clean_pair(en, de, drops, max_chars)
       if cleaned is not None:
-        candidates.append((cleaned[0], cleaned[1], domain))
-  return deduplicate(candidates, drops), drops
+        candidates.append((cleaned[0], cleaned[1], cat, ctx))
+  return candidates, drops
 
 
 def build(output_dir: str, catalog_dirs: Sequence[str] | None = None, *,
+          harvest_dir: str | None = None,
           max_chars: int = DEFAULT_MAX_CHARS,
           heldout_buckets: int = DEFAULT_HELDOUT_BUCKETS,
+          test_fraction: float = DEFAULT_TEST_FRACTION,
+          min_test_sources: int = DEFAULT_MIN_TEST_SOURCES,
+          max_test_share: float = DEFAULT_MAX_TEST_SHARE,
           write_sources: bool = True) -> dict:
-  """Builds the corpus into `output_dir`; returns the manifest dict."""
-  dirs = list(catalog_dirs) if catalog_dirs else default_catalog_dirs()
-  if not dirs:
-    raise FileNotFoundError(
-        "no German gettext catalog directory found (looked at "
-        f"{', '.join(DEFAULT_CATALOG_GLOBS)}); pass directories on the command line")
-  catalogs = find_catalogs(dirs)
-  if not catalogs:
-    raise FileNotFoundError(f"no .mo/.po files in {dirs}")
-  pairs, drops = build_pairs(catalogs, max_chars)
+  """Builds the corpus into `output_dir`; returns the manifest dict.
+
+  Two modes:
+    harvest_dir: packages fetched by `debian_harvest` (the bundled corpus).
+      The test split is whole source packages (`choose_test_sources`);
+      validation is `heldout_buckets` of the rest, by hash of the English.
+    catalog_dirs (or none: this machine's locale directories): test and
+      validation are `heldout_buckets` each, by hash of the English.
+  """
+  licences, versions = {}, {}
+  if harvest_dir is not None:
+    if catalog_dirs:
+      raise ValueError("pass catalog directories or harvest_dir, not both")
+    catalogs, licences, versions = harvested_catalogs(harvest_dir)
+  else:
+    dirs = list(catalog_dirs) if catalog_dirs else default_catalog_dirs()
+    if not dirs:
+      raise FileNotFoundError(
+          "no German gettext catalog directory found (looked at "
+          f"{', '.join(DEFAULT_CATALOG_GLOBS)}); pass directories on the command line")
+    catalogs = directory_catalogs(dirs)
+    if not catalogs:
+      raise FileNotFoundError(f"no .mo/.po files in {dirs}")
+    licences = {c.package: licence_summary(c.package) for c in catalogs
+                if c.package != "unknown"}
+  candidates, drops = build_candidates(catalogs, max_chars)
+  test_sources = frozenset()
+  if harvest_dir is not None:
+    test_sources = choose_test_sources(candidates, test_fraction, min_test_sources,
+                                       max_test_share)
+  pairs = deduplicate(candidates, drops, test_sources)
   rows = {s: [] for s in SPLITS}
-  for p in pairs:  # already sorted by en
-    rows[split_of(p.en, heldout_buckets)].append(dataclasses.asdict(p))
+  for p, in_test in pairs:  # already sorted by en
+    if harvest_dir is None:
+      split = split_of(p.en, heldout_buckets)
+    else:
+      split = "test" if in_test else (
+          "validation" if bucket_of(p.en) < heldout_buckets else "train")
+    rows[split].append(dataclasses.asdict(p))
   os.makedirs(output_dir, exist_ok=True)
   files = {}
   for s in SPLITS:
@@ -430,29 +596,33 @@ def build(output_dir: str, catalog_dirs: Sequence[str] | None = None, *,
     path = os.path.join(output_dir, name)
     _write_gz_jsonl(path, rows[s])
     files[s] = {"file": name, "count": len(rows[s]), "bytes": os.path.getsize(path),
-                "sha256": _sha256(path)}
-  domain_counts = collections.Counter(p.source for p in pairs)
+                "sha256": _sha256(path),
+                "packages": len({r["package"] for r in rows[s]})}
+  package_counts = collections.Counter(p.package for p, _ in pairs)
   manifest = {
       "name": "gettext_en_de",
-      "fields": ["en", "de", "source"],
+      "fields": [f.name for f in dataclasses.fields(Pair)],
+      "mode": "harvest" if harvest_dir is not None else "directories",
       "splits": files,
       "total": len(pairs),
       "max_chars": max_chars,
       "heldout_buckets": heldout_buckets,
       "num_buckets": NUM_BUCKETS,
       "num_catalogs": len(catalogs),
+      "num_packages": len({c.package for c in catalogs}),
       "drops": dict(sorted(drops.items())),
-      "pairs_per_domain": dict(sorted(domain_counts.items())),
+      "pairs_per_package": dict(sorted(package_counts.items())),
   }
+  if harvest_dir is not None:
+    manifest["test_split"] = {"fraction": test_fraction, "min_sources": min_test_sources,
+                              "max_share": max_test_share,
+                              "sources": sorted(test_sources)}
   with open(os.path.join(output_dir, "manifest.json"), "w", encoding="utf-8") as f:
     json.dump(manifest, f, indent=1, sort_keys=True, ensure_ascii=False)
     f.write("\n")
   if write_sources:
-    domain_files: dict[str, list[str]] = collections.defaultdict(list)
-    for c in catalogs:
-      domain_files[domain_of(c)].append(c)
     with open(os.path.join(output_dir, "SOURCES"), "w", encoding="utf-8") as f:
-      f.write(sources_text(domain_files, domain_counts))
+      f.write(sources_text(catalogs, package_counts, licences, test_sources, versions))
   return manifest
 
 
@@ -461,6 +631,11 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument("catalog_dirs", nargs="*",
                       help="directories with German .mo/.po files (default: system locale dirs)")
   parser.add_argument("--output_dir", required=True)
+  parser.add_argument("--harvest_dir", default=None,
+                      help="packages fetched by spec_cascade_jax.data.debian_harvest")
+  parser.add_argument("--test_fraction", type=float, default=DEFAULT_TEST_FRACTION)
+  parser.add_argument("--min_test_sources", type=int, default=DEFAULT_MIN_TEST_SOURCES)
+  parser.add_argument("--max_test_share", type=float, default=DEFAULT_MAX_TEST_SHARE)
   parser.add_argument("--max_chars", type=int, default=DEFAULT_MAX_CHARS)
   parser.add_argument("--heldout_buckets", type=int, default=DEFAULT_HELDOUT_BUCKETS,
                       help=f"buckets of {NUM_BUCKETS} for test and again for validation")
@@ -469,8 +644,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                       help="also train the SentencePiece vocabulary to this .model path")
   args = parser.parse_args(argv)
   t0 = time.time()
-  manifest = build(args.output_dir, args.catalog_dirs, max_chars=args.max_chars,
-                   heldout_buckets=args.heldout_buckets, write_sources=not args.no_sources)
+  manifest = build(args.output_dir, args.catalog_dirs, harvest_dir=args.harvest_dir,
+                   max_chars=args.max_chars, heldout_buckets=args.heldout_buckets,
+                   test_fraction=args.test_fraction, min_test_sources=args.min_test_sources,
+                   max_test_share=args.max_test_share, write_sources=not args.no_sources)
   counts = {s: manifest["splits"][s]["count"] for s in SPLITS}
   print(f"built {manifest['total']} pairs {counts} in {time.time() - t0:.1f}s")
   if args.vocab_output:

@@ -15,12 +15,25 @@ import json
 import os
 
 SPLITS = ("train", "validation", "test")
-DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                        "assets", "data", "gettext_en_de")
+_ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                       "assets", "data")
+# Bundled corpora by name. gettext_en_de: 45k pairs from one machine's
+# catalogs, split by hash (the current demo pair's). gettext_en_de_v2: 651k
+# pairs from 1,905 Debian packages, with a test split of whole unseen packages
+# (spec_cascade_jax/data/debian_harvest.py, build_gettext.py --harvest_dir).
+CORPORA = {name: os.path.join(_ASSETS, name) for name in ("gettext_en_de", "gettext_en_de_v2")}
+DATA_DIR = CORPORA["gettext_en_de"]
+
+
+def corpus_dir(name_or_dir: str) -> str:
+  """A bundled corpus name (see CORPORA) or a directory written by build_gettext."""
+  return CORPORA.get(name_or_dir, name_or_dir)
 
 
 def load_manifest(data_dir: str = DATA_DIR) -> dict:
-  """The manifest.json of a built corpus (counts, sha256 per split)."""
+  """The manifest.json of a built corpus (counts, sha256 per split); `data_dir`
+  is a directory or a bundled corpus name."""
+  data_dir = corpus_dir(data_dir)
   path = os.path.join(data_dir, "manifest.json")
   if not os.path.isfile(path):
     raise FileNotFoundError(
@@ -55,11 +68,13 @@ def load_split(split: str, data_dir: str = DATA_DIR, verify: bool = True) -> lis
 
   Args:
     split: "train", "validation" or "test".
-    data_dir: a directory written by build_gettext; default: the shipped copy.
+    data_dir: a directory written by build_gettext, or a bundled corpus name
+      (CORPORA); default: gettext_en_de.
     verify: check the file's sha256 against manifest.json first.
 
   Returns:
-    list of {"en": str, "de": str, "source": str}; a fresh list of fresh dicts
+    list of {"en", "de", and provenance: "source" (gettext_en_de) or
+    "package", "catalog", "context" (gettext_en_de_v2)}; a fresh list of fresh dicts
     each call (the parsed file is cached).
   """
-  return [dict(r) for r in _load(split, os.path.abspath(data_dir), verify)]
+  return [dict(r) for r in _load(split, os.path.abspath(corpus_dir(data_dir)), verify)]

@@ -35,7 +35,7 @@ PAD_ID, EOS_ID, UNK_ID = 0, 1, 2
 DEFAULT_VOCAB_SIZE = 8000
 VOCAB_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                          "assets", "vocab")
-BUNDLED = {"demo": "demo.model"}
+BUNDLED = {"demo": "demo.model", "gettext_v2": "gettext_v2.model"}
 
 
 class SentencePieceVocabulary:
@@ -135,7 +135,8 @@ def read_split_texts(split_file: str) -> list[str]:
 
 
 def train_vocabulary(texts: Sequence[str], output: str,
-                     vocab_size: int = DEFAULT_VOCAB_SIZE, seed: int = 0) -> str:
+                     vocab_size: int = DEFAULT_VOCAB_SIZE, seed: int = 0,
+                     user_defined_symbols: Sequence[str] = ()) -> str:
   """Trains a T5-id unigram SentencePiece model on `texts`, writes `output`.
 
   Args:
@@ -143,6 +144,8 @@ def train_vocabulary(texts: Sequence[str], output: str,
     output: path of the .model file to write (a .vocab file is written beside it).
     vocab_size: number of pieces, including pad/eos/unk and 256 byte pieces.
     seed: SentencePiece's random seed (fixed so that training is repeatable).
+    user_defined_symbols: strings that are always one piece wherever they
+      occur (format placeholders and markup, `placeholders.frequent_units`).
 
   Returns:
     `output`.
@@ -166,7 +169,8 @@ def train_vocabulary(texts: Sequence[str], output: str,
       # Repeatability: one thread, every sentence, in the given order.
       num_threads=1, input_sentence_size=0, shuffle_input_sentence=False,
       # Long software messages stay whole sentences (build_gettext keeps <= 256 chars).
-      max_sentence_length=4096, minloglevel=2)
+      max_sentence_length=4096, minloglevel=2,
+      user_defined_symbols=list(user_defined_symbols))
   os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
   with open(output, "wb") as f:
     f.write(model.getvalue())
@@ -178,9 +182,17 @@ def train_vocabulary(texts: Sequence[str], output: str,
 
 
 def train_vocabulary_from_split_file(split_file: str, output: str,
-                                     vocab_size: int = DEFAULT_VOCAB_SIZE) -> str:
-  """Trains on the English and German sides of a built split file."""
-  return train_vocabulary(read_split_texts(split_file), output, vocab_size)
+                                     vocab_size: int = DEFAULT_VOCAB_SIZE,
+                                     placeholder_units: bool = False) -> str:
+  """Trains on the English and German sides of a built split file; with
+  `placeholder_units`, the frequent placeholders and markup of that text are
+  user-defined pieces (`placeholders.frequent_units`)."""
+  texts = read_split_texts(split_file)
+  units = ()
+  if placeholder_units:
+    from spec_cascade_jax.data import placeholders  # pylint: disable=g-import-not-at-top
+    units = placeholders.frequent_units(texts)
+  return train_vocabulary(texts, output, vocab_size, user_defined_symbols=units)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -189,10 +201,13 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument("--split_file", required=True, help="a train.jsonl.gz from build_gettext")
   parser.add_argument("--output", required=True, help="the .model path to write")
   parser.add_argument("--vocab_size", type=int, default=DEFAULT_VOCAB_SIZE)
+  parser.add_argument("--placeholder_units", action="store_true",
+                      help="make frequent format placeholders and markup single pieces")
   args = parser.parse_args(argv)
   if not args.train:
     parser.error("nothing to do: pass --train")
-  train_vocabulary_from_split_file(args.split_file, args.output, args.vocab_size)
+  train_vocabulary_from_split_file(args.split_file, args.output, args.vocab_size,
+                                   args.placeholder_units)
   print(f"wrote {args.output}")
 
 

@@ -99,7 +99,8 @@ def _initial_params(init_from: str, model_config: T5Config):
 def train_gettext(model_config: T5Config, train_config: TrainConfig, workdir: str,
                   output_dir: str, vocabulary: str = "demo",
                   bleu_examples: int = 200, init_from: str | None = None,
-                  param_dtype: str = "float32", distill_from: str | None = None) -> dict:
+                  param_dtype: str = "float32", distill_from: str | None = None,
+                  corpus: str = "gettext_en_de") -> dict:
   """Trains `model_config` on gettext_en_de and exports it to `output_dir`.
 
   Args:
@@ -110,6 +111,8 @@ def train_gettext(model_config: T5Config, train_config: TrainConfig, workdir: st
     param_dtype: storage dtype of the exported weights ("float32" or
       "bfloat16"); for bfloat16, "final_eval_stored" records BLEU with the
       stored (rounded) weights.
+    corpus: bundled corpus name (data.dataset.CORPORA) or a build_gettext
+      output directory.
     distill_from: optional teacher (path or bundled name, normally the
       verifier this model will draft for): train on its greedy outputs for the
       training inputs instead of the references (training/distill.py; loops
@@ -124,7 +127,7 @@ def train_gettext(model_config: T5Config, train_config: TrainConfig, workdir: st
     raise ValueError(
         f"model_config.vocab_size={model_config.vocab_size} but vocabulary "
         f"{vocabulary!r} has {vocab.vocab_size} pieces; set vocab_size to match.")
-  train_pairs, valid_pairs = load_split("train"), load_split("validation")
+  train_pairs, valid_pairs = load_split("train", corpus), load_split("validation", corpus)
   train_ex = encode_pairs(train_pairs, vocab, train_config.max_len)
   valid_ex = encode_pairs(valid_pairs, vocab, train_config.max_len)
   bleu_subset = valid_pairs[:bleu_examples]
@@ -154,7 +157,8 @@ def train_gettext(model_config: T5Config, train_config: TrainConfig, workdir: st
       "model_config": model_config.to_dict(),
       "train_config": dataclasses.asdict(train_config),
       "vocabulary": vocabulary,
-      "data": {"task": "gettext_en_de", "train_sha256": data_hash(train_pairs),
+      "data": {"task": os.path.basename(os.path.normpath(corpus)),
+               "train_sha256": data_hash(train_pairs),
                "train_examples": len(train_pairs)},
       "steps": train_config.num_steps,
       "wall_time_s": history.get("wall_time_s", time.time() - t0),
