@@ -168,27 +168,6 @@ def machine() -> dict[str, object]:
   return info
 
 
-def drafter_hits(drafter, sources, outputs, batch_size: int = 64) -> list[np.ndarray]:
-  """Per output, [len(output)] bool: where the drafter's argmax, fed the
-  output's own prefix (teacher forcing) and the source, equals its token.
-
-  sources: token-id inputs (EOS appended); outputs: e.g. the verifier's
-  greedy outputs (`recipes.greedy_ids`, EOS kept).
-  """
-  from spec_cascade_jax.training.recipes import pad_batch
-  hits = []
-  for s in range(0, len(sources), batch_size):
-    outs = outputs[s:s + batch_size]
-    longest = max((len(o) for o in outs), default=0) or 1
-    dec_in = np.zeros((len(outs), longest), np.int32)
-    for r, o in enumerate(outs):
-      dec_in[r, 1:len(o)] = o[:-1]
-    pred = np.asarray(jnp.argmax(drafter.logits(
-        jnp.asarray(pad_batch(sources[s:s + batch_size])), jnp.asarray(dec_in)), -1))
-    hits += [pred[r, :len(o)] == np.asarray(o) for r, o in enumerate(outs)]
-  return hits
-
-
 def header(info: dict) -> str:
   """The '# date  cpu xN  jax V  load L' line that starts a benchmark's table."""
   return (f"# {info['date']}  {info['cpu']} x{info['cpu_count']}  jax {info['jax']}  "

@@ -33,6 +33,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import common  # noqa: E402
+from spec_cascade_jax.evaluation import translation  # noqa: E402
 from spec_cascade_jax.training.recipes import greedy_ids  # noqa: E402
 
 
@@ -90,7 +91,7 @@ def main(argv=None):
   examples = common.gettext_examples(args.examples)
   sources = [ex["ids"] for ex in examples]
   outputs = greedy_ids(verifier, sources, max_new_tokens=64)
-  agree = common.drafter_hits(drafter, sources, outputs)
+  agree = translation.drafter_hits(drafter, sources, outputs)
   ids = jnp.asarray(common.pad_batch([sources[0]]))
   ms = lambda m, k: 1e3 * common.step_time(m, ids, k, 72, 64, args.repeats)
   ks = sorted({g + 1 for g in args.gammas})

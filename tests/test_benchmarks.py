@@ -19,6 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
 import common  # noqa: E402
+from spec_cascade_jax.evaluation import translation  # noqa: E402
 import gpu  # noqa: E402
 
 
@@ -160,10 +161,10 @@ def test_drafter_hits_marks_where_the_drafter_reproduces_the_output():
   drafter, verifier = tiny_t5_pair(jax.random.PRNGKey(1), verifier_layers=1, drafter_layers=1)
   sources = [[5, 9, 1], [7, 3, 8, 2, 1], [4, 1]]
   outputs = greedy_ids(verifier, sources, max_new_tokens=6)
-  own = common.drafter_hits(verifier, sources, outputs, batch_size=2)
+  own = translation.drafter_hits(verifier, sources, outputs, batch_size=2)
   assert [len(h) for h in own] == [len(o) for o in outputs]
   assert all(h.all() for h in own)  # a model reproduces its own greedy tokens
-  other = common.drafter_hits(drafter, sources, outputs, batch_size=2)
+  other = translation.drafter_hits(drafter, sources, outputs, batch_size=2)
   assert not all(h.all() for h in other)  # an unrelated random drafter does not
 
 

@@ -100,7 +100,7 @@ def train_gettext(model_config: T5Config, train_config: TrainConfig, workdir: st
                   output_dir: str, vocabulary: str = "demo",
                   bleu_examples: int = 200, init_from: str | None = None,
                   param_dtype: str = "float32", distill_from: str | None = None,
-                  corpus: str = "gettext_en_de") -> dict:
+                  corpus: str = "gettext_en_de", kd_from: str | None = None) -> dict:
   """Trains `model_config` on gettext_en_de and exports it to `output_dir`.
 
   Args:
@@ -111,6 +111,10 @@ def train_gettext(model_config: T5Config, train_config: TrainConfig, workdir: st
     param_dtype: storage dtype of the exported weights ("float32" or
       "bfloat16"); for bfloat16, "final_eval_stored" records BLEU with the
       stored (rounded) weights.
+    kd_from: optional teacher (path or bundled name) for token-level
+      distillation: `train_config.kd_weight` of the loss is the cross-entropy
+      with its distribution at every reference prefix (trainer.loss_fn). The
+      recipe records its parameter fingerprint under "distill".
     corpus: bundled corpus name (data.dataset.CORPORA) or a build_gettext
       output directory.
     distill_from: optional teacher (path or bundled name, normally the
@@ -146,12 +150,20 @@ def train_gettext(model_config: T5Config, train_config: TrainConfig, workdir: st
         max_new_tokens=train_config.max_len,
         cache_path=os.path.join(workdir, "distill_targets.json"))
     distill_info["teacher"] = distill_from
+  teacher = None
+  if kd_from is not None:
+    from spec_cascade_jax.models.loading import load_model
+    from spec_cascade_jax.training.distill import params_fingerprint
+    teacher = load_model(kd_from)
+    distill_info = {"method": "token", "teacher": kd_from,
+                    "teacher_sha256": params_fingerprint(teacher.params),
+                    "kd_weight": train_config.kd_weight}
   init_params, init_recipe = None, None
   if init_from is not None:
     init_params, init_recipe = _initial_params(init_from, model_config)
   t0 = time.time()
   model, history = train(model_config, train_ex, valid_ex, train_config, workdir,
-                         bleu_fn=bleu_fn, init_params=init_params)
+                         bleu_fn=bleu_fn, init_params=init_params, teacher=teacher)
   save_model(model, output_dir, param_dtype=param_dtype)
   recipe = {
       "model_config": model_config.to_dict(),

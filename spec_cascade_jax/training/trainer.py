@@ -57,6 +57,11 @@ class TrainConfig:
   eval_max_new_tokens: int = 64
   keep_checkpoints: int = 2
   log_every: int = 50
+  # Token-level knowledge distillation (Hinton et al. 2015; Kim & Rush 2016's
+  # word-level KD): the loss is (1 - kd_weight) * cross-entropy with the
+  # reference + kd_weight * cross-entropy with the teacher's distribution at
+  # each reference prefix. Needs `train(..., teacher=...)`.
+  kd_weight: float = 0.0
 
 
 @flax.struct.dataclass
@@ -77,10 +82,13 @@ def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
 
 
 def loss_fn(params, config: T5Config, inputs, decoder_inputs, targets,
-            label_smoothing: float = 0.0, segments: dict | None = None):
+            label_smoothing: float = 0.0, segments: dict | None = None,
+            teacher_logits=None, kd_weight: float = 0.0):
   """Mean token cross-entropy over non-pad targets; returns (loss, num_tokens).
 
-  `segments`: `Batch.model_kwargs` of a packed batch (segment ids), or None."""
+  `segments`: `Batch.model_kwargs` of a packed batch (segment ids), or None.
+  `teacher_logits` [B, T, V]: with `kd_weight` > 0, that share of the loss is
+  the cross-entropy against the teacher's softmax (token-level KD)."""
   logits = T5Model(config=config, params=params).logits(
       inputs, decoder_inputs, **(segments or {}))
   # Cross-entropy against (1 - ls) * one_hot + ls / V, without materialising
@@ -89,16 +97,28 @@ def loss_fn(params, config: T5Config, inputs, decoder_inputs, targets,
   if label_smoothing:
     uniform = jax.nn.logsumexp(logits, axis=-1) - logits.mean(axis=-1)
     xent = (1.0 - label_smoothing) * xent + label_smoothing * uniform
+  if teacher_logits is not None and kd_weight:
+    soft = optax.softmax_cross_entropy(logits, jax.nn.softmax(teacher_logits, axis=-1))
+    xent = (1.0 - kd_weight) * xent + kd_weight * soft
   mask = (targets > 0).astype(jnp.float32)
   ntok = jnp.maximum(mask.sum(), 1.0)
   return (xent * mask).sum() / ntok, ntok
 
 
-def make_train_step(config: T5Config, optimizer, label_smoothing: float):
-  def train_step(state: TrainState, inputs, decoder_inputs, targets, segments=None):
+def make_train_step(config: T5Config, optimizer, label_smoothing: float,
+                    teacher_config: T5Config | None = None, kd_weight: float = 0.0):
+  """The jitted step; with `teacher_config`, it takes the teacher's parameters
+  as its last argument and distills from them (`loss_fn`'s kd_weight)."""
+  def train_step(state: TrainState, inputs, decoder_inputs, targets, segments=None,
+                 teacher_params=None):
+    teacher_logits = None
+    if teacher_config is not None:
+      teacher_logits = jax.lax.stop_gradient(
+          T5Model(config=teacher_config, params=teacher_params).logits(
+              inputs, decoder_inputs, **(segments or {})))
     (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params, config, inputs, decoder_inputs, targets, label_smoothing,
-        segments)
+        segments, teacher_logits, kd_weight)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state), loss
@@ -176,7 +196,8 @@ def train(model_config: T5Config,
           workdir: str | None = None,
           bleu_fn: Callable[[Any], float] | None = None,
           progress: bool = True,
-          init_params: Any = None) -> tuple[T5Model, dict]:
+          init_params: Any = None,
+          teacher: T5Model | None = None) -> tuple[T5Model, dict]:
   """Trains a T5 from scratch (or resumes from `workdir`).
 
   Args:
@@ -185,11 +206,19 @@ def train(model_config: T5Config,
       init; a checkpoint in `workdir` still takes precedence (resumption).
     bleu_fn: optional `bleu_fn(model) -> float`, called at each evaluation
       (greedy BLEU on validation; see training/recipes.py).
+    teacher: a model with the same vocabulary to distill from at token level
+      (`cfg.kd_weight` > 0 is required with it, and it requires it).
   Returns:
     (trained model, history dict with losses and evaluations).
   """
   from tqdm.auto import tqdm
 
+  if (teacher is not None) != (cfg.kd_weight > 0):
+    raise ValueError(f"kd_weight={cfg.kd_weight} with teacher={'set' if teacher else None}: "
+                     "token-level distillation needs both a teacher and kd_weight > 0")
+  if teacher is not None and teacher.config.vocab_size != model_config.vocab_size:
+    raise ValueError(f"teacher vocab_size {teacher.config.vocab_size} != student "
+                     f"{model_config.vocab_size}: distillation needs one vocabulary")
   optimizer = make_optimizer(cfg)
   rng = jax.random.PRNGKey(cfg.seed)
   if init_params is None:
@@ -219,7 +248,10 @@ def train(model_config: T5Config,
       train_examples, cfg.tokens_per_batch, cfg.max_len, cfg.seed)
   valid_batcher = BucketedBatcher(valid_examples, cfg.tokens_per_batch, cfg.max_len, 0)
   valid_batches = [valid_batcher.make_batch(idx) for idx in valid_batcher._epoch(0)]
-  train_step = make_train_step(model_config, optimizer, cfg.label_smoothing)
+  train_step = make_train_step(model_config, optimizer, cfg.label_smoothing,
+                               teacher.config if teacher is not None else None,
+                               cfg.kd_weight)
+  teacher_params = teacher.params if teacher is not None else None
   eval_step = make_eval_step(model_config)
 
   start = int(state.step)
@@ -247,7 +279,7 @@ def train(model_config: T5Config,
   for step in range(start, cfg.num_steps):
     batch = next(stream)
     state, loss = train_step(state, batch.inputs, batch.decoder_inputs, batch.targets,
-                             batch.model_kwargs or None)
+                             batch.model_kwargs or None, teacher_params)
     losses.append(loss)
     if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.num_steps:
       mean = float(np.mean(jax.device_get(losses)))
