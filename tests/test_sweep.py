@@ -23,7 +23,9 @@ def _fake_task(n=6):
   def exact(targets, predictions):
     return {"exact": 100.0 * np.mean([t == p for t, p in zip(targets, predictions)])}
 
-  return infer.TaskData("fake", "validation", ids, [f"in{i}" for i in range(n)],
+  # The first two inputs equal their targets: copying scores 2 of 6.
+  return infer.TaskData("fake", "validation", ids,
+                        [str(5 + i) if i < 2 else f"in{i}" for i in range(n)],
                         [str(5 + i) for i in range(n)],
                         lambda toks: str(toks[0]), [exact])
 
@@ -128,6 +130,14 @@ def test_sweep_writes_summary_and_plots(tmp_path, monkeypatch):
   sweep.run_sweep("d", "v", output_dir=str(tmp_path), task="fake", grid="small")
   for name in ("summary.md", "summary.json", "tradeoff.png", "deferral.png"):
     assert os.path.getsize(os.path.join(tmp_path, name)) > 100, name
+  # The copy-the-input baseline is scored once, kept on resume, and shown.
+  again = sweep.run_sweep("d", "v", output_dir=str(tmp_path), task="fake", grid="small",
+                          make_plots=False)
+  assert again["tables"][0]["copy_quality"] == pytest.approx(100.0 / 3)
+  kinds = [r["kind"] for r in sweep.ResultsFile(str(tmp_path / "results.jsonl")).read()]
+  assert kinds.count("copy_baseline") == 1
+  with open(os.path.join(tmp_path, "summary.md"), encoding="utf-8") as f:
+    assert "copying the input unchanged: 33.33" in f.read()
   with open(os.path.join(tmp_path, "tradeoff.png"), "rb") as f:
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
@@ -272,7 +282,7 @@ def test_infer_writes_jsonl(tmp_path, monkeypatch):
   with open(path) as f:
     rows = [json.loads(line) for line in f]
   assert [r["index"] for r in rows] == [0, 1, 2]
-  assert rows[1]["input"] == "in1" and rows[1]["target"] == "6"
+  assert rows[2]["input"] == "in2" and rows[2]["target"] == "7"
   assert set(rows[0]["stats"]) >= {"rounds", "num_tokens", "deferrals"}
   assert all(1 <= r["stats"]["num_tokens"] <= 4 for r in rows)
 

@@ -81,8 +81,12 @@ def _at(row: Mapping | None, prefix: str) -> dict:
   return {f"{prefix}_{k}": (row[k] if row is not None else None) for k in keys}
 
 
-def summarize(records: Sequence[Mapping], metric: str | None = None) -> dict:
-  """{"metric", "tables": [{"temperature", "verifier_quality", ..., "rows": [...]}]}."""
+def summarize(records: Sequence[Mapping], metric: str | None = None,
+              copy_quality: Mapping[str, float] | None = None) -> dict:
+  """{"metric", "tables": [{"temperature", "verifier_quality", ..., "rows": [...]}]}.
+
+  copy_quality: the metrics of returning each input unchanged (the sweep
+  records it); the tables show it beside the verifier's and drafter's."""
   metric = metric or default_metric(records)
   agg = aggregate(records, metric)
   tables = []
@@ -114,6 +118,7 @@ def summarize(records: Sequence[Mapping], metric: str | None = None) -> dict:
     tables.append({"temperature": t, "verifier_quality": v_quality,
                    "verifier_quality_std": ver[0]["quality_std"],
                    "drafter_quality": drafter[0]["quality"] if drafter else None,
+                   "copy_quality": (copy_quality or {}).get(metric),
                    "num_seeds": max(r["num_seeds"] for r in rows_t), "rows": out_rows})
   return {"metric": metric, "tables": tables, "points": agg}
 
@@ -136,7 +141,8 @@ def format_markdown(s: Mapping) -> str:
     seeds = f", mean ± sd over {tab['num_seeds']} seeds" if tab["temperature"] > 0 else ""
     lines += [f"### Temperature {tab['temperature']:g}{seeds}", "",
               f"Verifier {m}: {_pm(tab['verifier_quality'], tab['verifier_quality_std'])}; "
-              f"drafter {m}: {_f(tab['drafter_quality'], '{:.2f}')}. Latency is relative "
+              f"drafter {m}: {_f(tab['drafter_quality'], '{:.2f}')}; copying the input "
+              f"unchanged: {_f(tab.get('copy_quality'), '{:.2f}')}. Latency is relative "
               "to the verifier (batch 1).", "",
               f"| method | rel. latency at verifier {m} (α) | speed-up | best {m} at rel. "
               "latency ≤ 1 (α, rel. latency) | rejection rate there | deferral rate there |",

@@ -84,6 +84,13 @@ class ResultsFile:
   def done_keys(self) -> set[str]:
     return {r["key"] for r in self.points()}
 
+  def copy_baseline(self) -> dict | None:
+    """Quality of returning the input unchanged, if recorded (see run_sweep)."""
+    for r in self.read():
+      if r.get("kind") == "copy_baseline":
+        return r["quality"]
+    return None
+
   def context(self) -> dict | None:
     for r in self.read():
       if r.get("kind") == "sweep":
@@ -173,7 +180,7 @@ def run_sweep(drafter="demo-drafter", verifier="demo-verifier", output_dir: str 
   records = results.points()
   keys = {p.key for p in points}
   records = [r for r in records if r["key"] in keys]  # this grid's points only
-  out = summary.summarize(records, metric)
+  out = summary.summarize(records, metric, copy_quality=results.copy_baseline())
   print(summary.format_markdown(out))
   summary.save(out, output_dir)
   if make_plots:
@@ -196,6 +203,11 @@ def _run_points(pending, results, drafter, verifier, task, split, vocabulary,
   data = infer.load_task(task, split, vocabulary, max_input_length, num_quality_examples,
                          t5_vocab_path)
   lat_ids = data.subset(infer.spread_indices(len(data), num_latency_examples)).input_ids
+  if results.copy_baseline() is None:
+    # What copying the input scores: software messages keep names, numbers and
+    # placeholders, so a model must beat this by a margin to be translating.
+    results.append({"kind": "copy_baseline", "quality": infer.score(data, data.inputs),
+                    "num_quality_examples": len(data)})
   run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
   baselines: dict[float, float] = {}
 
