@@ -84,8 +84,9 @@ def _gettext_dataset_fn(split: str, shuffle_files: bool, seed: int | None = None
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from spec_cascade_jax.data import dataset  # pylint: disable=g-import-not-at-top
   rows = dataset.load_split(split)
+  # en, de and the corpus's provenance fields (all strings).
   return tf.data.Dataset.from_tensor_slices({
-      k: tf.constant([r[k] for r in rows], dtype=tf.string) for k in ("en", "de", "source")})
+      k: tf.constant([r[k] for r in rows], dtype=tf.string) for k in rows[0]})
 
 
 def _to_text2text(x: dict[str, Any], input_key: str, target_key: str, prefix: str):

@@ -32,6 +32,8 @@ RUN_FN = {
     "train/demo_drafter.gin": "train_gettext",
     "train/demo_verifier.gin": "train_gettext",
     "train/demo_verifier_stage1.gin": "train_gettext",
+    "train/demo_drafter_v2.gin": "train_gettext",
+    "train/demo_verifier_v2.gin": "train_gettext",
     "train/base.gin": "train_gettext",
 }
 

@@ -1,8 +1,15 @@
-"""Builds the `gettext_en_de` corpus from German gettext catalogs.
+"""Builds the `gettext_en_de` corpora from German gettext catalogs.
 
+    # The bundled gettext_en_de_v2: packages fetched by data/debian_harvest.py
+    python -m spec_cascade_jax.data.build_gettext --harvest_dir DIR \
+        --output_dir spec_cascade_jax/assets/data/gettext_en_de_v2 --heldout_buckets 200
+    # Any catalogs at hand (this machine's, by default)
     python -m spec_cascade_jax.data.build_gettext --output_dir DIR [CATALOG_DIR ...]
 
-Inputs: every `*.mo` and `*.po` file in the given directories. Without
+Inputs, harvest mode: `DIR/<package>/harvest.json` and the German catalogs
+beside it, as `debian_harvest fetch` writes them (package, version and source
+package known). Catalog-directory mode: every `*.mo` and `*.po` file in the
+given directories (the owning package asked from dpkg). Without
 directories the operating system's standard gettext locations are read:
 `/usr/share/locale/de/LC_MESSAGES`, `/usr/share/locale/de_*/LC_MESSAGES`
 (de_AT, de_CH, ...), the same under `/usr/share/locale-langpack`, and vim's
@@ -20,9 +27,11 @@ Cleaning rules, applied in this order (the manifest counts each drop):
    but only when the catalog declares German's standard Plural-Forms
    (`nplurals=2; plural=(n != 1)`), where index 0 is the singular. Any other
    plural formula is dropped: the index would not say which form it is.
-4. context (msgctxt): kept, the context is dropped. The msgstr is a real
-   translation of the msgid in one context; when several contexts translate the
-   same English differently, rule 9 picks one. gnupg writes its context into
+4. context (msgctxt): kept as provenance (the row's `context` field), never
+   as text. The msgstr is a real translation of the msgid in one context; when
+   several contexts translate the same English differently, rule 9 picks one.
+   Translator credits (KDE's "Your names" / "Your emails", GNOME's
+   "translator-credits") are dropped: names and addresses, not translations. gnupg writes its context into
    the msgid as a prefix ("|pinentry-label|_Yes"); a prefix `|name|` that the
    msgstr does not repeat is removed from the English.
 5. mnemonics: accelerator markers are removed, with one rule for both sides.
@@ -48,22 +57,35 @@ Cleaning rules, applied in this order (the manifest counts each drop):
    (languages, regions), and would make a fifth of the corpus a copy task.
    Also dropped: pairs where one side has letters and the other has none
    (e.g. gnupg's translator notes translated as a number "25").
-8. length: pairs with more than `--max_chars` (256) characters on either side
-   are dropped, to keep the toy models trainable.
+8. length: pairs with more than `--max_chars` (160) characters on either side
+   are dropped: 99.9% of the rest fit in 64 tokens, so a model that stops
+   when it should never runs into `max_new_tokens`.
+   placeholders: pairs whose format placeholders differ as multisets
+   (`data.placeholders`; "%s of %d" against "%2$d von %1$s" is the same) are
+   dropped: a translation that loses or adds one breaks the program.
 9. deduplicate by English: among the German candidates for one cleaned English
    text (counted once per catalog entry), the most frequent wins, ties go to
-   the smallest string in code point order. The pair's `source` is the
-   smallest domain name (catalog file name without extension) that gave it.
+   the smallest string in code point order. The pair's provenance (`package`,
+   `catalog` = the gettext domain, `context`) is the smallest one that gave
+   the chosen German.
 
-Split: `bucket = int(sha256(en)[:8], 16) % 10000`; bucket < heldout -> test,
-heldout <= bucket < 2 * heldout -> validation, else train. A pair's split
-depends only on its English text, so adding catalogs never moves a pair.
+Splits, harvest mode: the test split is whole Debian source packages never
+seen in training (`choose_test_sources`: sources in sha256 order, none with
+more than 1% of the texts, until >= 30 sources and >= 5% of the texts are
+theirs alone). An English text that any other package also has goes to
+training, and only the other packages vote on its German (the test copies are
+counted as "test_overlap"), so no English text is in two splits. The rest is
+split by `bucket = int(sha256(en)[:8], 16) % 10000`: bucket < heldout ->
+validation (in-domain), else train.
+Splits, catalog-directory mode: by bucket alone; bucket < heldout -> test,
+heldout <= bucket < 2 * heldout -> validation, else train.
 
 Outputs in `--output_dir`: `{train,validation,test}.jsonl.gz` (one JSON object
-per line with keys de, en, source; sorted by en; gzip level 9 with mtime 0, so
-the same inputs give the same bytes), `manifest.json` (counts, sizes, sha256,
-drop counts per rule, pairs per domain) and `SOURCES` (each domain, its
-catalog files, the owning Debian package and that package's licence).
+per line with keys en, de, package, catalog, context; sorted by en; gzip level
+9 with mtime 0, so the same inputs give the same bytes), `manifest.json`
+(counts, packages, sha256 per split, drop counts per rule, pairs per package,
+the test sources) and `SOURCES` (each package: version, source package,
+split, pairs, licence from its copyright file, catalogs).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Recipes: train the bundled demo drafter/verifier on `gettext_en_de`.
+"""Recipes: train the bundled demo drafter/verifier on the gettext corpus.
 
     python -m spec_cascade_jax.main --gin_file=configs/train/demo_verifier.gin
 
@@ -68,8 +68,9 @@ def greedy_translate(model, vocab, sources: Sequence[str], batch_size: int = 64,
 
 
 def corpus_bleu(predictions: Sequence[str], references: Sequence[str]) -> float:
-  import sacrebleu
-  return float(sacrebleu.corpus_bleu(list(predictions), [list(references)]).score)
+  """The project's one BLEU (`evaluation.metrics.bleu`: sacrebleu, T5's settings)."""
+  from spec_cascade_jax.evaluation import metrics
+  return metrics.bleu(list(references), list(predictions))["bleu"]
 
 
 def data_hash(pairs: Sequence[dict]) -> str:
@@ -101,7 +102,7 @@ def train_gettext(model_config: T5Config, train_config: TrainConfig, workdir: st
                   bleu_examples: int = 200, init_from: str | None = None,
                   param_dtype: str = "float32", distill_from: str | None = None,
                   corpus: str = "gettext_en_de", kd_from: str | None = None) -> dict:
-  """Trains `model_config` on gettext_en_de and exports it to `output_dir`.
+  """Trains `model_config` on a gettext corpus and exports it to `output_dir`.
 
   Args:
     init_from: optional model (path or bundled name) to start from instead of
