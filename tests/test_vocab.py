@@ -122,3 +122,25 @@ def test_shipped_model_reproduces(tmp_path):
       os.path.join(dataset.DATA_DIR, "train.jsonl.gz"), str(tmp_path / "demo.model"))
   with open(out, "rb") as f1, open(vocab_lib.vocabulary_path("demo"), "rb") as f2:
     assert f1.read() == f2.read()
+
+
+def test_placeholder_units_become_single_pieces(tmp_path):
+  import gzip  # pylint: disable=g-import-not-at-top
+  import json  # pylint: disable=g-import-not-at-top
+  rows = [{"en": f"Cannot open %s: file {i} has <b>%d</b> lines",
+           "de": f"Kann %s nicht öffnen: Datei {i} hat <b>%d</b> Zeilen"} for i in range(40)]
+  rows += [{"en": f"Value %(count)d of item {i}", "de": f"Wert %(count)d von Element {i}"}
+           for i in range(40)]
+  split = tmp_path / "train.jsonl.gz"
+  with gzip.open(split, "wt", encoding="utf-8") as f:
+    f.write("".join(json.dumps(r) + "\n" for r in rows))
+  plain = vocab_lib.load_vocabulary(vocab_lib.train_vocabulary_from_split_file(
+      str(split), str(tmp_path / "plain.model"), vocab_size=340))
+  units = vocab_lib.load_vocabulary(vocab_lib.train_vocabulary_from_split_file(
+      str(split), str(tmp_path / "units.model"), vocab_size=340, placeholder_units=True))
+  text = "Wert %(count)d: <b>%d</b> von %s"
+  pieces = [units.tokenizer.IdToPiece(i) for i in units.encode(text)]
+  for unit in ("%(count)d", "<b>", "</b>", "%d", "%s"):
+    assert unit in pieces, (unit, pieces)
+  assert "%(count)d" not in [plain.tokenizer.IdToPiece(i) for i in plain.encode(text)]
+  assert units.decode(units.encode(text)) == text
