@@ -259,6 +259,12 @@ def test_alpha_temperature_top_p_do_not_recompile():
     (dict(verifier=BigramModel(jnp.zeros((5, 5)))), ValueError, "vocabularies differ"),
     (dict(input_ids=jnp.ones((2, 3), jnp.float32)), TypeError, "integer"),
     (dict(input_ids=jnp.ones((3,), jnp.int32)), ValueError, "rank 2"),
+    (dict(input_ids=jnp.ones((1, 0), jnp.int32)), ValueError, "at least one token"),
+    (dict(input_ids=jnp.array([[1, 2], [3, 4]], jnp.int32)), ValueError,
+     r"input_ids\[1, 1\] = 4 is not a token id of this vocabulary \[0, 4\)"),
+    (dict(input_ids=np.array([[2, -1]], np.int32)), ValueError, r"input_ids\[0, 1\] = -1"),
+    (dict(method="drafter", verifier=None, input_ids=np.array([[9]], np.int32)), ValueError,
+     "not a token id"),
     (dict(pad_single_row="yes"), ValueError, "pad_single_row"),
 ])
 def test_errors(kwargs, exc, match):

@@ -156,6 +156,20 @@ def _validate(drafter, verifier, input_ids, method, rule, gamma, max_new_tokens,
                      f"{input_ids.shape}. Add a batch axis with input_ids[None].")
   if input_ids.shape[0] < 1:
     raise ValueError("input_ids has no rows.")
+  if input_ids.shape[1] < 1:
+    raise ValueError(f"input_ids has shape {tuple(input_ids.shape)}: every row needs at least "
+                     "one token (an empty input is the EOS id 1 alone).")
+  model = verifier if verifier is not None else drafter
+  if (model is not None and not isinstance(input_ids, jax.core.Tracer)
+      and getattr(input_ids, "is_fully_addressable", True)):
+    ids = np.asarray(input_ids)
+    bad = (ids < 0) | (ids >= model.vocab_size)
+    if bad.any():
+      row, col = (int(i) for i in np.argwhere(bad)[0])
+      raise ValueError(
+          f"input_ids[{row}, {col}] = {int(ids[row, col])} is not a token id of this "
+          f"vocabulary [0, {model.vocab_size}); encode the text with the models' own "
+          "vocabulary (0 pads, 1 is EOS).")
 
 
 def _prepare(drafter, verifier, input_ids, *, method, rule, alpha, num_draft_tokens,
