@@ -19,13 +19,7 @@ python -c "import sentencepiece" 2>/dev/null \
   || pip install -q --no-index --find-links .wheels sentencepiece \
   || echo "sentencepiece unavailable: speed.py and round_profile.py --pair demo will fail"
 
-step() {  # step NAME SECONDS CMD...: runs CMD with a limit, logs to $OUT/NAME.log
-  local name=$1 limit=$2; shift 2
-  local t0=$SECONDS
-  timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
-  echo "== $name: rc $? in $((SECONDS - t0)) s (limit $limit)"
-  tail -n 25 "$OUT/$name.log"
-}
+source "$(dirname "$0")/device_steps.sh"
 
 if [[ "${SMOKE:-0}" == 1 ]]; then
   step gpu 300 python benchmarks/gpu.py --smoke --batches 1,2 --sections steps,ours \

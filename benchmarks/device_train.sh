@@ -44,13 +44,8 @@ fi
 TOKENS=$((ROWS * 64))
 HEADS=$((VERIFIER_D_MODEL / 64))
 
-step() {  # step NAME SECONDS CMD...: runs CMD with a limit, logs to $OUT/NAME.log
-  local name=$1 limit=$2; shift 2
-  local t0=$SECONDS
-  timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
-  echo "== $name: rc $? in $((SECONDS - t0)) s (limit $limit)"
-  tail -n 12 "$OUT/$name.log"
-}
+STEP_TAIL=12
+source "$(dirname "$0")/device_steps.sh"
 
 common=(
   --gin_bindings="trainer.TrainConfig.tokens_per_batch = $TOKENS"
