@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 
 import common  # noqa: E402
 from spec_cascade_jax.evaluation import translation  # noqa: E402
-from spec_cascade_jax.training.recipes import greedy_ids  # noqa: E402
+from spec_cascade_jax.decoding.greedy import greedy_ids  # noqa: E402
 
 
 def lookup(generated: list[int], source: list[int], n: int, gamma: int):

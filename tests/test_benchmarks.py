@@ -157,7 +157,7 @@ def test_speed_batch1_inputs_pad_to_one_length_or_per_bucket():
 
 def test_drafter_hits_marks_where_the_drafter_reproduces_the_output():
   from spec_cascade_jax.testing import tiny_t5_pair
-  from spec_cascade_jax.training.recipes import greedy_ids
+  from spec_cascade_jax.decoding.greedy import greedy_ids
   drafter, verifier = tiny_t5_pair(jax.random.PRNGKey(1), verifier_layers=1, drafter_layers=1)
   sources = [[5, 9, 1], [7, 3, 8, 2, 1], [4, 1]]
   outputs = greedy_ids(verifier, sources, max_new_tokens=6)

@@ -34,7 +34,8 @@ def pair():
 def translations(pair):
   from spec_cascade_jax.data.dataset import load_split
   from spec_cascade_jax.data.vocab import load_vocabulary
-  from spec_cascade_jax.training.recipes import corpus_bleu, greedy_translate
+  from spec_cascade_jax.decoding.greedy import greedy_translate
+  from spec_cascade_jax.training.recipes import corpus_bleu
   vocab = load_vocabulary("demo")
   data = load_split("validation")
   out = {}

@@ -545,10 +545,7 @@ def build_candidates(catalogs: Sequence[Catalog], max_chars: int = DEFAULT_MAX_C
   """Reads and cleans `catalogs` (rules 1-8); returns candidates and drop counts."""
   drops: collections.Counter = collections.Counter()
   candidates = []
-  try:
-    from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-  except ImportError:  # pragma: no cover
-    tqdm = lambda it, **_: it  # noqa: E731
+  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
   for cat in tqdm(catalogs, desc="catalogs", disable=len(catalogs) < 100):
     try:
       entries = list(read_raw_entries(cat.path, drops))

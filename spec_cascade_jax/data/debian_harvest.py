@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import hashlib
 import json
 import os
 import re
@@ -31,6 +32,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import urllib.request
 from typing import Sequence
 
 EXCLUDED_NAMES = ("django", "sphinx")
@@ -147,8 +149,6 @@ def download_uris(rows: Sequence[tuple[str, str, str]], chunk: int = 200
 def fetch_one(package: str, version: str, source: str, uri: tuple[str, str, int, str],
               out_dir: str) -> str:
   """Downloads (checking sha256), unpacks and records one package; a status word."""
-  import hashlib  # pylint: disable=g-import-not-at-top
-  import urllib.request  # pylint: disable=g-import-not-at-top
   dest = os.path.join(out_dir, package)
   if os.path.exists(os.path.join(dest, "harvest.json")):
     return "cached"

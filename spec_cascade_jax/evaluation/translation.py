@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from spec_cascade_jax.data import placeholders
+from spec_cascade_jax.decoding.greedy import greedy_ids, pad_batch
 from spec_cascade_jax.evaluation import metrics
 
 
@@ -52,9 +53,8 @@ def drafter_hits(drafter, sources: Sequence[Sequence[int]], outputs: Sequence[Se
   output's own prefix (teacher forcing) and the source, equals its token.
 
   sources: token-id inputs (EOS appended); outputs: e.g. the verifier's
-  greedy outputs (`recipes.greedy_ids`, EOS kept).
+  greedy outputs (`decoding.greedy.greedy_ids`, EOS kept).
   """
-  from spec_cascade_jax.training.recipes import pad_batch  # pylint: disable=g-import-not-at-top
   hits = []
   for s in range(0, len(sources), batch_size):
     outs = outputs[s:s + batch_size]
@@ -79,7 +79,6 @@ def agreement(drafter, sources: Sequence[Sequence[int]],
 def evaluate_model(model, vocab, rows: Sequence[Mapping[str, str]], max_new_tokens: int = 64,
                    batch_size: int = 128) -> tuple[dict, list[list[int]]]:
   """Greedy quality of one model on `rows`; returns (scores, output ids)."""
-  from spec_cascade_jax.training.recipes import greedy_ids  # pylint: disable=g-import-not-at-top
   sources = [r["en"] for r in rows]
   refs = [r["de"] for r in rows]
   outs = greedy_ids(model, encode_sources(vocab, sources), batch_size, max_new_tokens)

@@ -90,7 +90,7 @@ def teacher_outputs(teacher, inputs: Sequence[Sequence[int]], max_new_tokens: in
   are keyed by `fingerprint` (default: `params_fingerprint(teacher.params)`)."""
   from tqdm.auto import tqdm
 
-  from spec_cascade_jax.training.recipes import greedy_ids
+  from spec_cascade_jax.decoding.greedy import greedy_ids
 
   fingerprint = fingerprint or params_fingerprint(teacher.params)
   outputs = _load_cache(cache_path, fingerprint, len(inputs))
