@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from spec_cascade_jax.models import checkpoint as ck
+from spec_cascade_jax.models import hf
 from spec_cascade_jax.models import loading
 from spec_cascade_jax.models import t5x_checkpoint as tc
 from spec_cascade_jax.models.configs import PRESETS
@@ -120,8 +121,7 @@ def test_load_model_dispatch(tmp_path, model, monkeypatch):
 
 
 def test_load_model_hugging_face_directory(tmp_path, model):
-  # 3. A Hugging Face directory goes through models/hf.py.
-  hf = pytest.importorskip("spec_cascade_jax.models.hf")
+  # 3. A Hugging Face directory goes through models/hf.py (safetensors, no torch).
   d = str(tmp_path / "hf")
   hf.save_hf_t5(model, d)
   assert os.path.isfile(os.path.join(d, "config.json"))

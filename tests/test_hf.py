@@ -11,15 +11,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+import torch  # the test extra (setup.py): a missing one is a broken install
+import transformers
+from safetensors.numpy import load_file, save_file
 
-from safetensors.numpy import load_file, save_file  # noqa: E402
-
-from spec_cascade_jax.models.configs import PRESETS  # noqa: E402
-from spec_cascade_jax.models.hf import (  # noqa: E402
+from spec_cascade_jax.models.configs import PRESETS
+from spec_cascade_jax.models.hf import (
     HFCheckpointError, HFCheckpointNotFoundError, load_hf_t5, save_hf_t5)
-from spec_cascade_jax.models.t5 import T5Model, relative_position_bucket  # noqa: E402
+from spec_cascade_jax.models.t5 import T5Model, relative_position_bucket
 
 INPUT_IDS = np.array([[5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 2],
                       [23, 24, 25, 26, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]],

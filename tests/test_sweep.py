@@ -125,7 +125,6 @@ def test_rerun_with_other_settings_is_refused(tmp_path, monkeypatch):
 
 
 def test_sweep_writes_summary_and_plots(tmp_path, monkeypatch):
-  pytest.importorskip("matplotlib")
   FakeBackend(monkeypatch, verifier_seconds=1.0)
   sweep.run_sweep("d", "v", output_dir=str(tmp_path), task="fake", grid="small")
   for name in ("summary.md", "summary.json", "tradeoff.png", "deferral.png"):
