@@ -24,10 +24,11 @@ in bf16 (parameters cast to bfloat16, activations bfloat16):
     copied to --out as trace_<verifier>.json.gz);
   - with --xla-variants, the T5 verifier's batch-1 steps again under other
     XLA_FLAGS, each in its own process.
-Writes gpu.json to --out (default $OUT, else the current directory) after
-every section, so a run stopped early keeps what it measured; a section that
-fails is recorded under "errors" and the run goes on; --budget-s stops
-starting new sections (a lent machine's minutes are few).
+Writes gpu.json to --out (default $OUT, else the current directory), with
+the XLA_FLAGS it ran under, after every section, so a run stopped early
+keeps what it measured; a section that fails is recorded under "errors" and
+the run goes on; --budget-s stops starting new sections (a lent machine's
+minutes are few).
 
     python benchmarks/gpu.py --repeats 3 --inner 32 --budget-s 270   # device machine, ~4.5 min
     python benchmarks/gpu.py --smoke         # tiny shapes, any machine (CPU check)
@@ -264,7 +265,7 @@ class Report:
   def __init__(self, args):
     self.args, self.t0 = args, time.perf_counter()
     self.data = {"machine": common.machine(), "args": vars(args), "pairs": {}, "errors": {},
-                 "skipped": []}
+                 "skipped": [], "xla_flags": os.environ.get("XLA_FLAGS", "")}
 
   def section(self, key: str, fn, store: dict):
     """Runs fn() into store[key] unless the time budget is spent; records errors."""
