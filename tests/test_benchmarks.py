@@ -89,7 +89,34 @@ def test_a_failing_section_is_recorded_and_the_run_goes_on(tmp_path):
   assert report.data["skipped"] == ["late"] and "late" not in report.data["errors"]
 
 
-def test_step_time_subtracts_the_encoder_and_scales_with_the_loop():
+def test_step_time_subtracts_the_encoder_and_divides_by_the_loop(monkeypatch):
+  """(fastest loop − fastest encoding) / inner, never negative; the timed loop
+  runs `inner` steps of `chunk` tokens."""
+  seen = {}
+
+  class Done:
+    def block_until_ready(self):
+      return self
+
+  def fake_loop(model, ids, *, chunk, inner, cache_len):
+    seen.update(chunk=chunk, inner=inner, cache_len=cache_len)
+    return Done()
+
+  def fake_times(fns, repeats):
+    assert set(fns) == {"loop", "enc"} and repeats == 3
+    fns["loop"]()
+    return {"loop": [0.9, 0.5, 0.7], "enc": [0.2, 0.1, 0.3]}
+
+  monkeypatch.setattr(common, "step_loop", fake_loop)
+  monkeypatch.setattr(common, "interleaved_times", fake_times)
+  assert common.step_time("model", "ids", 6, 24, 8, 3) == pytest.approx((0.5 - 0.1) / 8)
+  assert seen == {"chunk": 6, "inner": 8, "cache_len": 24}
+  monkeypatch.setattr(common, "interleaved_times",
+                      lambda fns, repeats: {"loop": [0.1], "enc": [0.2]})
+  assert common.step_time("model", "ids", 1, 24, 8, 1) == 0.0  # noise: clamped at 0
+
+
+def test_step_time_of_a_real_decoder_is_positive_and_small():
   model = gpu.random_model(gpu.SMOKE_DRAFTER, 0)
   ids = jnp.ones((1, 8), jnp.int32)
   t = common.step_time(model, ids, 1, 24, 8, 2)

@@ -2,8 +2,8 @@
 
 Bigram drafter/verifier pairs (V = 6, EOS = 1 reachable) make the exact law of
 the first three generated tokens a finite product of per-position targets.
-That law is computed here in float64 numpy by an INDEPENDENT reference (it
-does not import targets.py), and the empirical law of N = 10000 rows decoded in
+That law is computed here in float64 numpy by an INDEPENDENT reference
+(law_reference.py; it does not import targets.py), and the empirical law of N = 10000 rows decoded in
 one batch is compared to it with a chi-square test.
 
 Threshold: p > 1e-4 per test. About 130 comparisons run, so even with fresh
@@ -21,6 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.stats
+
+import law_reference as ref
 
 from spec_cascade_jax.decoding import generate
 from spec_cascade_jax.testing import BigramModel
@@ -45,66 +47,19 @@ TABLES = _tables()
 # ------------------------------------------------------------- numpy reference
 
 
-def _softmax(x):
-  e = np.exp(x - x.max())
-  return e / e.sum()
+_softmax = ref.softmax
 
 
 def _probs(logits, temp):
   if temp == 0:
-    out = np.zeros(V)
-    out[np.argmax(logits)] = 1.0
-    return out
+    return ref.one_hot(np.argmax(logits), V)
   return _softmax(logits / temp)
-
-
-class Margins:
-  """Collects |statistic − threshold| of every deferral decision taken."""
-
-  def __init__(self):
-    self.values = []
-
-  def less(self, lhs, rhs):
-    self.values.append(abs(lhs - rhs))
-    return lhs < rhs
-
-
-def ref_target(kind, q, p, q0, p0, a, m: Margins):
-  """π at one position, written from DESIGN.md's tables."""
-  if kind in ("chow", "diff", "opt", "bild"):
-    if kind == "chow":
-      r = m.less(q0.max(), 1 - a)
-    elif kind == "diff":
-      r = m.less(q0.max(), p0.max() - a)
-    elif kind == "opt":
-      r = m.less(q0.max(), p0.max() - a * np.maximum(q - p, 0).sum())
-    else:
-      r = m.less(np.exp(-a), p0[np.argmax(q0)])  # -log p > a  <=>  p < e^-a
-      r = not r
-    return p if r else q
-  if kind.startswith("token_"):
-    if kind == "token_v1":
-      keep = [not m.less(q0[v], p0.max() - a) for v in range(V)]
-    elif kind == "token_v2":
-      keep = [not m.less(p0[v], p0.max() - a) for v in range(V)]
-    else:
-      keep = [not m.less(p0[v], (1 - a) * p0.max()) for v in range(V)]
-    keep = np.array(keep, float)
-    return q * keep + p * (1 - (q * keep).sum())
-  if kind == "lossy":
-    # Leviathan et al. A.5 procedure, marginalised: draft x ~ q, accept with
-    # min(1, p/((1-a) q)), else resample from norm(max(0, p - q)).
-    acc = np.minimum(1.0, p / ((1 - a) * q))
-    res = np.maximum(p - q, 0)
-    res = res / res.sum() if res.sum() > 0 else p
-    return q * acc + (q * (1 - acc)).sum() * res
-  return {"speculative": p, "verifier": p, "drafter": q}[kind]
 
 
 def ref_law(kind, tables, a, temp):
   """{(y1, y2, y3): probability} of the first MAX_NEW tokens, EOS absorbing."""
   dq, dp = tables
-  m = Margins()
+  m = ref.Margins()
   law = {}
 
   def rec(prefix, prob, prev):
@@ -115,7 +70,7 @@ def ref_law(kind, tables, a, temp):
       rec(prefix + [0], prob, 0)
       return
     q, p = _probs(dq[prev], temp), _probs(dp[prev], temp)
-    pi = ref_target(kind, q, p, _softmax(dq[prev]), _softmax(dp[prev]), a, m)
+    pi = ref.target(kind, q, p, _softmax(dq[prev]), _softmax(dp[prev]), a, m)
     for v in range(V):
       if pi[v] > 0:
         rec(prefix + [v], prob * pi[v], v)
@@ -225,10 +180,14 @@ def _run_and_check(method, kind, gamma, temps=(1.0, 0.7), **kw):
     law, margins = ref_law(kind, tables, a, temp)
     assert not margins.values or min(margins.values) > MARGIN, (name, temp, "near-tie")
     drafter, verifier = _models(tables)
-    res = generate(drafter, verifier, INPUTS, method=method, rule=kind if method in (
-        "spec_cascade", "token_cascade", "oracle_cascade") else "chow", alpha=a,
-                   num_draft_tokens=gamma, temperature=temp, max_new_tokens=MAX_NEW,
-                   rng=jax.random.PRNGKey(gamma * 100 + int(10 * temp)), **kw)
+    call = dict(kw)
+    if method in ("spec_cascade", "token_cascade", "oracle_cascade"):
+      call.update(rule=kind, alpha=a)
+    elif method in ("lossy", "bild"):
+      call.update(alpha=a)
+    res = generate(drafter, verifier, INPUTS, method=method, num_draft_tokens=gamma,
+                   temperature=temp, max_new_tokens=MAX_NEW,
+                   rng=jax.random.PRNGKey(gamma * 100 + int(10 * temp)), **call)
     pval = chi_square_pvalue(res.tokens, law)
     assert pval > P_MIN, f"{method}[{kind}] γ={gamma} tables={name} T={temp}: p={pval:.2e}"
 
@@ -282,19 +241,39 @@ def test_seq_cascade_exact(confidence):
     assert abs(rate - p_defer) < 5 * np.sqrt(p_defer * (1 - p_defer) / N), (rate, p_defer)
 
 
-def test_per_row_alpha_temperature_top_k_top_p():
-  """Per-row α and T in one batch, with top-p truncation (reuses a compile)."""
-  tables = TABLES["far"]
+def _truncated_law(tables, res, half, cut):
+  """Checks rows [:half] (α .1, T 1) and [half:] (α .6, T .7) of a token_v3 run
+  against the reference law with the distributions truncated by `cut`."""
+  global _probs
+  plain = _probs
+  try:
+    _probs = lambda logits, t: cut(_softmax(logits / t))  # noqa: E731
+    for rows, a, t in ((slice(0, half), 0.1, 1.0), (slice(half, N), 0.6, 0.7)):
+      law, margins = ref_law("token_v3", tables, a, t)
+      assert min(margins.values) > MARGIN, (a, t, "near-tie")
+      pval = chi_square_pvalue(res.tokens[rows], law)
+      assert pval > P_MIN, (a, t, pval)
+  finally:
+    _probs = plain
+
+
+def _per_row_run(tables, **kw):
   drafter, verifier = _models(tables)
   half = N // 2
   alpha = np.r_[np.full(half, 0.1), np.full(N - half, 0.6)].astype(np.float32)
   temp = np.r_[np.full(half, 1.0), np.full(N - half, 0.7)].astype(np.float32)
   res = generate(drafter, verifier, INPUTS, method="spec_cascade", rule="token_v3",
-                 alpha=alpha, temperature=temp, top_p=0.9, num_draft_tokens=3,
-                 max_new_tokens=MAX_NEW, rng=jax.random.PRNGKey(11))
+                 alpha=alpha, temperature=temp, num_draft_tokens=3,
+                 max_new_tokens=MAX_NEW, rng=jax.random.PRNGKey(11), **kw)
+  return res, half
 
-  def trunc(logits, t):
-    pr = _softmax(logits / t)
+
+def test_per_row_alpha_temperature_top_p():
+  """Per-row α and T in one batch, with top-p truncation (reuses a compile)."""
+  tables = TABLES["far"]
+  res, half = _per_row_run(tables, top_p=0.9)
+
+  def nucleus(pr):
     order = np.argsort(-pr)
     before = np.cumsum(pr[order]) - pr[order]
     keep = np.zeros(V, bool)
@@ -302,13 +281,20 @@ def test_per_row_alpha_temperature_top_k_top_p():
     pr = np.where(keep, pr, 0)
     return pr / pr.sum()
 
-  global _probs
-  plain = _probs
-  try:
-    _probs = trunc  # the reference law with truncated distributions
-    for rows, a, t in ((slice(0, half), 0.1, 1.0), (slice(half, N), 0.6, 0.7)):
-      law, margins = ref_law("token_v3", tables, a, t)
-      pval = chi_square_pvalue(res.tokens[rows], law)
-      assert pval > P_MIN, (a, t, pval)
-  finally:
-    _probs = plain
+  _truncated_law(tables, res, half, nucleus)
+
+
+def test_per_row_alpha_temperature_top_k():
+  """Per-row α and T in one batch through generate(), with top-k truncation:
+  q and p keep their 3 largest tokens; the rules still read q°, p°."""
+  tables = TABLES["far"]
+  res, half = _per_row_run(tables, top_k=3)
+
+  def top3(pr):
+    pr = np.where(pr >= np.sort(pr)[-3], pr, 0)
+    return pr / pr.sum()
+
+  _truncated_law(tables, res, half, top3)
+  # The truncation is visible: without it the law differs (the test can fail).
+  law_full, _ = ref_law("token_v3", tables, 0.1, 1.0)
+  assert chi_square_pvalue(res.tokens[:half], law_full) < 1e-6

@@ -7,6 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import law_reference as ref
+
 from spec_cascade_jax.decoding import sampling, targets
 
 Q = np.array([[0.5, 0.3, 0.1, 0.1], [0.25, 0.25, 0.25, 0.25]], np.float32)
@@ -86,6 +88,68 @@ def test_residual_without_mass_has_no_nans():
   # One-hot π == q (greedy agreement): still finite.
   onehot = jnp.eye(4)[jnp.array([2, 3])]
   assert np.all(np.isfinite(np.asarray(targets.residual(onehot, onehot))))
+
+
+def test_opt_tv_uses_the_scaled_distributions():
+  """opt decides on max q°, max p° but takes TV on the scaled q, p (at T = 0 one-hot).
+
+  Row 0: q = δ0, p = δ2, TV = 1: .5 < .75 − .3 = .45? no -> keep the drafter
+  (TV on q°, p° would be .65: .5 < .555 -> defer). Row 1: q = p = δ0, TV = 0:
+  .5 < .75? yes -> defer (TV on q°, p° = .3: .5 < .66 too, so row 1 pins the
+  decision on q°, p°: on the scaled q, p it would read 1 < 1 -> keep).
+  """
+  q0 = np.array([[0.5, 0.3, 0.1, 0.1], [0.5, 0.2, 0.2, 0.1]], np.float32)
+  p0 = np.array([[0.1, 0.1, 0.75, 0.05], [0.75, 0.05, 0.1, 0.1]], np.float32)
+  q, p = np.eye(4, dtype=np.float32)[[0, 0]], np.eye(4, dtype=np.float32)[[2, 0]]
+  pi, defer = _t(targets.opt, q=q, p=p, q0=q0, p0=p0, alpha=0.3)
+  np.testing.assert_array_equal(pi, np.stack([q[0], p[1]]))
+  np.testing.assert_array_equal(defer[:, 0], [False, True])
+
+
+SCALED_RULES = {"chow": (0.0, 1.0), "diff": (-0.5, 0.5), "opt": (0.0, 1.5),
+                "token_v1": (0.0, 0.6), "token_v2": (0.0, 0.6), "token_v3": (0.0, 1.0),
+                "bild": (0.0, 3.0), "lossy": (0.0, 0.9)}
+
+
+def _scaled(x0, temp, top_k):
+  """x0 at temperature `temp`, truncated to its top_k tokens (numpy, float64)."""
+  x = x0 ** (1.0 / temp)
+  cut = np.sort(x, axis=-1)[:, -top_k][:, None]
+  x = np.where(x >= cut, x, 0.0)
+  return x / x.sum(-1, keepdims=True)
+
+
+@pytest.mark.parametrize("rule", sorted(SCALED_RULES))
+def test_every_row_decides_on_unscaled_and_mixes_scaled(rule):
+  """64 rows with q ≠ q° and p ≠ p° (T = 0.5, top-3), one α per row, against the
+  float64 reference of law_reference.py, on every row and every token."""
+  rs = np.random.RandomState(sorted(SCALED_RULES).index(rule))
+  rows, size = 64, 6
+  q0 = np.array([ref.softmax(r) for r in 1.5 * rs.randn(rows, size)])
+  p0 = np.array([ref.softmax(r) for r in 1.5 * rs.randn(rows, size)])
+  q, p = _scaled(q0, 0.5, 3), _scaled(p0, 0.5, 3)
+  alpha = rs.uniform(*SCALED_RULES[rule], rows)
+  fn = targets.RULE_TARGETS.get(rule) or targets.METHOD_TARGETS[rule]
+  pi, defer = _t(fn, q=q.astype(np.float32), p=p.astype(np.float32),
+                 q0=q0.astype(np.float32), p0=p0.astype(np.float32),
+                 alpha=alpha.astype(np.float32))
+  checked = mixed_differs = 0
+  for b in range(rows):
+    m = ref.Margins()
+    want = ref.target(rule, q[b], p[b], q0[b], p0[b], alpha[b], m)
+    want_defer = [ref.deferred(rule, v, q[b], p[b], q0[b], p0[b], alpha[b], m)
+                  for v in range(size)]
+    if m.smallest() < 1e-5:
+      continue  # float32 could take the other side of this decision
+    checked += 1
+    np.testing.assert_allclose(pi[b], want, atol=1e-5, err_msg=f"{rule} row {b}")
+    np.testing.assert_array_equal(defer[b], want_defer, err_msg=f"{rule} row {b}")
+    # Would a rule that decided on the scaled q, p have given another π here?
+    other = ref.target(rule, q[b], p[b], q[b], p[b], alpha[b], ref.Margins())
+    mixed_differs += not np.allclose(other, want, atol=1e-4)
+  assert checked >= 60
+  if rule != "lossy":  # lossy has no decision on q°, p°
+    assert mixed_differs > 0, "the rows do not separate scaled from unscaled"
 
 
 def test_get_target_unknown_rule():
