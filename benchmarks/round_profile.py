@@ -162,8 +162,10 @@ def main(argv=None):
     rows = [common.pad_batch(exs[i:i + args.batch], length=args.input_length)
             for i in range(0, len(exs) - args.batch + 1, args.batch)]
   d, v, (alpha, temp, top_p), rng, statics = api._prepare(
-      drafter, verifier, jnp.asarray(rows[0]), method=args.method, rule=args.rule,
-      alpha=args.alpha, num_draft_tokens=args.gamma, temperature=args.temperature, top_k=0,
+      drafter, verifier, jnp.asarray(rows[0]), method=args.method,
+      rule=args.rule if api.method_takes_rule(args.method) else None,
+      alpha=args.alpha if api.method_takes_alpha(args.method) else None,
+      num_draft_tokens=args.gamma, temperature=args.temperature, top_k=0,
       top_p=1.0, max_new_tokens=args.max_new_tokens, rng=None, seq_confidence="mean",
       ngram_size=args.ngram)
   params = kernel.DecodeParams(alpha=jnp.asarray(alpha), temperature=jnp.asarray(temp),

@@ -266,26 +266,84 @@ def test_alpha_temperature_top_p_do_not_recompile():
     (dict(method="drafter", verifier=None, input_ids=np.array([[9]], np.int32)), ValueError,
      "not a token id"),
     (dict(pad_single_row="yes"), ValueError, "pad_single_row"),
+    # A rule or an α given to a method that takes none would be ignored: rejected,
+    # naming the fix.
+    (dict(method="speculative", rule="nonsense"), ValueError,
+     r"method='speculative' takes no rule; drop rule='nonsense', or use a method that "
+     r"takes one: 'spec_cascade', 'token_cascade', 'oracle_cascade'"),
+    (dict(method="speculative", rule="token_v3"), ValueError, "takes no rule"),
+    (dict(method="seq_cascade", rule="chow"), ValueError, "seq_cascade' takes no rule"),
+    (dict(method="lossy", rule="chow"), ValueError, "lossy' takes no rule"),
+    (dict(method="bild", rule="chow"), ValueError, "bild' takes no rule"),
+    (dict(method="verifier", rule="chow"), ValueError, "verifier' takes no rule"),
+    (dict(method="prompt_lookup", rule=""), ValueError, "prompt_lookup' takes no rule"),
+    (dict(method="speculative", alpha=0.3), ValueError,
+     r"method='speculative' takes no alpha .*drop alpha=0.3, or use a method that takes "
+     r"one: 'lossy', 'spec_cascade'"),
+    (dict(method="drafter", alpha=0.0), ValueError, "drafter' takes no alpha"),
+    (dict(method="verifier", alpha=np.zeros(2)), ValueError,
+     r"verifier' takes no alpha .*drop alpha=<array of shape \(2,\)>"),
+    (dict(method="prompt_lookup", alpha=0.5), ValueError, "prompt_lookup' takes no alpha"),
+    (dict(method="spec_cascade", rule=""), ValueError, "valid rules"),
+    (dict(method="oracle_cascade", rule="nonsense"), ValueError, "valid rules"),
 ])
 def test_errors(kwargs, exc, match):
   args = dict(drafter=BigramModel(jnp.zeros((4, 4))), verifier=BigramModel(jnp.zeros((4, 4))),
               input_ids=jnp.ones((2, 3), jnp.int32))
   args.update(kwargs)
+  traces = sum(api.TRACE_COUNTS.values())
   with pytest.raises(exc, match=match):
     generate(**args)
+  assert sum(api.TRACE_COUNTS.values()) == traces  # raised before anything compiled
 
 
 def test_generate_inside_jit_names_the_fix():
   d = BigramModel(jnp.zeros((4, 4)))
   ids = jnp.ones((2, 3), jnp.int32)
   with pytest.raises(TypeError, match="outside jax.jit"):
-    jax.jit(lambda a: generate(d, d, ids, method="speculative", alpha=a).tokens)(0.5)
+    jax.jit(lambda a: generate(d, d, ids, method="spec_cascade", alpha=a).tokens)(0.5)
 
 
-def test_methods_that_ignore_rule_and_alpha_accept_anything():
+@pytest.mark.parametrize("method", ["speculative", "drafter", "verifier", "prompt_lookup"])
+def test_methods_without_rule_or_alpha_run_when_neither_is_passed(method):
   d = BigramModel(jnp.zeros((4, 4)))
   ids = jnp.ones((2, 3), jnp.int32)
-  res = generate(d, d, ids, method="speculative", rule="whatever", alpha=7.0,
-                 max_new_tokens=3)
+  res = generate(d, d, ids, method=method, max_new_tokens=3)
   assert res.tokens.shape == (2, 3) and res.tokens.dtype == np.int32
   assert set(res.stats) == set(kernel.STAT_NAMES)
+
+
+def test_rule_and_alpha_none_mean_the_methods_default():
+  """rule=None: token_v3 (token_cascade: chow, its only rule); alpha=None: 0.3.
+  lossy, bild and seq_cascade take an α but no rule."""
+  drafter = BigramModel(jax.random.normal(jax.random.PRNGKey(1), (9, 9)))
+  verifier = BigramModel(jax.random.normal(jax.random.PRNGKey(2), (9, 9)))
+  ids = jnp.asarray(np.random.RandomState(0).randint(2, 9, size=(3, 4)), jnp.int32)
+  kw = dict(num_draft_tokens=2, max_new_tokens=6)
+  for method, rule in (("spec_cascade", "token_v3"), ("token_cascade", "chow")):
+    np.testing.assert_array_equal(
+        generate(drafter, verifier, ids, method=method, **kw).tokens,
+        generate(drafter, verifier, ids, method=method, rule=rule, alpha=0.3, **kw).tokens)
+  for method in ("lossy", "bild", "seq_cascade"):
+    np.testing.assert_array_equal(
+        generate(drafter, verifier, ids, method=method, **kw).tokens,
+        generate(drafter, verifier, ids, method=method, alpha=0.3, **kw).tokens)
+
+
+def test_the_method_facts_agree_with_the_sweep_grids():
+  """grids.NO_ALPHA_METHODS (no jax import there) matches api's single definition,
+  and every sweep point's generate arguments pass the rule/alpha checks."""
+  from spec_cascade_jax.evaluation import grids, infer
+  assert {m for m in api.METHODS if not api.method_takes_alpha(m)} == set(
+      grids.NO_ALPHA_METHODS)
+  assert all(api.method_takes_alpha(m) for m in api.METHODS if api.method_takes_rule(m))
+  for grid in grids.GRIDS.values():
+    for point in grids.build_points(grid):
+      kw = infer.decode_kwargs(point, max_new_tokens=8)
+      assert ("rule" in kw) == api.method_takes_rule(point.method), point
+      assert ("alpha" in kw) == api.method_takes_alpha(point.method), point
+      api._resolve_rule_alpha(point.method, kw.get("rule"), kw.get("alpha"))
+  # infer / evaluate pass their rule and alpha defaults for every method.
+  point = grids.Point("infer", "speculative", "token_v3", 0.3)
+  assert "rule" not in infer.decode_kwargs(point, 8) and "alpha" not in infer.decode_kwargs(
+      point, 8)

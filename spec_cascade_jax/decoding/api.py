@@ -29,9 +29,27 @@ METHODS = ("drafter", "verifier", "speculative", "lossy", "spec_cascade",
 # Methods that decode with the verifier alone.
 _VERIFIER_ONLY = ("verifier", "prompt_lookup")
 SEQ_CONFIDENCES = ("mean", "min")
-# Methods whose target depends on `rule`; the others ignore it.
+# Methods whose target depends on `rule`; the others take none (generate
+# rejects a rule passed to them).
 _RULE_METHODS = ("spec_cascade", "token_cascade", "oracle_cascade")
 _SPECULATIVE = ("speculative", "lossy", "spec_cascade", "bild")
+# rule=None / alpha=None in `generate`: the method's default (token_cascade
+# supports "chow" only).
+_DEFAULT_RULE = "token_v3"
+_DEFAULT_ALPHA = 0.3
+
+
+def method_takes_rule(method: str) -> bool:
+  """Whether `generate(method=method)` accepts a `rule`: spec_cascade,
+  token_cascade and oracle_cascade do; a rule passed to another method raises."""
+  return method in _RULE_METHODS
+
+
+def method_takes_alpha(method: str) -> bool:
+  """Whether `generate(method=method)` accepts an `alpha`: the rule methods and
+  the methods with an α range (targets.ALPHA_RANGES). drafter, verifier,
+  speculative and prompt_lookup have none; an α passed to them raises."""
+  return method in _RULE_METHODS or method in ALPHA_RANGES
 
 # Number of times the jitted body was traced, per method: tests assert that
 # changing alpha / temperature / top_p does not add traces.
@@ -112,6 +130,39 @@ def _check_alpha(alpha, method, rule):
         f"for {key!r} (see spec_cascade_jax.decoding.targets); pass a value in range.")
 
 
+def _short(value) -> str:
+  """repr of a scalar; shape of an array (an error message names the argument)."""
+  shape = getattr(value, "shape", None)
+  return repr(value) if not shape else f"<array of shape {tuple(shape)}>"
+
+
+def _resolve_rule_alpha(method, rule, alpha):
+  """(rule, alpha) with None replaced by the method's default. A rule or an α
+  passed to a method that takes none is a mistake (it would be ignored): raise."""
+  if method not in METHODS:
+    raise ValueError(f"Unknown method {method!r}; valid methods: {METHODS}.")
+  if not method_takes_rule(method):
+    if rule is not None:
+      raise ValueError(
+          f"method={method!r} takes no rule; drop rule={_short(rule)}, or use a method that "
+          f"takes one: {', '.join(repr(m) for m in _RULE_METHODS)} (e.g. "
+          "method='spec_cascade').")
+    rule = ""
+  elif rule is None:
+    rule = "chow" if method == "token_cascade" else _DEFAULT_RULE
+  if not method_takes_alpha(method):
+    if alpha is not None:
+      with_alpha = [m for m in METHODS if method_takes_alpha(m)]
+      raise ValueError(
+          f"method={method!r} takes no alpha (it has no deferral threshold); "
+          f"drop alpha={_short(alpha)}, or use a method that takes one: "
+          f"{', '.join(repr(m) for m in with_alpha)}.")
+    alpha = 0.0  # unused by the method; DecodeParams still carries a value
+  elif alpha is None:
+    alpha = _DEFAULT_ALPHA
+  return rule, alpha
+
+
 def _validate(drafter, verifier, input_ids, method, rule, gamma, max_new_tokens, top_k,
               seq_confidence, ngram_size):
   if method not in METHODS:
@@ -179,7 +230,9 @@ def _prepare(drafter, verifier, input_ids, *, method, rule, alpha, num_draft_tok
 
   Returns (drafter, verifier, (alpha, temperature, top_p) as numpy [B],
   rng, statics): unused models become None (no transfer, no cache-key effect).
+  rule / alpha None: the method's default (see `generate`).
   """
+  rule, alpha = _resolve_rule_alpha(method, rule, alpha)
   _validate(drafter, verifier, input_ids, method, rule, num_draft_tokens,
             max_new_tokens, top_k, seq_confidence, ngram_size)
   batch = int(input_ids.shape[0])
@@ -209,7 +262,7 @@ def _prepare(drafter, verifier, input_ids, *, method, rule, alpha, num_draft_tok
 
 
 def generate(drafter, verifier, input_ids, method: str = "spec_cascade",
-             rule: str = "token_v3", alpha=0.3, num_draft_tokens: int = 5,
+             rule: str | None = None, alpha=None, num_draft_tokens: int = 5,
              temperature=0.0, top_k: int = 0, top_p=1.0, max_new_tokens: int = 64,
              rng=None, seq_confidence: str = "mean", mesh=None,
              rules=None, ngram_size: int = 3,
@@ -218,9 +271,14 @@ def generate(drafter, verifier, input_ids, method: str = "spec_cascade",
 
   drafter / verifier: models implementing models.protocol.DecoderModel (either
   may be None for the method that does not use it). alpha, temperature, top_p:
-  scalars or per-row [B] arrays (traced). rule is ignored by methods other than
-  spec_cascade, token_cascade (chow only) and oracle_cascade. For
-  token_cascade, num_draft_tokens + 1 is the verifier's catch-up chunk size.
+  scalars or per-row [B] arrays (traced).
+  rule: for spec_cascade and oracle_cascade (default None: "token_v3") and
+  token_cascade ("chow", its only rule); the other methods take no rule and
+  raise if one is passed. alpha: for the cascades, lossy, bild and seq_cascade
+  (default None: 0.3; its range per rule or method: targets.ALPHA_RANGES);
+  drafter, verifier, speculative and prompt_lookup take none and raise if one
+  is passed. For token_cascade, num_draft_tokens + 1 is the verifier's
+  catch-up chunk size.
   method="prompt_lookup" needs no drafter: it drafts num_draft_tokens tokens by
   matching the last ngram_size tokens in the output and the input
   (decoding/lookup.py; lossless, like "speculative").

@@ -145,10 +145,19 @@ def pad_rows(seqs: Sequence[Sequence[int]], length: int, rows: int) -> np.ndarra
 
 
 def decode_kwargs(point: grids.Point, max_new_tokens: int) -> dict:
-  """`generate` keyword arguments of a sweep point."""
-  return dict(method=point.method, rule=point.rule or "token_v3", alpha=point.alpha,
-              num_draft_tokens=point.num_draft_tokens, temperature=point.temperature,
-              max_new_tokens=max_new_tokens)
+  """`generate` keyword arguments of a sweep point.
+
+  rule and alpha go only to the methods that take them (`generate` rejects
+  them elsewhere): a point's rule "" means the method's default rule.
+  """
+  from spec_cascade_jax.decoding import api
+  kw = dict(method=point.method, num_draft_tokens=point.num_draft_tokens,
+            temperature=point.temperature, max_new_tokens=max_new_tokens)
+  if api.method_takes_rule(point.method):
+    kw["rule"] = point.rule or None
+  if api.method_takes_alpha(point.method):
+    kw["alpha"] = point.alpha
+  return kw
 
 
 def decode_batched(drafter, verifier, input_ids: Sequence[Sequence[int]],

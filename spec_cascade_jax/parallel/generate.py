@@ -87,7 +87,9 @@ def lower_sharded_generate(drafter, verifier, input_ids, *, mesh: Mesh,
   return fn.lower(*args), args
 
 
-_DEFAULTS = dict(method="spec_cascade", rule="token_v3", alpha=0.3, num_draft_tokens=5,
+# rule / alpha None: the method's default; a method that takes no rule (no α)
+# rejects one passed explicitly (api._resolve_rule_alpha), as `scj.generate` does.
+_DEFAULTS = dict(method="spec_cascade", rule=None, alpha=None, num_draft_tokens=5,
                  temperature=0.0, top_k=0, top_p=1.0, max_new_tokens=64, rng=None,
                  seq_confidence="mean", ngram_size=3)
 
