@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from spec_cascade_jax import testing
-from spec_cascade_jax.evaluation import demo, grids, infer, summary, sweep
+from spec_cascade_jax.evaluation import demo, grids, infer, latency, summary, sweep
 
 
 # ---------------------------------------------------------------------------
@@ -31,11 +31,11 @@ def _fake_task(n=6):
 
 
 class FakeBackend:
-  """Counts decodes; the verifier's timing depends on the process 'run'."""
+  """Counts decodes; the machine's speed (`slowdown`) scales every timing."""
 
-  def __init__(self, monkeypatch, verifier_seconds):
+  def __init__(self, monkeypatch, slowdown):
     self.decoded, self.timed = [], []
-    self.verifier_seconds = verifier_seconds
+    self.slowdown = slowdown
     monkeypatch.setattr(infer, "load_task", lambda *a, **k: _fake_task())
     monkeypatch.setattr(infer, "resolve_model", lambda m: m)
     monkeypatch.setattr(infer, "decode_batched", self.decode)
@@ -54,10 +54,13 @@ class FakeBackend:
     return toks, stats
 
   def time(self, q, p, input_ids, point, *args, **kwargs):
+    """Paired timings: the verifier takes 1 s an example, the point 0.5 + α
+    (the verifier itself 1), all times the machine's slowdown."""
     self.timed.append(point.key)
-    if point.method == "verifier":
-      return self.verifier_seconds
-    return 0.5 + point.alpha
+    n = len(input_ids)
+    own = 1.0 if point.method == "verifier" else 0.5 + point.alpha
+    return latency.PairedTimes(np.full(n, own * self.slowdown),
+                               np.full(n, 1.0 * self.slowdown))
 
 
 class Interrupt(Exception):
@@ -72,7 +75,7 @@ def _run(tmp_path, **kw):
 def test_resume_after_interruption_loses_no_finished_point(tmp_path, monkeypatch):
   points = grids.build_points(grids.SMALL)
   assert len(points) == 5
-  first = FakeBackend(monkeypatch, verifier_seconds=2.0)
+  first = FakeBackend(monkeypatch, slowdown=1.0)
   seen = []
 
   def stop_after_three(record):
@@ -91,7 +94,7 @@ def test_resume_after_interruption_loses_no_finished_point(tmp_path, monkeypatch
   with open(path, "a") as f:
     f.write('{"kind": "point", "key": "partial')
 
-  second = FakeBackend(monkeypatch, verifier_seconds=4.0)  # a slower machine now
+  second = FakeBackend(monkeypatch, slowdown=2.0)  # a slower (or busier) machine now
   out = _run(tmp_path)
   # Only the two unfinished points were decoded again.
   assert second.decoded == [p.key for p in points[3:]]
@@ -102,30 +105,31 @@ def test_resume_after_interruption_loses_no_finished_point(tmp_path, monkeypatch
   old = [r for r in records if r["run_id"] in first_run]
   new = [r for r in records if r["run_id"] not in first_run]
   assert len(old) == 3 and len(new) == 2
-  # Each point is relative to the verifier timing of the run that measured it.
-  spec_old = next(r for r in old if r["method"] == "speculative")
-  np.testing.assert_allclose(spec_old["relative_latency"], 0.5 / 2.0)
-  for r in new:
-    np.testing.assert_allclose(r["relative_latency"], (0.5 + r["alpha"]) / 4.0)
-  baselines = [r for r in sweep.ResultsFile(path).read() if r.get("kind") == "baseline"]
-  assert [b["latency_s"] for b in baselines] == [2.0, 4.0]
+  # Each point is paired with its own verifier timing: the slower machine of
+  # the second run changes the seconds, not the ratios.
+  for r in records:
+    want = 1.0 if r["method"] == "verifier" else 0.5 + r["alpha"]
+    np.testing.assert_allclose(r["relative_latency"], want)
+    np.testing.assert_allclose(r["relative_latency_interval"], [want, want])
+  np.testing.assert_allclose([r["verifier_latency_s"] for r in new], [2.0, 2.0])
+  assert all(r["machine"]["cpus"] for r in records)
   assert out["metric"] == "exact"
 
   # A third run has nothing left to do.
-  third = FakeBackend(monkeypatch, verifier_seconds=1.0)
+  third = FakeBackend(monkeypatch, slowdown=1.0)
   _run(tmp_path)
   assert third.decoded == [] and third.timed == []
 
 
 def test_rerun_with_other_settings_is_refused(tmp_path, monkeypatch):
-  FakeBackend(monkeypatch, verifier_seconds=1.0)
+  FakeBackend(monkeypatch, slowdown=1.0)
   _run(tmp_path, max_new_tokens=8)
   with pytest.raises(ValueError, match="max_new_tokens"):
     _run(tmp_path, max_new_tokens=16)
 
 
 def test_sweep_writes_summary_and_plots(tmp_path, monkeypatch):
-  FakeBackend(monkeypatch, verifier_seconds=1.0)
+  FakeBackend(monkeypatch, slowdown=1.0)
   sweep.run_sweep("d", "v", output_dir=str(tmp_path), task="fake", grid="small")
   for name in ("summary.md", "summary.json", "tradeoff.png", "deferral.png"):
     assert os.path.getsize(os.path.join(tmp_path, name)) > 100, name
@@ -147,22 +151,25 @@ def test_sweep_writes_summary_and_plots(tmp_path, monkeypatch):
 
 
 def _rec(curve, method, alpha, quality, latency, temperature=0.0, seed=0, accepted=None,
-         drafted=None, deferral=0.0):
+         drafted=None, deferral=None, tokens=20.0):
   rej = None if drafted is None else 1.0 - accepted / drafted
   return {"kind": "point", "curve": curve, "method": method, "rule": "", "alpha": alpha,
           "num_draft_tokens": 5, "temperature": temperature, "seed": seed,
           "quality": {"bleu": quality, "chrf": 50.0}, "relative_latency": latency,
-          "cost": {"rejection_rate": rej, "deferral_rate": deferral,
-                   "tokens_per_verifier_call": 2.0}}
+          "relative_latency_interval": [latency - 0.05, latency + 0.05],
+          "num_latency_examples": 24,
+          "cost": {"rejection_rate": rej, "deferral_rate": deferral, "mean_tokens": tokens,
+                   "verifier_calls_per_token": 0.5, "drafter_steps_per_token": 2.5}}
 
 
 SYNTHETIC = [
-    _rec("Verifier", "verifier", 0.0, 30.0, 1.0, deferral=1.0),
+    _rec("Verifier", "verifier", 0.0, 30.0, 1.0),
     _rec("Drafter", "drafter", 0.0, 20.0, 0.3),
     _rec("SpecDecode", "speculative", 0.0, 30.0, 0.7, accepted=60, drafted=100),
     # SpecCascade: α=0.1 reaches 30.5 at 0.8; α=0.3 reaches 30.0 at 0.6 (the least);
     # α=0.6 is faster but below the verifier.
-    _rec("SpecCascade[token_v3]", "spec_cascade", 0.1, 30.5, 0.8, accepted=70, drafted=100),
+    _rec("SpecCascade[token_v3]", "spec_cascade", 0.1, 30.5, 0.8, accepted=70, drafted=100,
+         deferral=0.2, tokens=15.0),
     _rec("SpecCascade[token_v3]", "spec_cascade", 0.3, 30.0, 0.6, accepted=80, drafted=100),
     _rec("SpecCascade[token_v3]", "spec_cascade", 0.6, 25.0, 0.4, accepted=90, drafted=100),
     # TokenCascade: never reaches 30; best within latency 1 is 29 at α=0.5 (the
@@ -208,10 +215,26 @@ def test_summary_matches_hand_computed_table():
   np.testing.assert_allclose(spec1["best_quality_std"], np.std([26.0, 24.0], ddof=1))
   np.testing.assert_allclose(spec1["best_rejection_rate"], 0.4)
 
+  # The point shown: the best within latency 1, else the fastest (TokenCascade
+  # has one within; a curve whose points are all slower shows its fastest).
+  assert spec["shown_alpha"] == 0.1 and spec["shown_relative_length"] == 0.75
+  np.testing.assert_allclose(spec["shown_relative_latency_interval"], [0.75, 0.85])
+  slow = summary.summarize(SYNTHETIC[:1] + [_rec("Slow", "lossy", 0.2, 30.0, 1.3),
+                                            _rec("Slow", "lossy", 0.5, 29.0, 1.2)])
+  slow_row = {r["curve"]: r for r in slow["tables"][0]["rows"]}["Slow"]
+  assert slow_row["best_quality"] is None and slow_row["shown_relative_latency"] == 1.2
+  assert slow_row["shown_alpha"] == 0.5
+
   md = summary.format_markdown(s)
-  assert "| SpecCascade[token_v3] | 0.600 (α=0.3) | 1.67× | 30.50 (α=0.1, 0.800) | 0.300 |" in md
-  assert "| TokenCascade[chow] | not reached |" in md
+  assert ("| SpecCascade[token_v3] | 1.67× (α=0.3) | 0.1 | 30.50 | 0.800 [0.750, 0.850] "
+          "| 0.75 | 0.500 | 2.50 | 0.200 |") in md
+  assert "| TokenCascade[chow] | not reached | 0.5 |" in md
+  assert "| SpecDecode | 1.43× (α=0) | 0 | 30.00 | 0.700 [0.650, 0.750] | 1.00 | 0.500 | 2.50 | — |" in md
   assert "mean ± sd over 2 seeds" in md and "25.00 ± 1.41" in md
+  # The legend under each table names what every column is.
+  for words in ("**speed-up at verifier bleu**", "**length**", "each of the 24 examples",
+                "**deferral rate**", "— for methods without a rule"):
+    assert md.count(words) == 2, words
 
 
 def test_summary_errors_are_clear():
@@ -251,8 +274,8 @@ def test_decode_batched_is_independent_of_batching_and_sd_equals_verifier():
   ids = [[3, 1], [4, 5, 1], [2, 7, 9, 1], [6, 1], [8, 8, 1]]
   ver = grids.Point("Verifier", "verifier")
   sd = grids.Point("SpecDecode", "speculative", num_draft_tokens=3)
-  v_tok, _ = infer.decode_batched(q, p, ids, ver, batch_size=4, max_new_tokens=8,
-                                  buckets=(4,))
+  v_tok, v_stats = infer.decode_batched(q, p, ids, ver, batch_size=4, max_new_tokens=8,
+                                        buckets=(4,))
   s_tok, s_stats = infer.decode_batched(q, p, ids, sd, batch_size=4, max_new_tokens=8,
                                         buckets=(4,))
   s_tok2, s_stats2 = infer.decode_batched(q, p, ids, sd, batch_size=2, max_new_tokens=8,
@@ -264,9 +287,15 @@ def test_decode_batched_is_independent_of_batching_and_sd_equals_verifier():
   assert cost["num_examples"] == 5
   np.testing.assert_allclose(cost["rejection_rate"], 1 - s_stats["accepted"].sum()
                              / s_stats["draft_tokens"].sum())
-  np.testing.assert_allclose(cost["tokens_per_verifier_call"],
-                             s_stats["num_tokens"].sum() / s_stats["rounds"].sum())
-  assert infer.cost_stats(s_stats, "verifier")["rejection_rate"] is None
+  np.testing.assert_allclose(cost["verifier_calls_per_token"],
+                             s_stats["rounds"].sum() / s_stats["num_tokens"].sum())
+  np.testing.assert_allclose(cost["drafter_steps_per_token"],
+                             s_stats["drafter_steps"].sum() / s_stats["num_tokens"].sum())
+  assert cost["verifier_calls_per_token"] <= 1 < cost["drafter_steps_per_token"]
+  assert cost["deferral_rate"] is None  # lossless SD has no deferral rule
+  v_cost = infer.cost_stats(v_stats, "verifier")
+  assert v_cost["rejection_rate"] is None and v_cost["deferral_rate"] is None
+  assert v_cost["verifier_calls_per_token"] == 1.0 and v_cost["drafter_steps_per_token"] == 0
   with pytest.raises(ValueError, match="largest length bucket"):
     infer.bucket_length(9, (4, 8))
 

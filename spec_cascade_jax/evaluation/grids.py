@@ -91,7 +91,8 @@ PAPER = (
     _spec("token_v3", _TOKEN),
 )
 
-# The README's main job: every method, 3-4 α each, so that ~40 points fit in
+# The README's main job: every method but oracle_cascade (a per-token quality
+# reference, slower than the verifier), 3 α each, so that ~35 points fit in
 # ~10 minutes on 2 CPU cores with the bundled pair.
 DEMO = (
     Curve("Verifier", "verifier"),

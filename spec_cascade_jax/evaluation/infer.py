@@ -205,10 +205,17 @@ def cost_stats(stats: dict[str, np.ndarray], method: str) -> dict[str, float | N
 
   rejection_rate = 1 - accepted / draft_tokens (speculative methods only);
   deferral_rate  = deferred tokens / tokens, or deferred examples / examples
-                   for seq_cascade (it defers whole sequences);
-  tokens_per_verifier_call = tokens / verifier calls (`rounds` counts both
-                   parallel rounds and sequential calls).
+                   for seq_cascade (it defers whole sequences); None for the
+                   methods without a deferral rule: the verifier and lossless
+                   SD always take the verifier's distribution, lossy SD,
+                   prompt lookup and the drafter never defer (targets.py);
+  verifier_calls_per_token = verifier calls / generated tokens (`rounds`
+                   counts both parallel rounds and sequential calls);
+  drafter_steps_per_token  = one-token drafter calls / generated tokens.
+  The per-token counts do not depend on the machine: they explain its
+  wall-clock ratios.
   """
+  from spec_cascade_jax.decoding import api
   tot = {k: int(np.sum(v)) for k, v in stats.items()}
   n = int(len(next(iter(stats.values())))) if stats else 0
   out: dict[str, float | None] = {f"total_{k}": v for k, v in tot.items()}
@@ -219,12 +226,14 @@ def cost_stats(stats: dict[str, np.ndarray], method: str) -> dict[str, float | N
     out["rejection_rate"] = 1.0 - tot["accepted"] / tot["draft_tokens"]
   else:
     out["rejection_rate"] = None
-  if method == "seq_cascade":
+  if not api.method_takes_alpha(method) or method == "lossy":
+    out["deferral_rate"] = None
+  elif method == "seq_cascade":
     out["deferral_rate"] = tot.get("deferrals", 0) / max(n, 1)
   else:
     out["deferral_rate"] = tot.get("deferrals", 0) / tokens
-  calls = tot.get("rounds", 0)
-  out["tokens_per_verifier_call"] = tokens / calls if calls else None
+  out["verifier_calls_per_token"] = tot.get("rounds", 0) / tokens
+  out["drafter_steps_per_token"] = tot.get("drafter_steps", 0) / tokens
   return out
 
 
@@ -325,8 +334,9 @@ def evaluate(drafter, verifier, output_dir: str, task: str = GETTEXT_TASK,
   """infer, then the task's metrics next to the cost statistics.
 
   Writes predictions.jsonl and metrics.json in `output_dir`. With
-  num_latency_examples > 0 it also times that many examples at batch 1 and
-  reports latency relative to verifier-only decoding timed in the same call.
+  num_latency_examples > 0 it also times that many examples at batch 1, paired
+  with verifier-only decoding (`time_point`), and reports the relative
+  latency with its bootstrap interval.
   """
   data = load_task(task, split, vocabulary, max_input_length, num_examples, t5_vocab_path)
   q_model, p_model = resolve_model(drafter), resolve_model(verifier)
@@ -341,15 +351,9 @@ def evaluate(drafter, verifier, output_dir: str, task: str = GETTEXT_TASK,
                             "decode_seconds": time.perf_counter() - t0}
   if num_latency_examples > 0:
     sub = data.subset(spread_indices(len(data), num_latency_examples))
-    verifier_point = grids.Point("Verifier", "verifier", temperature=float(temperature))
-    base = time_point(q_model, p_model, sub.input_ids, verifier_point, max_new_tokens,
-                      buckets, repeats)
-    secs = (base if method == "verifier" else
-            time_point(q_model, p_model, sub.input_ids, point, max_new_tokens, buckets,
-                       repeats))
-    result["latency"] = {"num_examples": len(sub), "repeats": repeats,
-                         "latency_s": secs, "verifier_latency_s": base,
-                         "relative_latency": secs / base}
+    timed = time_point(q_model, p_model, sub.input_ids, point, max_new_tokens, buckets,
+                       repeats)
+    result["latency"] = {"num_examples": len(sub), "repeats": repeats, **timed.summary()}
   os.makedirs(output_dir, exist_ok=True)
   _write_jsonl(os.path.join(output_dir, "predictions.jsonl"), rows)
   with open(os.path.join(output_dir, "metrics.json"), "w", encoding="utf-8") as f:
@@ -361,19 +365,24 @@ def evaluate(drafter, verifier, output_dir: str, task: str = GETTEXT_TASK,
 
 
 def time_point(drafter, verifier, input_ids: Sequence[Sequence[int]], point: grids.Point,
-               max_new_tokens: int, buckets: Sequence[int], repeats: int) -> float:
-  """Seconds to decode `input_ids` one at a time (DESIGN.md section 5).
+               max_new_tokens: int, buckets: Sequence[int], repeats: int):
+  """Batch-1 timings of `point` paired with verifier-only decoding (DESIGN.md section 5).
 
-  Each example is padded to its length bucket at batch 1; evaluation/latency.py
-  warms up each shape untimed and takes the median of `repeats` per example;
-  the total over examples is returned.
+  Each example is padded to its length bucket; evaluation/latency.py warms up
+  each shape untimed, interleaves (point, verifier) `repeats` times per
+  example and keeps the medians. The verifier runs at the point's temperature
+  and seed. Returns latency.PairedTimes.
   """
   import jax
   from spec_cascade_jax.decoding.api import generate
   from spec_cascade_jax.evaluation import latency
-  kwargs = decode_kwargs(point, max_new_tokens)
   rng = jax.random.PRNGKey(point.seed)
+  kwargs = decode_kwargs(point, max_new_tokens)
+  ver = decode_kwargs(grids.Point("Verifier", "verifier", temperature=point.temperature,
+                                  seed=point.seed), max_new_tokens)
   inputs = [pad_rows([x], bucket_length(len(x), buckets), 1) for x in input_ids]
-  secs = latency.time_per_example(
-      lambda ids: generate(drafter, verifier, ids, rng=rng, **kwargs), inputs, repeats)
-  return float(np.sum(secs))
+  return latency.paired_times(
+      lambda ids: generate(drafter, verifier, ids, rng=rng, **kwargs),
+      None if point.method == "verifier" else
+      lambda ids: generate(None, verifier, ids, rng=rng, **ver),
+      inputs, repeats)

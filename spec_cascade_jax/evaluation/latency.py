@@ -1,44 +1,117 @@
-"""The latency protocol of DESIGN.md section 5.
+"""The latency protocol of DESIGN.md section 5: paired, interleaved, with a spread.
 
-Per-example wall-clock time at batch 1 (the paper's setting), compile time
-excluded (each input shape is decoded once untimed first), the median of
-`repeats` runs per example; a method's latency is the sum over examples, and
-it is reported relative to verifier-only decoding measured in the same run.
+A method's latency is measured per example at batch 1 (the paper's setting),
+PAIRED with verifier-only decoding of the same example and interleaved in
+time: for each example, `repeats` rounds of (method, verifier), the order
+alternating from round to round. Drift of the machine's speed (other load, CPU
+frequency) then hits both sides of a pair alike and cancels in their ratio,
+which one verifier timing at the start of a run, divided into every later
+point, does not. Compile time is excluded: each input shape is decoded once,
+untimed, by both before any timing.
+
+Per example the median of the repeats is kept. The point's relative latency
+is Σ method / Σ verifier over the examples, and its spread is a bootstrap
+interval over examples (resampling whole pairs), beside the interquartile
+range of the per-example ratios.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Callable, Sequence
 
 import numpy as np
 
+CONFIDENCE = 0.95
+RESAMPLES = 2000
 
-def time_per_example(decode_one: Callable[[np.ndarray], object],
-                     inputs: Sequence[np.ndarray], repeats: int = 3) -> np.ndarray:
-  """Median seconds per example of `decode_one(input_ids [1, S])`.
 
-  `decode_one` must block until its result is ready (generate() does: it
-  returns numpy arrays). Shapes not seen before are warmed up untimed.
+@dataclasses.dataclass(frozen=True)
+class PairedTimes:
+  """Median seconds per example [n] of the method and of the verifier."""
+  method_s: np.ndarray
+  verifier_s: np.ndarray
+
+  def summary(self, confidence: float = CONFIDENCE, resamples: int = RESAMPLES,
+              seed: int = 0) -> dict:
+    """The record fields of one point (see the module docstring)."""
+    ratio, lo, hi = ratio_interval(self.method_s, self.verifier_s, confidence, resamples,
+                                   seed)
+    per_example = self.method_s / self.verifier_s
+    return {"latency_s": float(np.mean(self.method_s)),
+            "verifier_latency_s": float(np.mean(self.verifier_s)),
+            "relative_latency": ratio,
+            "relative_latency_interval": [lo, hi],
+            "relative_latency_confidence": confidence,
+            "example_ratio_quartiles": [float(np.percentile(per_example, 25)),
+                                        float(np.percentile(per_example, 75))],
+            "latency_examples_s": {"method": [round(float(x), 6) for x in self.method_s],
+                                   "verifier": [round(float(x), 6) for x in self.verifier_s]}}
+
+
+def paired_times(decode_method: Callable[[np.ndarray], object],
+                 decode_verifier: Callable[[np.ndarray], object],
+                 inputs: Sequence[np.ndarray], repeats: int = 3) -> PairedTimes:
+  """Times both decoders on each input [1, S], interleaved (module docstring).
+
+  Each callable must block until its result is ready (generate() does: it
+  returns numpy arrays). With `decode_verifier` None the method IS the
+  verifier: each timing of it is paired with the next one of the same call.
   """
+  if repeats < 1:
+    raise ValueError(f"repeats must be >= 1; got {repeats}.")
+  if not len(inputs):
+    raise ValueError("no inputs to time; pass at least one example.")
+  verifier = decode_verifier if decode_verifier is not None else decode_method
   seen: set[tuple[int, ...]] = set()
-  out = np.zeros(len(inputs))
+  method_s, verifier_s = np.zeros(len(inputs)), np.zeros(len(inputs))
   for i, ids in enumerate(inputs):
     if ids.shape not in seen:
-      decode_one(ids)  # compile (excluded from the timing)
+      decode_method(ids)  # compile, excluded from the timing
+      if decode_verifier is not None:
+        decode_verifier(ids)
       seen.add(ids.shape)
-    times = []
-    for _ in range(repeats):
-      t0 = time.perf_counter()
-      decode_one(ids)
-      times.append(time.perf_counter() - t0)
-    out[i] = float(np.median(times))
-  return out
+    times = {"m": [], "v": []}
+    for r in range(repeats):
+      for side in (("m", "v") if r % 2 == 0 else ("v", "m")):
+        fn = decode_method if side == "m" else verifier
+        t0 = time.perf_counter()
+        fn(ids)
+        times[side].append(time.perf_counter() - t0)
+    method_s[i] = float(np.median(times["m"]))
+    verifier_s[i] = float(np.median(times["v"]))
+  return PairedTimes(method_s, verifier_s)
 
 
-def pad_to_bucket(ids: Sequence[int], multiple: int = 16) -> np.ndarray:
-  """[1, S'] int32 with S' the next multiple of `multiple` (few compilations)."""
-  length = -(-len(ids) // multiple) * multiple
-  arr = np.zeros((1, length), np.int32)
-  arr[0, :len(ids)] = ids
-  return arr
+def ratio_interval(method_s, verifier_s, confidence: float = CONFIDENCE,
+                   resamples: int = RESAMPLES, seed: int = 0) -> tuple[float, float, float]:
+  """(Σm / Σv, low, high): a percentile bootstrap interval over examples."""
+  m, v = np.asarray(method_s, np.float64), np.asarray(verifier_s, np.float64)
+  if m.shape != v.shape or m.ndim != 1 or not len(m):
+    raise ValueError(f"need two equal-length 1-D timing arrays; got {m.shape}, {v.shape}.")
+  ratio = float(m.sum() / v.sum())
+  idx = np.random.default_rng(seed).integers(0, len(m), size=(resamples, len(m)))
+  boot = m[idx].sum(axis=1) / v[idx].sum(axis=1)
+  tail = 100.0 * (1.0 - confidence) / 2.0
+  return ratio, float(np.percentile(boot, tail)), float(np.percentile(boot, 100.0 - tail))
+
+
+
+def machine() -> dict:
+  """Where a timing was taken: backend, device kind, CPU count, OS."""
+  import os
+  import platform
+
+  import jax
+  return {"backend": jax.default_backend(), "device": jax.devices()[0].device_kind,
+          "cpus": os.cpu_count(), "platform": platform.platform(terse=True)}
+
+
+def describe_machine(m: dict | None) -> str:
+  """A few words for a title: 'cpu, 2 cores' or 'gpu (NVIDIA H200)'."""
+  if not m:
+    return "machine not recorded"
+  if m.get("backend") == "cpu":
+    return f"cpu, {m.get('cpus')} cores"
+  return f"{m.get('backend')} ({m.get('device')})"

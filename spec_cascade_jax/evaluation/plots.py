@@ -3,64 +3,128 @@
     python -m spec_cascade_jax.evaluation.plots runs/demo/results.jsonl \
         --output_dir docs --metric bleu
 
-tradeoff.png: quality against latency relative to the verifier, one curve per
-method (points joined in α order), a horizontal line at the verifier's
-quality, the drafter's point; error bars when seeds were averaged.
-deferral.png: quality against deferral rate, one curve per method.
-One panel per temperature. Figures are drawn on matplotlib's Agg canvas
-through the object API (`Figure`, not pyplot), so no display is needed and the
-global backend of a notebook or script that imports this module is untouched.
+tradeoff.png: quality against latency relative to the verifier (batch 1), one
+curve per method through its points in order of latency, each point labelled
+with its α, horizontal error bars the 95% bootstrap interval of its latency
+(vertical ones the spread over seeds at T > 0); the verifier (a star at
+latency 1 with a dashed line at its quality) and the drafter are drawn on top.
+deferral.png: quality against deferral rate for the methods with a deferral
+rule. One panel per temperature; the title names the task, split, models, γ
+and machine. Each curve has one colour and marker, the same in every plot
+(`style`; a new method gets its style there). Figures are drawn on
+matplotlib's Agg canvas through the object API (`Figure`, not pyplot), so no
+display is needed and the global backend of a notebook or script that imports
+this module is untouched.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 from typing import Mapping, Sequence
 
 from matplotlib.figure import Figure
 
-from spec_cascade_jax.evaluation import grids, summary
+from spec_cascade_jax.evaluation import grids, latency, summary
 
-_SINGLE = grids.NO_ALPHA_METHODS  # one point each, no α curve
+# One colour and marker per curve of grids.py; distinct within every grid.
+CURVE_STYLES: dict[str, tuple[str, str]] = {
+    "Verifier": ("#000000", "*"),
+    "Drafter": ("#7f7f7f", "X"),
+    "SpecDecode": ("#1f77b4", "o"),
+    "PromptLookup": ("#17becf", "P"),
+    "LossySD": ("#aec7e8", "v"),
+    "BiLD*": ("#8c564b", "h"),
+    "SeqCascade[chow]": ("#bcbd22", "<"),
+    "TokenCascade[chow]": ("#9467bd", ">"),
+    "SpecCascade[chow]": ("#ff7f0e", "s"),
+    "SpecCascade[diff]": ("#2ca02c", "D"),
+    "SpecCascade[opt]": ("#98df8a", "d"),
+    "SpecCascade[token_v1]": ("#d62728", "^"),
+    "SpecCascade[token_v2]": ("#e377c2", "p"),
+    "SpecCascade[token_v3]": ("#ff9896", "8"),
+}
+# Curves not listed above (custom grids) draw from these, keyed by a hash of the name.
+_SPARE_COLOURS = ("#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd",
+                  "#e6550d", "#31a354", "#756bb1", "#636363")
+_SPARE_MARKERS = "o^sDvph<>"
 
 
-def _style(i: int, method: str) -> dict:
-  markers = "osD^v<>phX*"
-  return dict(marker=markers[i % len(markers)], linestyle="-" if method not in _SINGLE else "",
-              markersize=5 if method not in _SINGLE else 9)
+def style(curve: str) -> dict:
+  """{color, marker} of a curve: CURVE_STYLES, else a stable pick for its name."""
+  if curve in CURVE_STYLES:
+    color, marker = CURVE_STYLES[curve]
+  else:
+    h = int(hashlib.sha256(curve.encode()).hexdigest(), 16)
+    color = _SPARE_COLOURS[h % len(_SPARE_COLOURS)]
+    marker = _SPARE_MARKERS[(h // len(_SPARE_COLOURS)) % len(_SPARE_MARKERS)]
+  return {"color": color, "marker": marker}
 
 
-def _panels(rows: Sequence[Mapping]):
+def figure_title(rows: Sequence[Mapping], records: Sequence[Mapping],
+           context: Mapping | None) -> str:
+  ctx = dict(context or {})
+  gammas = sorted({r["num_draft_tokens"] for r in rows
+                   if r["method"] not in ("verifier", "drafter", "seq_cascade")})
+  machines = {latency.describe_machine(r.get("machine")) for r in records}
+  machine = machines.pop() if len(machines) == 1 else "several machines"
+  models = (f"{ctx['drafter']} → {ctx['verifier']}" if "drafter" in ctx
+            else "models not recorded")
+  task = f"{ctx.get('task', 'task not recorded')} ({ctx.get('split', '?')})"
+  n = max((r.get("num_latency_examples") or 0 for r in records), default=0)
+  return (f"{task}: {models}; γ = {', '.join(f'{g:g}' for g in gammas) or '—'}; "
+          f"latency at batch 1 on {n} examples, {machine}")
+
+
+def _panels(rows: Sequence[Mapping], title: str):
   temps = sorted({r["temperature"] for r in rows})
-  fig = Figure(figsize=(7.5 * len(temps), 5.5))
+  fig = Figure(figsize=(8.5 * len(temps), 6.0))
   axes = fig.subplots(1, len(temps), squeeze=False)
+  fig.suptitle(title, fontsize=9)
   return temps, fig, axes[0]
 
 
-def plot_tradeoff(records: Sequence[Mapping], output: str, metric: str | None = None) -> str:
+def _label_alphas(ax, pts, x_key: str, color: str):
+  for r in pts:
+    if r["method"] not in grids.NO_ALPHA_METHODS:
+      ax.annotate(f"{r['alpha']:g}", (r[x_key], r["quality"]), textcoords="offset points",
+                  xytext=(3, 3), fontsize=6, color=color)
+
+
+def plot_tradeoff(records: Sequence[Mapping], output: str, metric: str | None = None,
+                  context: Mapping | None = None) -> str:
   """quality vs relative latency (the paper's Figure 2); returns `output`."""
   metric = metric or summary.default_metric(records)
   rows = summary.aggregate(records, metric)
-  temps, fig, axes = _panels(rows)
+  temps, fig, axes = _panels(rows, figure_title(rows, records, context))
   for ax, t in zip(axes, temps):
     rows_t = [r for r in rows if r["temperature"] == t]
-    for i, curve in enumerate(dict.fromkeys(r["curve"] for r in rows_t)):
-      pts = [r for r in rows_t if r["curve"] == curve]
-      method = pts[0]["method"]
+    for curve in dict.fromkeys(r["curve"] for r in rows_t):
+      pts = sorted((r for r in rows_t if r["curve"] == curve),
+                   key=lambda r: r["relative_latency"])
+      method, st = pts[0]["method"], style(curve)
+      reference = method in ("verifier", "drafter")
+      xerr = [[r["relative_latency"] - (r["relative_latency_interval"] or [r["relative_latency"]] * 2)[0]
+               for r in pts],
+              [(r["relative_latency_interval"] or [r["relative_latency"]] * 2)[1] - r["relative_latency"]
+               for r in pts]]
+      label = curve + (f" ({pts[0]['quality']:.2f})" if reference else "")
       if method == "verifier":
-        ax.axhline(pts[0]["quality"], color="k", linestyle="--", linewidth=1,
-                   label=f"Verifier ({pts[0]['quality']:.2f})")
-        continue
-      color = "gray" if method == "drafter" else None
+        ax.axhline(pts[0]["quality"], color=st["color"], linestyle="--", linewidth=0.8,
+                   alpha=0.6)
       ax.errorbar([r["relative_latency"] for r in pts], [r["quality"] for r in pts],
-                  xerr=[r["relative_latency_std"] or 0 for r in pts],
-                  yerr=[r["quality_std"] or 0 for r in pts], label=curve, color=color,
-                  capsize=2, **_style(i, method))
+                  xerr=xerr, yerr=[r["quality_std"] or 0 for r in pts], label=label,
+                  color=st["color"], marker=st["marker"], capsize=2, elinewidth=0.8,
+                  linestyle="" if len(pts) == 1 else "-", linewidth=1.0,
+                  markersize=13 if method == "verifier" else 9 if reference else 6,
+                  markerfacecolor="none" if method == "verifier" else st["color"],
+                  zorder=10 if reference else 3)
+      _label_alphas(ax, pts, "relative_latency", st["color"])
     ax.axvline(1.0, color="k", linewidth=0.5, alpha=0.4)
-    ax.set_xlabel("latency relative to the verifier (batch 1)")
+    ax.set_xlabel("latency relative to the verifier (batch 1; bars: 95% interval)")
     ax.set_ylabel(metric)
-    ax.set_title(f"temperature {t:g}")
+    ax.set_title(f"temperature {t:g} (labels: α)", fontsize=9)
     ax.grid(alpha=0.3)
   return _save(fig, axes, output)
 
@@ -74,30 +138,40 @@ def _save(fig, axes, output: str) -> str:
   return output
 
 
-def plot_deferral(records: Sequence[Mapping], output: str, metric: str | None = None) -> str:
-  """quality vs deferral rate (share of tokens, or of sequences for SeqCascade)."""
+def plot_deferral(records: Sequence[Mapping], output: str, metric: str | None = None,
+                  context: Mapping | None = None) -> str:
+  """quality vs deferral rate (share of tokens, or of sequences for SeqCascade)
+  of the methods with a deferral rule; the verifier's quality as a line."""
   metric = metric or summary.default_metric(records)
   rows = summary.aggregate(records, metric)
-  temps, fig, axes = _panels(rows)
+  temps, fig, axes = _panels(rows, figure_title(rows, records, context))
   for ax, t in zip(axes, temps):
-    rows_t = [r for r in rows if r["temperature"] == t and r["deferral_rate"] is not None]
-    for i, curve in enumerate(dict.fromkeys(r["curve"] for r in rows_t)):
-      pts = sorted((r for r in rows_t if r["curve"] == curve),
-                   key=lambda r: r["deferral_rate"])
+    rows_t = [r for r in rows if r["temperature"] == t]
+    for r in rows_t:
+      if r["method"] == "verifier":
+        ax.axhline(r["quality"], color=style("Verifier")["color"], linestyle="--",
+                   linewidth=0.8, label=f"Verifier ({r['quality']:.2f})")
+    ruled = [r for r in rows_t if r["deferral_rate"] is not None]
+    for curve in dict.fromkeys(r["curve"] for r in ruled):
+      pts = sorted((r for r in ruled if r["curve"] == curve), key=lambda r: r["deferral_rate"])
+      st = style(curve)
       ax.plot([r["deferral_rate"] for r in pts], [r["quality"] for r in pts], label=curve,
-              **_style(i, pts[0]["method"]))
-    ax.set_xlabel("deferral rate (to the verifier)")
+              color=st["color"], marker=st["marker"], linewidth=1.0, markersize=6)
+      _label_alphas(ax, pts, "deferral_rate", st["color"])
+    ax.set_xlabel("deferral rate: share of tokens handed to the verifier "
+                  "(of sequences for SeqCascade)")
     ax.set_ylabel(metric)
-    ax.set_title(f"temperature {t:g}")
+    ax.set_title(f"temperature {t:g} (labels: α)", fontsize=9)
     ax.grid(alpha=0.3)
   return _save(fig, axes, output)
 
 
-def plot_all(records: Sequence[Mapping], output_dir: str, metric: str | None = None
-             ) -> list[str]:
-  """tradeoff.png and deferral.png in `output_dir`."""
-  return [plot_tradeoff(records, os.path.join(output_dir, "tradeoff.png"), metric),
-          plot_deferral(records, os.path.join(output_dir, "deferral.png"), metric)]
+def plot_all(records: Sequence[Mapping], output_dir: str, metric: str | None = None,
+             context: Mapping | None = None) -> list[str]:
+  """tradeoff.png and deferral.png in `output_dir`; `context`: the sweep's
+  (task, split, drafter, verifier) for the titles."""
+  return [plot_tradeoff(records, os.path.join(output_dir, "tradeoff.png"), metric, context),
+          plot_deferral(records, os.path.join(output_dir, "deferral.png"), metric, context)]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -108,12 +182,16 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument("--metric", default=None)
   args = parser.parse_args(argv)
   records = sweep.load_results(args.results)
+  path = (os.path.join(args.results, sweep.RESULTS_FILE) if os.path.isdir(args.results)
+          else args.results)
+  results = sweep.ResultsFile(path)
+  context = results.context()
   out = args.output_dir or (args.results if os.path.isdir(args.results)
                             else os.path.dirname(os.path.abspath(args.results)))
-  s = summary.summarize(records, args.metric)
+  s = summary.summarize(records, args.metric, copy_quality=results.copy_baseline())
   print(summary.format_markdown(s))
   summary.save(s, out)
-  for p in plot_all(records, out, s["metric"]):
+  for p in plot_all(records, out, s["metric"], context):
     print(f"wrote {p}")
 
 

@@ -1,15 +1,18 @@
 """The paper's Table 2 from saved sweep points (no decoding here).
 
 Per temperature and curve:
-  latency@verifier_quality  the least relative latency among the curve's points
-                            whose quality reaches the verifier's (>=; no
-                            interpolation between α), and the α there;
-  best_quality@≤1           the best quality among points with relative latency
-                            <= 1 (no slower than the verifier), the α there, and
-                            the rejection rate there (1 - accepted/draft_tokens,
-                            speculative methods only) and deferral rate.
+  speed-up at the verifier's quality  1 / the least relative latency among the
+                            curve's points whose quality reaches the verifier's
+                            (>=; no interpolation between α), and the α there;
+  the point shown           the best-quality point no slower than the verifier
+                            (relative latency <= 1) or, where every point is
+                            slower, the fastest one: its α, quality, relative
+                            latency with its bootstrap interval, output length
+                            relative to the verifier's, verifier calls and
+                            drafter steps per token, rejection and deferral rates.
 At temperature > 0 the seeds of a point are averaged first (mean, and the
 sample standard deviation as the spread); the table is computed on the means.
+`format_markdown` prints a legend under each table (LEGEND).
 
     s = summarize(load_results("runs/demo"))
     print(format_markdown(s))
@@ -63,22 +66,36 @@ def aggregate(records: Sequence[Mapping], metric: str) -> list[dict]:
   for (t, curve, method, rule, alpha, gamma), rs in groups.items():
     q, q_sd = _mean_std([r["quality"][metric] for r in rs])
     lat, lat_sd = _mean_std([r["relative_latency"] for r in rs])
-    rej, _ = _mean_std([r["cost"].get("rejection_rate") for r in rs])
-    dfr, _ = _mean_std([r["cost"].get("deferral_rate") for r in rs])
-    tpc, _ = _mean_std([r["cost"].get("tokens_per_verifier_call") for r in rs])
+    intervals = [r.get("relative_latency_interval") for r in rs]
+    interval = ([float(np.mean([i[0] for i in intervals])),
+                 float(np.mean([i[1] for i in intervals]))]
+                if all(intervals) else None)
+    cost = {k: _mean_std([r["cost"].get(k) for r in rs])[0] for k in _COSTS}
     rows.append({"temperature": t, "curve": curve, "method": method, "rule": rule,
                  "alpha": alpha, "num_draft_tokens": gamma, "num_seeds": len(rs),
                  "quality": q, "quality_std": q_sd, "relative_latency": lat,
-                 "relative_latency_std": lat_sd, "rejection_rate": rej,
-                 "deferral_rate": dfr, "tokens_per_verifier_call": tpc})
+                 "relative_latency_std": lat_sd, "relative_latency_interval": interval,
+                 **cost})
   rows.sort(key=lambda r: (r["temperature"], curve_order[r["curve"]], r["alpha"]))
+  for t in {r["temperature"] for r in rows}:  # output length relative to the verifier's
+    ver = [r for r in rows if r["temperature"] == t and r["method"] == "verifier"]
+    for r in rows:
+      if r["temperature"] == t:
+        r["relative_length"] = (r["mean_tokens"] / ver[0]["mean_tokens"]
+                                if ver and ver[0]["mean_tokens"] and r["mean_tokens"] is not None
+                                else None)
   return rows
 
 
+_COSTS = ("rejection_rate", "deferral_rate", "verifier_calls_per_token",
+          "drafter_steps_per_token", "mean_tokens")
+_AT_KEYS = ("alpha", "quality", "quality_std", "relative_latency", "relative_latency_std",
+            "relative_latency_interval", "relative_length", "rejection_rate",
+            "deferral_rate", "verifier_calls_per_token", "drafter_steps_per_token")
+
+
 def _at(row: Mapping | None, prefix: str) -> dict:
-  keys = ("alpha", "quality", "quality_std", "relative_latency", "relative_latency_std",
-          "rejection_rate", "deferral_rate")
-  return {f"{prefix}_{k}": (row[k] if row is not None else None) for k in keys}
+  return {f"{prefix}_{k}": (row.get(k) if row is not None else None) for k in _AT_KEYS}
 
 
 def summarize(records: Sequence[Mapping], metric: str | None = None,
@@ -89,6 +106,7 @@ def summarize(records: Sequence[Mapping], metric: str | None = None,
   records it); the tables show it beside the verifier's and drafter's."""
   metric = metric or default_metric(records)
   agg = aggregate(records, metric)
+  latency_examples = max((r.get("num_latency_examples") or 0 for r in records), default=0)
   tables = []
   for t in sorted({r["temperature"] for r in agg}):
     rows_t = [r for r in agg if r["temperature"] == t]
@@ -106,6 +124,7 @@ def summarize(records: Sequence[Mapping], metric: str | None = None,
                     default=None)
       within = [r for r in pts if r["relative_latency"] <= 1.0]
       best = max(within, key=lambda r: (r["quality"], -r["relative_latency"]), default=None)
+      shown = best or min(pts, key=lambda r: (r["relative_latency"], -r["quality"]))
       out_rows.append({"curve": curve, "method": pts[0]["method"], "num_points": len(pts),
                        "latency_at_verifier_quality": (fastest["relative_latency"]
                                                        if fastest else None),
@@ -114,12 +133,13 @@ def summarize(records: Sequence[Mapping], metric: str | None = None,
                        **_at(fastest, "matched"),
                        "best_quality_within_verifier_latency": (best["quality"]
                                                                 if best else None),
-                       **_at(best, "best")})
+                       **_at(best, "best"), **_at(shown, "shown")})
     tables.append({"temperature": t, "verifier_quality": v_quality,
                    "verifier_quality_std": ver[0]["quality_std"],
                    "drafter_quality": drafter[0]["quality"] if drafter else None,
                    "copy_quality": (copy_quality or {}).get(metric),
-                   "num_seeds": max(r["num_seeds"] for r in rows_t), "rows": out_rows})
+                   "num_seeds": max(r["num_seeds"] for r in rows_t),
+                   "num_latency_examples": latency_examples, "rows": out_rows})
   return {"metric": metric, "tables": tables, "points": agg}
 
 
@@ -133,8 +153,29 @@ def _pm(x, sd, fmt="{:.2f}") -> str:
   return fmt.format(x) + (f" ± {fmt.format(sd)}" if sd else "")
 
 
+LEGEND = (
+    "- **speed-up at verifier {m}**: 1 / the lowest latency among the method's points "
+    "whose {m} reaches the verifier's, with the α of that point; *not reached* if none.",
+    "- The other columns describe one point of each method: its best {m} among points "
+    "no slower than the verifier or, where every point is slower, its fastest point.",
+    "- **latency**: batch-1 time relative to the verifier's, each of the {n} examples "
+    "timed paired and interleaved with verifier-only decoding; in brackets the "
+    "95% bootstrap interval over examples. The verifier's own row (paired with "
+    "itself) shows the timing noise.",
+    "- **length**: mean output tokens relative to the verifier's. A method above the "
+    "verifier's {m} with a length well below 1 cut the verifier's repetition loops or "
+    "over-long outputs rather than translating better.",
+    "- **verifier calls / token**, **drafter steps / token**: what each output token "
+    "cost; they do not depend on the machine and explain the latency.",
+    "- **deferral rate**: share of output tokens the deferral rule handed to the "
+    "verifier (of sequences for SeqCascade); — for methods without a rule (the "
+    "verifier and lossless SD always use the verifier's distribution; lossy SD, "
+    "prompt lookup and the drafter never defer).",
+)
+
+
 def format_markdown(s: Mapping) -> str:
-  """The Table-2 summary as markdown (one table per temperature)."""
+  """The Table-2 summary as markdown: one table per temperature, legend below."""
   m = s["metric"]
   lines = []
   for tab in s["tables"]:
@@ -142,20 +183,24 @@ def format_markdown(s: Mapping) -> str:
     lines += [f"### Temperature {tab['temperature']:g}{seeds}", "",
               f"Verifier {m}: {_pm(tab['verifier_quality'], tab['verifier_quality_std'])}; "
               f"drafter {m}: {_f(tab['drafter_quality'], '{:.2f}')}; copying the input "
-              f"unchanged: {_f(tab.get('copy_quality'), '{:.2f}')}. Latency is relative "
-              "to the verifier (batch 1).", "",
-              f"| method | rel. latency at verifier {m} (α) | speed-up | best {m} at rel. "
-              "latency ≤ 1 (α, rel. latency) | rejection rate there | deferral rate there |",
-              "|---|---|---|---|---|---|"]
+              f"unchanged: {_f(tab.get('copy_quality'), '{:.2f}')}.", "",
+              f"| method | speed-up at verifier {m} (α) | α | {m} | latency [95% interval] "
+              "| length | verifier calls / token | drafter steps / token | deferral rate |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for r in tab["rows"]:
-      matched = ("not reached" if r["latency_at_verifier_quality"] is None else
-                 f"{r['latency_at_verifier_quality']:.3f} (α={r['matched_alpha']:g})")
-      best = ("—" if r["best_quality_within_verifier_latency"] is None else
-              f"{_pm(r['best_quality'], r['best_quality_std'])} (α={r['best_alpha']:g}, "
-              f"{r['best_relative_latency']:.3f})")
-      lines.append(f"| {r['curve']} | {matched} | {_f(r['speedup_at_verifier_quality'], '{:.2f}×')}"
-                   f" | {best} | {_f(r['best_rejection_rate'])} | {_f(r['best_deferral_rate'])} |")
-    lines.append("")
+      speedup = ("not reached" if r["speedup_at_verifier_quality"] is None else
+                 f"{r['speedup_at_verifier_quality']:.2f}× (α={r['matched_alpha']:g})")
+      iv = r["shown_relative_latency_interval"]
+      lat = _f(r["shown_relative_latency"]) + (f" [{iv[0]:.3f}, {iv[1]:.3f}]" if iv else "")
+      lines.append(
+          f"| {r['curve']} | {speedup} | {r['shown_alpha']:g} | "
+          f"{_pm(r['shown_quality'], r['shown_quality_std'])} | {lat} | "
+          f"{_f(r['shown_relative_length'], '{:.2f}')} | "
+          f"{_f(r['shown_verifier_calls_per_token'])} | "
+          f"{_f(r['shown_drafter_steps_per_token'], '{:.2f}')} | "
+          f"{_f(r['shown_deferral_rate'])} |")
+    lines += [""] + [x.format(m=m, n=tab.get("num_latency_examples") or "N")
+                     for x in LEGEND] + [""]
   return "\n".join(lines)
 
 

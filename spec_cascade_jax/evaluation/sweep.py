@@ -8,25 +8,27 @@ For each point (method, rule, α, γ, temperature, seed; grids.py):
   quality  the task's metrics on the whole split (or `num_quality_examples`
            spread over it), decoded in batches;
   latency  seconds per example at batch 1 on `num_latency_examples` spread
-           over the split, relative to verifier-only decoding timed in the same
-           process run (DESIGN.md section 5; evaluation/latency.py).
+           over the split, each example timed paired with verifier-only
+           decoding and interleaved with it (evaluation/latency.py): the
+           relative latency is Σ point / Σ verifier, with a bootstrap interval
+           over examples (DESIGN.md section 5).
 
 Results file (`output_dir/results.jsonl`, one JSON object a line, appended and
 fsync'ed as each point finishes):
   {"kind": "sweep", "context": {...}}       first line: what every point shares
-  {"kind": "baseline", "run_id", "temperature", "latency_s"}
+  {"kind": "copy_baseline", "quality", ...} what copying the input scores
   {"kind": "point", "key", "run_id", <Point fields>, "quality", "cost",
-   "latency_s", "verifier_latency_s", "relative_latency", ...}
+   "latency_s", "verifier_latency_s", "relative_latency",
+   "relative_latency_interval", "example_ratio_quartiles", "machine", ...}
 
 Resuming. A rerun with the same context skips every point whose key is in the
 file; a point that was interrupted has no line (or a truncated one, ignored)
-and is redone. Wall-clock times from two processes are not comparable (other
-load on the machine, CPU frequency), so each process run gets a `run_id` and
-times the verifier afresh before its first new point, and each point's
-relative latency is against the verifier timing OF THE RUN THAT MEASURED IT.
-Points of different runs are therefore each internally consistent ratios, but
-their absolute latency_s may not be; a rerun with a different context (task,
-models, examples, lengths) is refused rather than mixed in.
+and is redone. Each point carries its own verifier timing (paired, same
+examples, same minutes), so points measured by different process runs, even
+on a machine under other load, are each a self-contained ratio; `run_id` and
+`machine` record where they came from. A rerun with a different context
+(task, models, examples, lengths, latency protocol) is refused rather than
+mixed in.
 """
 
 from __future__ import annotations
@@ -38,9 +40,11 @@ import time
 import uuid
 from typing import Any, Callable, Mapping, Sequence
 
-from spec_cascade_jax.evaluation import grids, infer, summary
+from spec_cascade_jax.evaluation import grids, infer, latency, summary
 
 RESULTS_FILE = "results.jsonl"
+# Recorded in the context: results timed under another protocol are not mixed in.
+LATENCY_PROTOCOL = "paired-interleaved-v1"
 
 
 class ResultsFile:
@@ -160,7 +164,8 @@ def run_sweep(drafter="demo-drafter", verifier="demo-verifier", output_dir: str 
              "verifier": _name(verifier), "num_quality_examples": num_quality_examples,
              "num_latency_examples": num_latency_examples, "repeats": repeats,
              "max_new_tokens": max_new_tokens, "max_input_length": max_input_length,
-             "buckets": list(buckets), "vocabulary": vocabulary}
+             "buckets": list(buckets), "vocabulary": vocabulary,
+             "latency_protocol": LATENCY_PROTOCOL}
   stored = results.context()
   if stored is None:
     results.append({"kind": "sweep", "context": context,
@@ -175,7 +180,7 @@ def run_sweep(drafter="demo-drafter", verifier="demo-verifier", output_dir: str 
   if pending:
     _run_points(pending, results, drafter, verifier, task, split, vocabulary,
                 max_input_length, num_quality_examples, num_latency_examples, repeats,
-                batch_size, max_new_tokens, buckets, t5_vocab_path, seeds[0], on_point, tqdm)
+                batch_size, max_new_tokens, buckets, t5_vocab_path, on_point, tqdm)
 
   records = results.points()
   keys = {p.key for p in points}
@@ -190,15 +195,14 @@ def run_sweep(drafter="demo-drafter", verifier="demo-verifier", output_dir: str 
       print(f"no plots ({e}); pip install matplotlib, then: python -m "
             f"spec_cascade_jax.evaluation.plots {results.path}")
     else:
-      for path in plots.plot_all(records, output_dir, out["metric"]):
+      for path in plots.plot_all(records, output_dir, out["metric"], results.context()):
         print(f"wrote {path}")
   return out
 
 
 def _run_points(pending, results, drafter, verifier, task, split, vocabulary,
                 max_input_length, num_quality_examples, num_latency_examples, repeats,
-                batch_size, max_new_tokens, buckets, t5_vocab_path, baseline_seed,
-                on_point, tqdm):
+                batch_size, max_new_tokens, buckets, t5_vocab_path, on_point, tqdm):
   q_model, p_model = infer.resolve_model(drafter), infer.resolve_model(verifier)
   data = infer.load_task(task, split, vocabulary, max_input_length, num_quality_examples,
                          t5_vocab_path)
@@ -209,18 +213,7 @@ def _run_points(pending, results, drafter, verifier, task, split, vocabulary,
     results.append({"kind": "copy_baseline", "quality": infer.score(data, data.inputs),
                     "num_quality_examples": len(data)})
   run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-  baselines: dict[float, float] = {}
-
-  def baseline(temperature: float) -> float:
-    # Timed once per temperature per process run: see the module docstring.
-    if temperature not in baselines:
-      v = grids.Point("Verifier", "verifier", temperature=temperature, seed=baseline_seed)
-      secs = infer.time_point(q_model, p_model, lat_ids, v, max_new_tokens, buckets, repeats)
-      baselines[temperature] = secs
-      results.append({"kind": "baseline", "run_id": run_id, "temperature": temperature,
-                      "latency_s": secs, "num_latency_examples": len(lat_ids)})
-    return baselines[temperature]
-
+  machine = latency.machine()
   bar = tqdm(pending, desc="sweep points")
   for point in bar:
     bar.set_postfix_str(point.label)
@@ -228,17 +221,13 @@ def _run_points(pending, results, drafter, verifier, task, split, vocabulary,
     tokens, stats = infer.decode_batched(q_model, p_model, data.input_ids, point,
                                          batch_size, max_new_tokens, buckets, progress=True)
     quality = infer.score(data, [data.decode(t) for t in tokens])
-    base = baseline(point.temperature)
-    if point.method == "verifier" and point.seed == baseline_seed:
-      secs = base  # the baseline is this very measurement
-    else:
-      secs = infer.time_point(q_model, p_model, lat_ids, point, max_new_tokens, buckets,
-                              repeats)
+    timed = infer.time_point(q_model, p_model, lat_ids, point, max_new_tokens, buckets,
+                             repeats)
     record = {"kind": "point", "key": point.key, "run_id": run_id,
               **dataclasses.asdict(point), "label": point.label, "quality": quality,
-              "cost": infer.cost_stats(stats, point.method), "latency_s": secs,
-              "verifier_latency_s": base, "relative_latency": secs / base,
+              "cost": infer.cost_stats(stats, point.method), **timed.summary(),
               "num_quality_examples": len(data), "num_latency_examples": len(lat_ids),
+              "repeats": repeats, "machine": machine,
               "seconds": time.perf_counter() - t0,
               "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
     results.append(record)
