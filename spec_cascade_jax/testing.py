@@ -1,4 +1,4 @@
-"""Toy models for tests and users: a bigram decoder and tiny T5 pairs.
+"""Toy models for tests and users: a bigram decoder, tiny T5 and LM pairs.
 
 `BigramModel` implements the decoder-step protocol (models/protocol.py) with a
 [V, V] logit table: the next-token logits depend only on the token just fed,
@@ -30,7 +30,8 @@ class BigramModel:
   def vocab_size(self) -> int:
     return int(self.logits.shape[-1])
 
-  def init_cache(self, input_ids: jax.Array, max_length: int):
+  def init_cache(self, input_ids: jax.Array, max_length: int, input_lengths=None):
+    del input_lengths  # a bigram model ignores its inputs
     if input_ids.ndim != 2:
       raise ValueError(f"input_ids must be [B, S], got shape {input_ids.shape}.")
     return {"tokens": jnp.zeros((input_ids.shape[0], max_length), jnp.int32)}
@@ -76,9 +77,43 @@ def tiny_t5_pair(rng=None, vocab_size: int = 64, verifier_layers: int = 3,
   return drafter, verifier
 
 
+def tiny_lm_pair(rng=None, model_type: str = "llama", vocab_size: int = 128,
+                 verifier_layers: int = 2, drafter_layers: int = 1,
+                 init_std: float | None = None, **config):
+  """Random (drafter, verifier) decoder-only LMs of one family sharing a
+  vocabulary (models/lm_configs.tiny_config; `config` overrides fields).
+
+  The drafter is a shallower copy of the verifier's architecture with its
+  own weights. init_std: draw every parameter from N(0, init_std²) instead
+  (norm scales and biases included; no init compiles, so this is the fast
+  path for tests); larger values give peakier next-token distributions than
+  Hugging Face's init, which a tiny random model makes nearly uniform.
+  """
+  from spec_cascade_jax.models.lm import LMModel
+  from spec_cascade_jax.models.lm_configs import tiny_config
+
+  rng = jax.random.PRNGKey(0) if rng is None else rng
+  base = tiny_config(model_type, vocab_size=vocab_size, **config)
+  models = []
+  for key, layers, name in zip(jax.random.split(rng), (drafter_layers, verifier_layers),
+                               ("tiny-lm-drafter", "tiny-lm-verifier")):
+    cfg = base.replace(num_layers=layers, name=name, layer_types=base.layer_types[:layers])
+    if init_std is None:
+      models.append(LMModel.init(cfg, key))
+      continue
+    shapes = jax.eval_shape(lambda r, c=cfg: LMModel.init(c, r, jit=False), key)
+    leaves, tree = jax.tree.flatten(shapes.params)
+    draw = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
+    params = [jnp.asarray(init_std * draw.standard_normal(x.shape), jnp.float32)
+              for x in leaves]
+    models.append(LMModel(config=cfg, params=jax.tree.unflatten(tree, params)))
+  return tuple(models)
+
+
 @flax.struct.dataclass
 class NoEos:
-  """Wraps a model and forbids EOS (id 1), so every row decodes to max length.
+  """Wraps a model and forbids its EOS ids (1 for T5), so every row decodes to
+  max length.
 
   Benchmarks use it so that runs of different methods decode the same number
   of tokens and their times compare.
@@ -89,9 +124,16 @@ class NoEos:
   def vocab_size(self):
     return self.model.vocab_size
 
-  def init_cache(self, input_ids, max_length):
-    return self.model.init_cache(input_ids, max_length)
+  @property
+  def eos_id(self):
+    return getattr(self.model, "eos_id", 1)
+
+  def init_cache(self, input_ids, max_length, **kw):
+    return self.model.init_cache(input_ids, max_length, **kw)
 
   def step(self, tokens, cache, positions):
     logits, cache = self.model.step(tokens, cache, positions)
-    return logits.at[..., 1].set(-1e9), cache
+    eos = self.eos_id
+    for e in (eos if isinstance(eos, tuple) else (eos,)):
+      logits = logits.at[..., e].set(-1e9)
+    return logits, cache

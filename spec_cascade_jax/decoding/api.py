@@ -1,9 +1,11 @@
 """`generate`: every decoding method behind one validated, compile-cached call.
 
 Static (a change recompiles): method, rule, num_draft_tokens, max_new_tokens,
-top_k, seq_confidence, ngram_size, input shape, model configurations.
-Traced (a sweep never recompiles): model weights, input_ids, alpha,
-temperature, top_p (scalars or per-row [B] arrays, always passed as [B]), rng.
+top_k, seq_confidence, ngram_size, eos_id, input shape, model configurations,
+whether input_lengths is given.
+Traced (a sweep never recompiles): model weights, input_ids, input_lengths,
+alpha, temperature, top_p (scalars or per-row [B] arrays, always passed as
+[B]), rng.
 """
 
 from __future__ import annotations
@@ -58,7 +60,9 @@ TRACE_COUNTS: collections.Counter = collections.Counter()
 
 @dataclasses.dataclass(frozen=True)
 class GenerateResult:
-  """tokens: [B, max_new_tokens] int32, EOS (1) included, 0 after it.
+  """tokens: [B, max_new_tokens] int32, EOS (1 for T5; see `generate`'s eos_id)
+  included, 0 after it (stats["num_tokens"] gives each row's length where 0 is
+  a real token, as for Llama 3 and Qwen 2.5).
 
   stats: {name: [B] int32} with names kernel.STAT_NAMES:
     rounds: verifier calls (speculative rounds; sequential calls for baselines);
@@ -75,11 +79,14 @@ class GenerateResult:
 
 
 @functools.partial(jax.jit, static_argnames=("method", "rule", "gamma", "top_k",
-                                             "max_new_tokens", "seq_confidence", "ngram"))
-def _generate_jit(drafter, verifier, input_ids, params, rng, *, method, rule, gamma,
-                  top_k, max_new_tokens, seq_confidence, ngram):
+                                             "max_new_tokens", "seq_confidence", "ngram",
+                                             "eos_ids"))
+def _generate_jit(drafter, verifier, input_ids, params, rng, input_lengths=None, *,
+                  method, rule, gamma, top_k, max_new_tokens, seq_confidence, ngram,
+                  eos_ids=(kernel.EOS,)):
   TRACE_COUNTS[method] += 1  # Python side effect: runs once per trace only.
-  common = dict(top_k=top_k, max_new_tokens=max_new_tokens)
+  common = dict(top_k=top_k, max_new_tokens=max_new_tokens, eos_ids=eos_ids,
+                input_lengths=input_lengths)
   if method == "prompt_lookup":
     return lookup.lookup_decode(verifier, input_ids, params, rng, ngram=ngram,
                                 gamma=gamma, **common)
@@ -128,6 +135,61 @@ def _check_alpha(alpha, method, rule):
     raise ValueError(
         f"alpha={alpha[bad][0]:g} is outside [{lo:g}, {hi:g}{bracket}, the meaningful range "
         f"for {key!r} (see spec_cascade_jax.decoding.targets); pass a value in range.")
+
+
+def _eos_tuple(value, name: str) -> tuple[int, ...]:
+  """An int or a sequence of ints -> tuple of ints (validated)."""
+  items = value if isinstance(value, (list, tuple)) else [value]
+  out = []
+  for e in items:
+    if isinstance(e, bool) or not isinstance(e, (int, np.integer)):
+      raise ValueError(f"{name} must be an int token id or a sequence of them; got "
+                       f"{value!r}.")
+    out.append(int(e))
+  return tuple(out)
+
+
+def _resolve_eos(drafter, verifier, eos_id) -> tuple[int, ...]:
+  """The static EOS ids: `eos_id` if given, else the models' own `eos_id`
+  attribute (protocol.py; 1 where a model has none). The models used must agree."""
+  models = [(n, m) for n, m in (("drafter", drafter), ("verifier", verifier))
+            if m is not None]
+  vocab = min(m.vocab_size for _, m in models)
+  if eos_id is not None:
+    eos = _eos_tuple(eos_id, "eos_id")
+  else:
+    own = {n: _eos_tuple(getattr(m, "eos_id", kernel.EOS), f"{n}.eos_id")
+           for n, m in models}
+    if len(set(own.values())) > 1:
+      raise ValueError(
+          f"drafter and verifier end generations with different EOS ids (drafter: "
+          f"{list(own['drafter'])}, verifier: {list(own['verifier'])}); pass eos_id= to "
+          "generate() to choose the ids (the models must share one vocabulary).")
+    eos = next(iter(own.values()))
+  bad = [e for e in eos if not 0 <= e < vocab]
+  if bad:
+    raise ValueError(f"eos_id {bad[0]} is not a token id of the vocabulary [0, {vocab}); "
+                     "pass the models' own EOS id(s).")
+  return eos
+
+
+def _check_input_lengths(input_lengths, input_ids) -> np.ndarray:
+  """[B] ints in [1, S] -> np int32 [B], validated before anything is traced."""
+  if isinstance(input_lengths, _Tracer):
+    raise TypeError("input_lengths is a traced value: call generate() outside jax.jit.")
+  batch, width = (int(d) for d in input_ids.shape)
+  arr = np.asarray(input_lengths)
+  if arr.shape != (batch,) or not np.issubdtype(arr.dtype, np.integer):
+    raise ValueError(f"input_lengths must be an integer array of shape ({batch},), one "
+                     f"prompt length per row of input_ids; got {_short(input_lengths)} "
+                     f"(dtype {arr.dtype}).")
+  bad = (arr < 1) | (arr > width)
+  if bad.any():
+    row = int(np.argmax(bad))
+    raise ValueError(f"input_lengths[{row}] = {int(arr[row])} is outside [1, {width}]: "
+                     f"each row's prompt is input_ids[b, :input_lengths[b]] (at least one "
+                     "token, at most the width of input_ids).")
+  return arr.astype(np.int32)
 
 
 def _short(value) -> str:
@@ -224,13 +286,15 @@ def _validate(drafter, verifier, input_ids, method, rule, gamma, max_new_tokens,
 
 
 def _prepare(drafter, verifier, input_ids, *, method, rule, alpha, num_draft_tokens,
-             temperature, top_k, top_p, max_new_tokens, rng, seq_confidence, ngram_size):
+             temperature, top_k, top_p, max_new_tokens, rng, seq_confidence, ngram_size,
+             eos_id=None):
   """Validation and static normalisation shared by `generate` and the sharded
   entry point (parallel/generate.py).
 
   Returns (drafter, verifier, (alpha, temperature, top_p) as numpy [B],
   rng, statics): unused models become None (no transfer, no cache-key effect).
-  rule / alpha None: the method's default (see `generate`).
+  rule / alpha None: the method's default (see `generate`); eos_id None: the
+  used models' own (statics["eos_ids"]).
   """
   rule, alpha = _resolve_rule_alpha(method, rule, alpha)
   _validate(drafter, verifier, input_ids, method, rule, num_draft_tokens,
@@ -258,6 +322,7 @@ def _prepare(drafter, verifier, input_ids, *, method, rule, alpha, num_draft_tok
     verifier = None
   if method in _VERIFIER_ONLY:
     drafter = None
+  statics["eos_ids"] = _resolve_eos(drafter, verifier, eos_id)
   return drafter, verifier, (alpha, temperature, top_p), rng, statics
 
 
@@ -266,8 +331,9 @@ def generate(drafter, verifier, input_ids, method: str = "spec_cascade",
              temperature=0.0, top_k: int = 0, top_p=1.0, max_new_tokens: int = 64,
              rng=None, seq_confidence: str = "mean", mesh=None,
              rules=None, ngram_size: int = 3,
-             pad_single_row: bool | None = None) -> GenerateResult:
-  """Decodes `input_ids` [B, S] (0 = pad) with `method`; see DESIGN.md section 3.
+             pad_single_row: bool | None = None, eos_id=None,
+             input_lengths=None) -> GenerateResult:
+  """Decodes `input_ids` [B, S] (0 = pad) with `method`; see docs/design.md §3.
 
   drafter / verifier: models implementing models.protocol.DecoderModel (either
   may be None for the method that does not use it). alpha, temperature, top_p:
@@ -292,10 +358,25 @@ def generate(drafter, verifier, input_ids, method: str = "spec_cascade",
   against 0.94 ms for 8 rows and 1.04 ms for a 6-token chunk (GEMMs). Tokens
   and stats are unchanged: rows decode independently, each with its own
   random stream.
+
+  Decoder-only LMs (models/lm.py) continue each prompt; two settings serve
+  families whose token ids differ from T5's (models/protocol.py):
+  eos_id: an int or a sequence of ints (static) that end a row; None (default)
+  takes the models' own `eos_id` attribute (1 where a model has none, as T5),
+  and raises if drafter and verifier disagree.
+  input_lengths: [B] ints, row b's prompt being input_ids[b, :input_lengths[b]]
+  (right padding of any value after it); for Llama 3 and Qwen 2.5, whose token
+  0 is a real token. None (default): each model's own pad convention (T5 and
+  Gemma: 0 pads; a model without a pad id reads every row as unpadded).
+  Neither is supported with mesh= yet.
   """
   if pad_single_row is not None and not isinstance(pad_single_row, bool):
     raise ValueError(f"pad_single_row must be True, False or None (automatic: on GPU "
                      f"only); got {pad_single_row!r}.")
+  if mesh is not None and (eos_id is not None or input_lengths is not None):
+    raise ValueError("eos_id= and input_lengths= are not supported with mesh= yet; "
+                     "decode without mesh=, or use models whose own EOS id and pad "
+                     "convention fit (the sharded path uses the models' own).")
   if mesh is not None:
     # Imported here: parallel imports this module.
     from spec_cascade_jax.parallel import STANDARD_RULES, sharded_generate
@@ -312,7 +393,9 @@ def generate(drafter, verifier, input_ids, method: str = "spec_cascade",
       drafter, verifier, input_ids, method=method, rule=rule, alpha=alpha,
       num_draft_tokens=num_draft_tokens, temperature=temperature, top_k=top_k,
       top_p=top_p, max_new_tokens=max_new_tokens, rng=rng,
-      seq_confidence=seq_confidence, ngram_size=ngram_size)
+      seq_confidence=seq_confidence, ngram_size=ngram_size, eos_id=eos_id)
+  lengths = None if input_lengths is None else _check_input_lengths(input_lengths,
+                                                                    input_ids)
   ids = jnp.asarray(input_ids, jnp.int32)
   if pad_single_row is None:
     pad_single_row = jax.default_backend() == "gpu"
@@ -320,9 +403,12 @@ def generate(drafter, verifier, input_ids, method: str = "spec_cascade",
   if pad:
     ids = jnp.concatenate([ids, ids])
     alpha, temperature, top_p = (np.concatenate([a, a]) for a in (alpha, temperature, top_p))
+    lengths = None if lengths is None else np.concatenate([lengths, lengths])
   params = kernel.DecodeParams(alpha=jnp.asarray(alpha), temperature=jnp.asarray(temperature),
                                top_p=jnp.asarray(top_p))
-  tokens, stats = _generate_jit(drafter, verifier, ids, params, rng, **statics)
+  tokens, stats = _generate_jit(
+      drafter, verifier, ids, params, rng,
+      input_lengths=None if lengths is None else jnp.asarray(lengths), **statics)
   if pad:
     tokens, stats = tokens[:1], {k: v[:1] for k, v in stats.items()}
   tokens, stats = jax.device_get((tokens, stats))

@@ -1,4 +1,4 @@
-"""Sequential baselines with their real cost structure (DESIGN.md section 2).
+"""Sequential baselines with their real cost structure (docs/design.md §3.3).
 
 - autoregressive: one model, one token per step (drafter-only, verifier-only).
   Verifier-only is the latency reference for every other method.
@@ -14,6 +14,7 @@
 All share the per-position target math of targets.py with the speculative
 kernel, so TokenCascade[rule] and SpecCascade[rule] have one distribution.
 Each one-token loop uses one fold_in per row and step (kernel.round_uniforms).
+`eos_ids` (static) and `input_lengths` ([B] or None) as in kernel.py.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ import jax
 import jax.numpy as jnp
 
 from spec_cascade_jax.decoding import sampling, targets
-from spec_cascade_jax.decoding.kernel import (DecodeParams, commit, last_token,
-                                              round_uniforms, row_keys, zero_stats)
+from spec_cascade_jax.decoding.kernel import (EOS, DecodeParams, commit, init_cache,
+                                              last_token, round_uniforms, row_keys,
+                                              zero_stats)
 
 
 @flax.struct.dataclass
@@ -41,14 +43,15 @@ class LoopState:
   stats: dict[str, jax.Array]
 
 
-def _init(input_ids, models, cache_len: int, seq_len: int, extra, done=None) -> LoopState:
+def _init(input_ids, models, cache_len: int, seq_len: int, extra, done=None,
+          input_lengths=None) -> LoopState:
   batch = input_ids.shape[0]
   return LoopState(
       step=jnp.zeros((), jnp.int32),
       seq=jnp.zeros((batch, seq_len), jnp.int32),
       length=jnp.zeros((batch,), jnp.int32),
       done=jnp.zeros((batch,), bool) if done is None else done,
-      caches=tuple(m.init_cache(input_ids, cache_len) for m in models),
+      caches=tuple(init_cache(m, input_ids, cache_len, input_lengths) for m in models),
       extra=extra, stats=zero_stats(batch))
 
 
@@ -56,11 +59,12 @@ def _loop(state: LoopState, body) -> LoopState:
   return jax.lax.while_loop(lambda s: jnp.any(~s.done), body, state)
 
 
-def _advance(s: LoopState, token, caches, extra, max_new_tokens: int, **stat_incr):
+def _advance(s: LoopState, token, caches, extra, max_new_tokens: int,
+             eos_ids: tuple[int, ...], **stat_incr):
   """Commits one token per active row; adds stat_incr[name] [B] for active rows."""
   act = (~s.done).astype(jnp.int32)
   seq, length, done, _ = commit(s.seq, s.length, s.done, token[:, None],
-                                jnp.ones_like(s.length), max_new_tokens)
+                                jnp.ones_like(s.length), max_new_tokens, eos_ids)
   stats = dict(s.stats)
   for name, inc in stat_incr.items():
     stats[name] = stats[name] + act * inc.astype(jnp.int32)
@@ -84,7 +88,8 @@ def _all_greedy(params: DecodeParams):
 
 def autoregressive(model, input_ids, params: DecodeParams, rng, *, top_k: int,
                    max_new_tokens: int, stream: int = 1, done=None,
-                   confidences: bool = True):
+                   confidences: bool = True, eos_ids: tuple[int, ...] = (EOS,),
+                   input_lengths=None):
   """Plain decoding with one model.
 
   Returns (tokens [B, max_new] int32, steps [B] int32 (= tokens committed, as
@@ -106,7 +111,7 @@ def autoregressive(model, input_ids, params: DecodeParams, rng, *, top_k: int,
       with jax.named_scope("sample"):
         token = sampling.next_token(u, logits[:, 0], params.temperature, top_k,
                                     params.top_p, _all_greedy(params))
-      return _advance(s, token, (cache,), s.extra, max_new_tokens,
+      return _advance(s, token, (cache,), s.extra, max_new_tokens, eos_ids,
                       drafter_steps=jnp.ones_like(s.length))
     with jax.named_scope("step"):
       probs, unscaled, cache = _one_step(model, s.caches[0], last, s.length, params, top_k)
@@ -116,21 +121,24 @@ def autoregressive(model, input_ids, params: DecodeParams, rng, *, top_k: int,
     active = ~s.done
     conf_sum = s.extra[0] + jnp.where(active, conf, 0.0)
     conf_min = jnp.where(active, jnp.minimum(s.extra[1], conf), s.extra[1])
-    return _advance(s, token, (cache,), (conf_sum, conf_min), max_new_tokens,
+    return _advance(s, token, (cache,), (conf_sum, conf_min), max_new_tokens, eos_ids,
                     drafter_steps=jnp.ones_like(s.length))
 
   with jax.named_scope("encode"):
-    state = _init(input_ids, (model,), max_new_tokens + 1, max_new_tokens + 2, extra, done)
+    state = _init(input_ids, (model,), max_new_tokens + 1, max_new_tokens + 2, extra, done,
+                  input_lengths)
   state = _loop(state, body)
   steps = state.stats["drafter_steps"]
   return state.seq[:, 1:max_new_tokens + 1], steps, state.extra[0], state.extra[1]
 
 
 def single_model(model, input_ids, params: DecodeParams, rng, *, top_k: int,
-                 max_new_tokens: int, is_verifier: bool):
+                 max_new_tokens: int, is_verifier: bool, eos_ids: tuple[int, ...] = (EOS,),
+                 input_lengths=None):
   """Drafter-only or verifier-only decoding with its stats."""
   tokens, steps, _, _ = autoregressive(model, input_ids, params, rng, top_k=top_k,
-                                       max_new_tokens=max_new_tokens, confidences=False)
+                                       max_new_tokens=max_new_tokens, confidences=False,
+                                       eos_ids=eos_ids, input_lengths=input_lengths)
   stats = zero_stats(input_ids.shape[0])
   stats["num_tokens"] = steps
   if is_verifier:
@@ -142,7 +150,8 @@ def single_model(model, input_ids, params: DecodeParams, rng, *, top_k: int,
 
 
 def oracle_cascade(drafter, verifier, input_ids, params: DecodeParams, rng, *,
-                   target_fn, top_k: int, max_new_tokens: int):
+                   target_fn, top_k: int, max_new_tokens: int,
+                   eos_ids: tuple[int, ...] = (EOS,), input_lengths=None):
   """Both models every token; the token is sampled from π (any rule)."""
   batch = input_ids.shape[0]
   keys = row_keys(rng, batch, stream=0)
@@ -158,11 +167,12 @@ def oracle_cascade(drafter, verifier, input_ids, params: DecodeParams, rng, *,
     token = sampling.sample_or_argmax(u[:, 1], pi, greedy)
     deferred = jnp.take_along_axis(defer, x[:, None], axis=1)[:, 0]
     ones = jnp.ones_like(s.length)
-    return _advance(s, token, (dcache, vcache), None, max_new_tokens,
+    return _advance(s, token, (dcache, vcache), None, max_new_tokens, eos_ids,
                     drafter_steps=ones, rounds=ones, sequential_verifier_calls=ones,
                     deferrals=deferred)
 
-  state = _init(input_ids, (drafter, verifier), max_new_tokens + 1, max_new_tokens + 2, None)
+  state = _init(input_ids, (drafter, verifier), max_new_tokens + 1, max_new_tokens + 2, None,
+                input_lengths=input_lengths)
   state = _loop(state, body)
   return state.seq[:, 1:max_new_tokens + 1], state.stats
 
@@ -202,7 +212,8 @@ def _catch_up(verifier, vcache, seq, vlen, length, need, chunk: int):
 
 
 def token_cascade(drafter, verifier, input_ids, params: DecodeParams, rng, *,
-                  top_k: int, max_new_tokens: int, chunk: int):
+                  top_k: int, max_new_tokens: int, chunk: int,
+                  eos_ids: tuple[int, ...] = (EOS,), input_lengths=None):
   """TokenCascade[chow]: the verifier runs only where Chow's rule defers.
 
   The verifier's cache lags behind the drafter: `extra` holds its cursor vlen.
@@ -221,20 +232,21 @@ def token_cascade(drafter, verifier, input_ids, params: DecodeParams, rng, *,
     pi, _ = targets.chow(q, p, q0, p0, params.alpha)
     token = sampling.sample_or_argmax(round_uniforms(keys, s.step, 1)[:, 0], pi,
                                       _all_greedy(params))
-    return _advance(s, token, (dcache, vcache), vlen, max_new_tokens,
+    return _advance(s, token, (dcache, vcache), vlen, max_new_tokens, eos_ids,
                     drafter_steps=jnp.ones_like(s.length), rounds=calls,
                     sequential_verifier_calls=calls, deferrals=defer)
 
   # The catch-up reads seq[vlen : vlen + chunk] with vlen ≤ max_new_tokens.
   cache_len = max_new_tokens + chunk
   state = _init(input_ids, (drafter, verifier), cache_len, max_new_tokens + chunk + 1,
-                jnp.zeros((batch,), jnp.int32))
+                jnp.zeros((batch,), jnp.int32), input_lengths=input_lengths)
   state = _loop(state, body)
   return state.seq[:, 1:max_new_tokens + 1], state.stats
 
 
 def seq_cascade(drafter, verifier, input_ids, params: DecodeParams, rng, *,
-                top_k: int, max_new_tokens: int, confidence: str):
+                top_k: int, max_new_tokens: int, confidence: str,
+                eos_ids: tuple[int, ...] = (EOS,), input_lengths=None):
   """Sequence-level Chow cascade: defer a row iff its confidence < 1 − α.
 
   confidence = mean (or min) over the drafter's committed tokens (EOS included)
@@ -244,7 +256,7 @@ def seq_cascade(drafter, verifier, input_ids, params: DecodeParams, rng, *,
   """
   d_tokens, d_steps, conf_sum, conf_min = autoregressive(
       drafter, input_ids, params, rng, top_k=top_k, max_new_tokens=max_new_tokens,
-      stream=1)
+      stream=1, eos_ids=eos_ids, input_lengths=input_lengths)
   if confidence == "mean":
     conf = conf_sum / jnp.maximum(d_steps, 1).astype(jnp.float32)
   else:
@@ -252,7 +264,7 @@ def seq_cascade(drafter, verifier, input_ids, params: DecodeParams, rng, *,
   defer = conf < 1.0 - params.alpha
   v_tokens, v_steps, _, _ = autoregressive(
       verifier, input_ids, params, rng, top_k=top_k, max_new_tokens=max_new_tokens,
-      stream=2, done=~defer)
+      stream=2, done=~defer, eos_ids=eos_ids, input_lengths=input_lengths)
   tokens = jnp.where(defer[:, None], v_tokens, d_tokens)
   stats = zero_stats(input_ids.shape[0])
   stats["drafter_steps"] = d_steps

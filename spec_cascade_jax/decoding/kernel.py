@@ -1,4 +1,4 @@
-"""The speculative kernel: GenSpecSample (DESIGN.md section 2) in one while_loop.
+"""The speculative kernel: GenSpecSample (docs/design.md §3.1) in one while_loop.
 
 Decoder positions (models/protocol.py): position 0 holds the start token 0,
 position t + 1 holds generated token t. Each row b keeps its own cursor
@@ -20,10 +20,10 @@ One round, for every row (rows already done compute too, and are masked):
      right, stopping at the first rejection; n = number accepted. On a rejection
      at j = n+1 emit z ~ norm(max(0, π_j − q_j)); if all γ are accepted emit the
      bonus z ~ π_{γ+1}.
-  4. commit x_1 .. x_n, z (truncated after EOS = 1 and at max_new_tokens; zeros
-     after); length += committed count. The caches' valid length becomes the new
-     length: rollback is metadata only; stale K/V slots are masked on read and
-     REPLACED by the next round's writes.
+  4. commit x_1 .. x_n, z (truncated after an EOS id and at max_new_tokens;
+     zeros after); length += committed count. The caches' valid length becomes
+     the new length: rollback is metadata only; stale K/V slots are masked on
+     read and REPLACED by the next round's writes.
 
 Worked example (γ = 3; vocabulary a, b, c, d = ids 0..3; replayed by
 tests/test_kernel.py::test_docstring_round_example):
@@ -34,6 +34,12 @@ tests/test_kernel.py::test_docstring_round_example):
     q_3 = [.1 .1 .6 .2]   π_3 = [.1 .1 .2 .6]    u_3 = .5: .5·q(c)=.30 ≥ π(c)=.2 -> reject c
     n = 2; residual norm(max(0, π_3 − q_3)) = norm([0 0 0 .4]) = [0 0 0 1] -> z = d
     committed: [a, b, d]; length += 3; q_4/π_4 (bonus) unused this round.
+
+EOS ids and prompt lengths (models/protocol.py). `eos_ids` is a static
+tuple (T5: (1,); an LM's own ids, e.g. Llama 3's 128001; empty: no EOS);
+`generate` resolves it from the models. `input_lengths` [B] (or None: the
+models' own pad convention, T5's 0 = pad) is handed to `init_cache` only when
+given, so models with the two-argument `init_cache` keep working.
 
 Randomness: row b's round r uses fold_in(fold_in(fold_in(rng, stream), b), r)
 for all its uniforms (γ+1 draft, γ accept, 1 residual), so a row's samples
@@ -52,7 +58,7 @@ import jax.numpy as jnp
 
 from spec_cascade_jax.decoding import sampling, targets
 
-EOS = 1
+EOS = 1  # T5's, and the default of models that do not say (protocol.py)
 # Drafts of up to this many drafter steps (γ + 1) are unrolled (see _draft).
 _UNROLL_MAX = 8
 STAT_NAMES = ("rounds", "drafter_steps", "draft_tokens", "accepted", "deferrals",
@@ -87,13 +93,30 @@ def last_token(seq, length):
   return jnp.take_along_axis(seq, length[:, None], axis=1)[:, 0]
 
 
-def commit(seq, length, done, window, n_valid, max_new_tokens: int):
+def init_cache(model, input_ids, max_length: int, input_lengths=None):
+  """model.init_cache, with the prompt lengths [B] only when they are given."""
+  if input_lengths is None:
+    return model.init_cache(input_ids, max_length)
+  return model.init_cache(input_ids, max_length, input_lengths=input_lengths)
+
+
+def is_eos(tokens, eos_ids: tuple[int, ...]):
+  """tokens [...] int -> bool [...]: the token is one of the static `eos_ids`."""
+  out = jnp.zeros(tokens.shape, bool)
+  for e in eos_ids:
+    out = out | (tokens == e)
+  return out
+
+
+def commit(seq, length, done, window, n_valid, max_new_tokens: int,
+           eos_ids: tuple[int, ...] = (EOS,)):
   """Writes up to n_valid tokens of `window` after each row's last token.
 
   Args:
     seq: [B, S] int32 decoder tokens (S ≥ max_new_tokens + W + 1).
     length: [B] int32 generated tokens so far; done: [B] bool.
     window: [B, W] int32 candidate tokens; n_valid: [B] int32 in [1, W].
+    eos_ids: static tuple of the ids that end a row (empty: none does).
   Returns:
     (seq, length, done, count): count [B] = tokens committed (0 for done rows),
     cut after the first EOS and at max_new_tokens; positions of the window past
@@ -101,8 +124,8 @@ def commit(seq, length, done, window, n_valid, max_new_tokens: int):
   """
   width = window.shape[1]
   j = jnp.arange(width)[None, :]                                  # [1, W]
-  is_eos = (window == EOS) & (j < n_valid[:, None])
-  first_eos = jnp.where(jnp.any(is_eos, axis=1), jnp.argmax(is_eos, axis=1), width)
+  is_eos_ = is_eos(window, eos_ids) & (j < n_valid[:, None])
+  first_eos = jnp.where(jnp.any(is_eos_, axis=1), jnp.argmax(is_eos_, axis=1), width)
   count = jnp.minimum(jnp.minimum(n_valid, first_eos + 1), max_new_tokens - length)
   count = jnp.where(done, 0, jnp.maximum(count, 0))
   window = jnp.where(j < count[:, None], window, 0)
@@ -194,7 +217,8 @@ def _draft(drafter, cache, last, length, u_draft, params: DecodeParams, top_k: i
 
 
 def spec_round(state: SpecState, drafter, verifier, params: DecodeParams, keys, *,
-               target_fn, gamma: int, top_k: int, max_new_tokens: int) -> SpecState:
+               target_fn, gamma: int, top_k: int, max_new_tokens: int,
+               eos_ids: tuple[int, ...] = (EOS,)) -> SpecState:
   """One speculative round for every row (see the module docstring)."""
   length, active = state.length, ~state.done
   last = last_token(state.seq, length)                                   # [B]
@@ -221,7 +245,7 @@ def spec_round(state: SpecState, drafter, verifier, params: DecodeParams, keys, 
     j = jnp.arange(gamma + 1)[None, :]
     window = jnp.where(j < n[:, None], x, z[:, None])                    # [B, γ+1]
     seq, new_length, done, count = commit(state.seq, length, state.done, window, n + 1,
-                                          max_new_tokens)
+                                          max_new_tokens, eos_ids)
 
   deferred = jnp.take_along_axis(defer, x[..., None], axis=-1)[..., 0]  # [B, γ+1]
   act = active.astype(jnp.int32)
@@ -237,15 +261,17 @@ def spec_round(state: SpecState, drafter, verifier, params: DecodeParams, keys, 
 
 
 def spec_decode(drafter, verifier, input_ids, params: DecodeParams, rng, *,
-                target_fn, gamma: int, top_k: int, max_new_tokens: int):
+                target_fn, gamma: int, top_k: int, max_new_tokens: int,
+                eos_ids: tuple[int, ...] = (EOS,), input_lengths=None):
   """Speculative decoding of any target. Call inside jit.
 
   Args:
     drafter, verifier: models (pytrees) implementing the decoder-step protocol.
-    input_ids: [B, S] int32, 0 = pad.
+    input_ids: [B, S] int32, 0 = pad (or padded past input_lengths [B]).
     params: DecodeParams with [B] fields.
     rng: PRNG key.
-    target_fn: a function of targets.py; gamma, top_k, max_new_tokens static.
+    target_fn: a function of targets.py; gamma, top_k, max_new_tokens, eos_ids
+      static.
   Returns:
     tokens [B, max_new_tokens] int32, stats {name: [B] int32}.
   """
@@ -253,8 +279,8 @@ def spec_decode(drafter, verifier, input_ids, params: DecodeParams, rng, *,
   # Positions reach length + γ with length ≤ max_new_tokens (done rows keep stepping).
   cache_len = max_new_tokens + gamma + 1
   with jax.named_scope("encode"):
-    caches = (drafter.init_cache(input_ids, cache_len),
-              verifier.init_cache(input_ids, cache_len))
+    caches = (init_cache(drafter, input_ids, cache_len, input_lengths),
+              init_cache(verifier, input_ids, cache_len, input_lengths))
   state = SpecState(
       step=jnp.zeros((), jnp.int32),
       seq=jnp.zeros((batch, max_new_tokens + gamma + 2), jnp.int32),
@@ -267,7 +293,8 @@ def spec_decode(drafter, verifier, input_ids, params: DecodeParams, rng, *,
 
   def body(s):
     return spec_round(s, drafter, verifier, params, keys, target_fn=target_fn,
-                      gamma=gamma, top_k=top_k, max_new_tokens=max_new_tokens)
+                      gamma=gamma, top_k=top_k, max_new_tokens=max_new_tokens,
+                      eos_ids=eos_ids)
 
   state = jax.lax.while_loop(lambda s: jnp.any(~s.done), body, state)
   return state.seq[:, 1:max_new_tokens + 1], state.stats

@@ -11,8 +11,8 @@ match's period: an output that has run into a repetition loop is drafted in
 full, which is where a small verifier spends many of its tokens.
 
 Verification is the speculative kernel's with a deterministic draft: the
-"drafter distribution" is one-hot at each drafted token, so (DESIGN.md
-section 2, target π = p) x_j is accepted with probability p_j(x_j), and a
+"drafter distribution" is one-hot at each drafted token, so (docs/design.md
+§3.4, target π = p) x_j is accepted with probability p_j(x_j), and a
 rejection at j emits z ~ norm(max(0, p_j − 1[x_j])) = p_j with x_j removed,
 renormalised; all γ accepted emits the bonus z ~ p_{γ+1}. The committed
 tokens are therefore distributed exactly as verifier-only decoding's, and
@@ -23,6 +23,9 @@ token, no chunk), so text without repetition costs about what verifier-only
 decoding does. In a batch, rows without a match ride in the chunk of the
 others: they take its first position's distribution, one token, as a
 verifier step would (their drafts are neither counted nor tested).
+
+Decoder-only LMs: the source is the prompt (input_lengths [B] marks its end
+where token 0 is a real token); EOS ids as in kernel.py.
 
 Randomness: row b's round r draws fold_in(fold_in(fold_in(rng, 0), b), r)
 uniforms: γ for the acceptance tests and one for the emitted token.
@@ -35,8 +38,9 @@ import jax
 import jax.numpy as jnp
 
 from spec_cascade_jax.decoding import sampling, targets
-from spec_cascade_jax.decoding.kernel import (DecodeParams, commit, last_token,
-                                              round_uniforms, row_keys, zero_stats)
+from spec_cascade_jax.decoding.kernel import (EOS, DecodeParams, commit, init_cache,
+                                              last_token, round_uniforms, row_keys,
+                                              zero_stats)
 
 
 def _match_ends(hay, key):
@@ -56,7 +60,7 @@ def _latest(match):
   return jnp.max(jnp.where(match, idx, 0), axis=1), jnp.any(match, axis=1)
 
 
-def ngram_draft(seq, length, source, *, ngram: int, gamma: int):
+def ngram_draft(seq, length, source, *, ngram: int, gamma: int, source_valid=None):
   """The draft of one round.
 
   Args:
@@ -66,6 +70,8 @@ def ngram_draft(seq, length, source, *, ngram: int, gamma: int):
     source: [B, S] int32 input ids, 0 = pad.
     ngram: static n, the number of trailing tokens that must match.
     gamma: static number of tokens to draft.
+    source_valid: [B, S] bool, the real (non-pad) source tokens; None:
+      source != 0.
   Returns:
     draft [B, γ] int32; found [B] bool (False: no match, the draft is the last
     token repeated).
@@ -85,8 +91,8 @@ def ngram_draft(seq, length, source, *, ngram: int, gamma: int):
   gen_draft = jnp.take_along_axis(seq, jnp.clip(gen_pos, 0, width - 1), axis=1)
   # Source: a match followed by at least one real (non-pad) token.
   src_len = source.shape[1]
-  following = jnp.pad(source[:, 1:], ((0, 0), (0, 1)))                 # source[e + 1]
-  in_source = following != 0
+  valid = source != 0 if source_valid is None else source_valid
+  in_source = jnp.pad(valid[:, 1:], ((0, 0), (0, 1)))                 # source[e + 1] real
   e_src, found_src = _latest(_match_ends(source, key) & in_source)
   src_pos = e_src[:, None] + 1 + i
   src_draft = jnp.take_along_axis(source, jnp.minimum(src_pos, src_len - 1), axis=1)
@@ -149,7 +155,8 @@ class LookupState:
 
 def lookup_round(state: LookupState, verifier, source, params: DecodeParams, keys, *,
                  chunk: bool, ngram: int, gamma: int, top_k: int,
-                 max_new_tokens: int) -> LookupState:
+                 max_new_tokens: int, eos_ids: tuple[int, ...] = (EOS,),
+                 source_valid=None) -> LookupState:
   """One round for every row: the (γ+1)-token chunk on the drafts (`chunk`,
   static), or one verifier step; then the next round's draft."""
   length, active, x, found = state.length, ~state.done, state.draft, state.found
@@ -180,9 +187,10 @@ def lookup_round(state: LookupState, verifier, source, params: DecodeParams, key
     j = jnp.arange(gamma + 1)[None, :]
     window = jnp.where(j < n[:, None], jnp.pad(x, ((0, 0), (0, 1))), z[:, None])
     seq, new_length, done, _ = commit(state.seq, length, state.done, window, n + 1,
-                                      max_new_tokens)
+                                      max_new_tokens, eos_ids)
   with jax.named_scope("draft"):
-    draft, new_found = ngram_draft(seq, new_length, source, ngram=ngram, gamma=gamma)
+    draft, new_found = ngram_draft(seq, new_length, source, ngram=ngram, gamma=gamma,
+                                   source_valid=source_valid)
   act = active.astype(jnp.int32)
   stats = dict(state.stats)
   stats["rounds"] += act
@@ -195,7 +203,8 @@ def lookup_round(state: LookupState, verifier, source, params: DecodeParams, key
 
 
 def lookup_decode(verifier, input_ids, params: DecodeParams, rng, *, ngram: int,
-                  gamma: int, top_k: int, max_new_tokens: int):
+                  gamma: int, top_k: int, max_new_tokens: int,
+                  eos_ids: tuple[int, ...] = (EOS,), input_lengths=None):
   """Prompt-lookup speculative decoding with the verifier alone. Call inside jit.
 
   The loop alternates two inner while loops: one-token steps while no active
@@ -208,11 +217,14 @@ def lookup_decode(verifier, input_ids, params: DecodeParams, rng, *, ngram: int,
   """
   batch = input_ids.shape[0]
   with jax.named_scope("encode"):
-    cache = verifier.init_cache(input_ids, max_new_tokens + gamma + 1)
+    cache = init_cache(verifier, input_ids, max_new_tokens + gamma + 1, input_lengths)
   source = input_ids.astype(jnp.int32)
+  source_valid = None if input_lengths is None else (
+      jnp.arange(source.shape[1])[None, :] < input_lengths[:, None])
   seq = jnp.zeros((batch, max_new_tokens + gamma + 2), jnp.int32)
   length = jnp.zeros((batch,), jnp.int32)
-  draft, found = ngram_draft(seq, length, source, ngram=ngram, gamma=gamma)
+  draft, found = ngram_draft(seq, length, source, ngram=ngram, gamma=gamma,
+                             source_valid=source_valid)
   state = LookupState(step=jnp.zeros((), jnp.int32), seq=seq, length=length,
                       done=jnp.zeros((batch,), bool), draft=draft, found=found,
                       cache=cache, stats=zero_stats(batch))
@@ -221,7 +233,8 @@ def lookup_decode(verifier, input_ids, params: DecodeParams, rng, *, ngram: int,
   def rounds(chunk):
     return lambda s: lookup_round(s, verifier, source, params, keys, chunk=chunk,
                                   ngram=ngram, gamma=gamma, top_k=top_k,
-                                  max_new_tokens=max_new_tokens)
+                                  max_new_tokens=max_new_tokens, eos_ids=eos_ids,
+                                  source_valid=source_valid)
 
   busy = lambda s: jnp.any(~s.done)
 

@@ -4,7 +4,9 @@ Dispatch, first match wins:
   1. a bundled name: `spec_cascade_jax/assets/models/<name>/` (our format);
   2. a directory whose config.json carries our format marker -> `checkpoint`;
   3. a directory with a Hugging Face config.json and weights
-     (model.safetensors, pytorch_model.bin or a sharded index) -> `hf`;
+     (model.safetensors, pytorch_model.bin or a sharded index), the family
+     chosen by config.json's `model_type` (`HF_MODEL_TYPES`): T5 -> `hf`,
+     Gemma / Gemma 2 / Gemma 3 (text) / Llama / Qwen 2 -> `hf_lm`;
   4. a t5x checkpoint: the msgpack `checkpoint` file, a `checkpoint_<step>`
      directory (msgpack or Orbax) or their parent -> `t5x_checkpoint`.
 Anything else is an error that says what was found and what is expected.
@@ -23,6 +25,9 @@ _HF_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_mod
                "pytorch_model.bin.index.json")
 # A file inside a model directory stands for its directory.
 _DIR_FILES = (own.CONFIG_FILE, own.PARAMS_FILE) + _HF_WEIGHTS
+# Hugging Face `model_type` -> family: the registry `load_model` dispatches on.
+HF_MODEL_TYPES = {"t5": "t5", "mt5": "t5", "gemma": "lm", "gemma2": "lm",
+                  "gemma3_text": "lm", "llama": "lm", "qwen2": "lm"}
 
 
 def bundled_models() -> list[str]:
@@ -45,8 +50,7 @@ def _load_directory(path: str, dtype: str | None):
       return own.load_saved_model(path, dtype=dtype)
     weights = [w for w in _HF_WEIGHTS if os.path.isfile(os.path.join(path, w))]
     if weights:
-      from spec_cascade_jax.models.hf import load_hf_t5
-      return load_hf_t5(path, **({} if dtype is None else {"dtype": dtype}))
+      return _load_hf(path, cfg, dtype)
     raise FileNotFoundError(
         f"{path!r} has a config.json but no weights: expected a spec_cascade_jax"
         f" config.json (with \"format\": {own.FORMAT_NAME!r}) plus {own.PARAMS_FILE}, or a"
@@ -57,15 +61,34 @@ def _load_directory(path: str, dtype: str | None):
   except FileNotFoundError:
     raise FileNotFoundError(
         f"{path!r} is not a model directory. Found {_describe(path)}; expected one of:"
-        f" a spec_cascade_jax model (config.json + {own.PARAMS_FILE}), a Hugging Face T5"
-        f" (config.json + model.safetensors or pytorch_model.bin), or a t5x checkpoint"
+        f" a spec_cascade_jax model (config.json + {own.PARAMS_FILE}), a Hugging Face T5 or"
+        f" decoder-only LM (config.json + model.safetensors or pytorch_model.bin), or a"
+        f" t5x checkpoint"
         " (a `checkpoint` msgpack file, an Orbax checkpoint, or `checkpoint_<step>`"
         " subdirectories).") from None
   return t5x_checkpoint.load_t5x_checkpoint(path, dtype=dtype)
 
 
+def _load_hf(path: str, cfg: dict, dtype: str | None):
+  """A Hugging Face directory, by its config.json's model_type."""
+  kw = {} if dtype is None else {"dtype": dtype}
+  model_type = cfg.get("model_type")
+  family = HF_MODEL_TYPES.get(model_type, "t5" if model_type is None else None)
+  if family is None:
+    from spec_cascade_jax.models.hf import HFCheckpointError
+    raise HFCheckpointError(
+        f"{os.path.join(path, 'config.json')}: model_type={model_type!r} is not supported;"
+        f" supported model types: {sorted(HF_MODEL_TYPES)}. Point to a checkpoint of one"
+        " of these families.")
+  if family == "t5":
+    from spec_cascade_jax.models.hf import load_hf_t5
+    return load_hf_t5(path, **kw)
+  from spec_cascade_jax.models.hf_lm import load_hf_lm
+  return load_hf_lm(path, **kw)
+
+
 def load_model(path_or_name: str, dtype: str | None = None):
-  """Loads a T5 from a bundled name or a path (see the module docstring).
+  """Loads a model from a bundled name or a path (see the module docstring).
 
   Args:
     path_or_name: e.g. "demo-drafter", "/models/t5-small-hf", or
@@ -73,7 +96,8 @@ def load_model(path_or_name: str, dtype: str | None = None):
     dtype: activation dtype ("float32" / "bfloat16"); None keeps the stored
       config's. Parameters are always float32.
   Returns:
-    a `spec_cascade_jax.models.t5.T5Model`.
+    a `spec_cascade_jax.models.t5.T5Model`, or a `models.lm.LMModel` for a
+    Hugging Face decoder-only LM directory.
   """
   name = os.fspath(path_or_name)
   bundled = bundled_models()
@@ -84,7 +108,8 @@ def load_model(path_or_name: str, dtype: str | None = None):
     raise FileNotFoundError(
         f"Model {name!r} is neither a bundled model name (bundled:"
         f" {bundled or 'none installed'}) nor an existing path. Pass a bundled name, or"
-        " the path of a spec_cascade_jax model directory, a Hugging Face T5 directory"
+        " the path of a spec_cascade_jax model directory, a Hugging Face T5 or decoder-only"
+        " LM directory"
         " (config.json + model.safetensors) or a t5x checkpoint.")
   if os.path.isfile(path):
     if os.path.basename(path) in _DIR_FILES:

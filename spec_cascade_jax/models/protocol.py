@@ -1,9 +1,9 @@
 """The decoder-step protocol that the decoding kernel programs against.
 
-The kernel knows nothing about T5 (t5x's `decoding.py` never imports a model
-either). A model is a JAX pytree (parameters are leaves; configuration is
-static), so a jitted kernel takes it as an argument and compiles once per
-configuration, not once per set of weights.
+The kernel knows nothing about T5 or any LM family (t5x's `decoding.py` never
+imports a model either). A model is a JAX pytree (parameters are leaves;
+configuration is static), so a jitted kernel takes it as an argument and
+compiles once per configuration, not once per set of weights.
 
 Decoder positions: position 0 holds the decoder start token (0); position t+1
 holds generated token t. A call
@@ -17,6 +17,28 @@ returns `logits[b, i]`: the next-token logits for position
 `positions[b] + i + 1`. Slots at or beyond `positions[b]` are ignored on read,
 so rolling a row back is metadata only: call the next step with a smaller
 position and the stale slots are masked, then overwritten.
+
+Decoder-only LMs (models/lm.py) have no start token: a generation continues
+the prompt. They map the positions onto their cache: `init_cache` prefills
+every prompt token but the last and records each row's prompt length; decoder
+position t of a row with an n-token prompt is cache slot (and rope position)
+n - 1 + t, and at decoder position 0 the model feeds the prompt's last token
+in place of whatever start token the kernel passes. The logits at position t
+then predict generated token t, as for T5, and the kernel is unchanged.
+
+Two growths of the protocol, made once for every family (decoder-only LMs
+need them; for T5 nothing observable changes):
+- `init_cache(input_ids, max_length, input_lengths=None)`: `input_lengths`
+  [B] int32 gives each row's number of real tokens (the row right-padded
+  with any ids after it), for vocabularies where 0 is a real token (Llama 3,
+  Qwen 2.5). None: the model's own pad convention (T5, Gemma: 0 pads; an LM
+  without a pad id: every row unpadded). The kernels pass the argument only
+  when `generate(input_lengths=...)` is given, so a model whose `init_cache`
+  takes two arguments still works without it.
+- An optional attribute `eos_id` (an int or a tuple of ints; empty: no EOS)
+  names the tokens that end a row; `generate` uses it unless its `eos_id=`
+  argument says otherwise, and a model without it ends rows at 1 (T5's EOS).
+  Drafter and verifier must agree.
 """
 
 from __future__ import annotations
@@ -36,10 +58,14 @@ class DecoderModel(Protocol):
   def vocab_size(self) -> int:
     """Size of the output distribution (static)."""
 
-  def init_cache(self, input_ids: jax.Array, max_length: int) -> Cache:
-    """Encodes `input_ids` [B, S] int32 (0 = pad) once; returns an empty cache.
+  def init_cache(self, input_ids: jax.Array, max_length: int,
+                 input_lengths: jax.Array | None = None) -> Cache:
+    """Sets up `input_ids` [B, S] int32 once (T5: encode; an LM: prefill the
+    prompt); returns the cache.
 
     `max_length` (static) is the number of decoder positions the cache holds.
+    `input_lengths` [B] int32 (optional): real tokens per row; None: the
+    model's pad convention (0 = pad for T5).
     """
 
   def step(self, tokens: jax.Array, cache: Cache,

@@ -533,12 +533,19 @@ class T5Model:
     return self._apply(input_ids, decoder_input_ids, encoder_segment_ids,
                        decoder_segment_ids, method=T5Module.__call__)
 
-  def init_cache(self, input_ids: jax.Array, max_length: int) -> dict:
+  def init_cache(self, input_ids: jax.Array, max_length: int,
+                 input_lengths: jax.Array | None = None) -> dict:
     """Encodes `input_ids` [B, S] once; precomputes each layer's cross K/V and
-    allocates zeroed self-attention K/V for `max_length` (static) slots."""
+    allocates zeroed self-attention K/V for `max_length` (static) slots.
+
+    input_lengths [B] (optional, protocol.py): tokens past a row's length are
+    padding whatever their ids (read as pad 0); None: 0 pads."""
     _check_ids("input_ids", input_ids)
     if int(max_length) < 1:
       raise ValueError(f"max_length must be >= 1, got {max_length}.")
+    if input_lengths is not None:
+      real = jnp.arange(input_ids.shape[1])[None, :] < jnp.asarray(input_lengths)[:, None]
+      input_ids = jnp.where(real, input_ids, 0)
     c = self.config
     cross, mask = self._apply(input_ids, method=T5Module.prefill)
     zeros = jnp.zeros((input_ids.shape[0], c.num_heads, int(max_length), c.d_kv),
