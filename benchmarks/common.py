@@ -1,6 +1,6 @@
 """Shared helpers of the benchmark scripts: models, inputs, timing, tables.
 
-Timing protocol (DESIGN.md section 5): compile excluded (every callable runs
+Timing protocol (docs/design.md §6.4): compile excluded (every callable runs
 once untimed), methods timed INTERLEAVED (round-robin over methods inside each
 repeat) so load on a shared machine hits all of them alike, and every speed-up
 is a ratio of two numbers measured in the same process. Both the minimum and
@@ -10,6 +10,7 @@ cost on a busy machine, the median the honest one on a quiet one.
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import functools
 import json
@@ -21,8 +22,6 @@ import time
 import warnings
 from typing import Callable, Sequence
 
-import numpy as np
-
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _REPO not in sys.path:  # `python benchmarks/x.py` from a checkout
   sys.path.insert(0, _REPO)
@@ -30,6 +29,8 @@ if _REPO not in sys.path:  # `python benchmarks/x.py` from a checkout
 import jax  # noqa: E402  (after the path fix above)
 import jax.numpy as jnp  # noqa: E402
 
+# The project's one padding helper, as `common.pad_batch` for the scripts.
+from spec_cascade_jax.data.padding import pad_batch  # noqa: E402,F401
 from spec_cascade_jax.models.configs import T5Config  # noqa: E402
 
 # The bundled pair's architectures (configs/models/demo_*.gin), for random
@@ -86,18 +87,15 @@ def gettext_examples(n: int, split: str = "validation", max_input_tokens: int = 
   return out
 
 
-def pad_batch(rows: Sequence[Sequence[int]], length: int | None = None,
-              multiple: int = 16) -> np.ndarray:
-  """[B, S] int32, 0-padded; S = `length` or the longest row rounded up to `multiple`."""
-  longest = max(len(r) for r in rows)
-  if length is None:
-    length = -(-longest // multiple) * multiple
-  if longest > length:
-    raise ValueError(f"a row has {longest} tokens, more than the padded length {length}.")
-  arr = np.zeros((len(rows), length), np.int32)
-  for i, r in enumerate(rows):
-    arr[i, :len(r)] = r
-  return arr
+def old_flag(parser: argparse.ArgumentParser, old: str, new: str, **kwargs) -> None:
+  """Accepts `old`, a flag's former spelling, as a hidden alias of `new`.
+
+  The flags take the public API's names (num_draft_tokens, ngram_size); the
+  old spellings stay accepted only where a committed results file records a
+  command that used them. kwargs: those of `new` that parse the value (type=).
+  """
+  parser.add_argument(old, dest=new.lstrip("-").replace("-", "_"),
+                      default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kwargs)
 
 
 def interleaved_times(fns: dict[str, Callable[[], object]], repeats: int,

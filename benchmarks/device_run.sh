@@ -25,7 +25,7 @@ if [[ "${SMOKE:-0}" == 1 ]]; then
   step gpu 300 python benchmarks/gpu.py --smoke --batches 1,2 --sections steps,ours \
     "--xla-variants=--xla_cpu_enable_fast_math=false" --out "$OUT/gpu"
   step speed 300 python benchmarks/speed.py --examples 2 --repeats 1 --batches 2 \
-    --temperatures 0 --gammas 3 --cascade token_v1=0.2 --json "$OUT/speed.json"
+    --temperatures 0 --num-draft-tokens 3 --cascade token_v1=0.2 --json "$OUT/speed.json"
   step round_profile 300 python benchmarks/round_profile.py --pair demo --examples 2 \
     --max-new-tokens 8 --repeats 1 --json "$OUT/round_profile.json"
   exit 0
@@ -43,8 +43,8 @@ step gpu 330 python benchmarks/gpu.py --repeats 3 --inner 32 --budget-s 240 --ba
 # 2. Every decoding method of the bundled pair on gettext inputs, side by side,
 #    greedy, batch 1 and 8: the CPU targets' ratios on an accelerator.
 step speed 150 python benchmarks/speed.py --examples 16 --repeats 3 --batches 8 \
-  --temperatures 0 --gammas 3,5 --lookup-gammas 7 --cascade token_v1=0.2 --cascade diff=0.1 \
-  --json "$OUT/speed.json"
+  --temperatures 0 --num-draft-tokens 3,5 --lookup-num-draft-tokens 7 --cascade token_v1=0.2 \
+  --cascade diff=0.1 --json "$OUT/speed.json"
 # 3. Where a speculative round's time goes at T5 shapes, by phase.
-step round_profile 90 python benchmarks/round_profile.py --pair t5 --gamma 5 --examples 4 \
-  --max-new-tokens 128 --json "$OUT/round_profile_t5.json"
+step round_profile 90 python benchmarks/round_profile.py --pair t5 --num-draft-tokens 5 \
+  --examples 4 --max-new-tokens 128 --json "$OUT/round_profile_t5.json"

@@ -296,14 +296,15 @@ def pair_report(report: Report, name, drafter, verifier, bandwidth: float) -> di
   drafter, verifier = to_bf16(drafter), to_bf16(verifier)
   rep: dict = {"drafter": drafter.config.name, "verifier": verifier.config.name}
   report.data["pairs"][name] = rep
-  cache_len = args.max_new_tokens + args.gamma + 1
+  gamma = args.num_draft_tokens
+  cache_len = args.max_new_tokens + gamma + 1
   sections = args.sections.split(",")
   for batch in args.batches:
     ids = jax.random.randint(jax.random.PRNGKey(batch), (batch, args.input_length), 3,
                              verifier.config.vocab_size, jnp.int32)
     floor = step_bytes(verifier, batch, args.input_length, cache_len) / bandwidth
     steps = {}
-    for chunk in (1, args.gamma + 1):
+    for chunk in (1, gamma + 1):
       t = report.section(f"verifier_step_b{batch}_k{chunk}", lambda: common.step_time(
           verifier, ids, chunk, cache_len, args.inner, args.repeats), steps)
       if t is not None:
@@ -316,8 +317,8 @@ def pair_report(report: Report, name, drafter, verifier, bandwidth: float) -> di
       if t_d is not None:
         rep[f"drafter_step_b{batch}_ms"] = 1e3 * t_d
         report.section(f"ours_b{batch}", lambda: ours(
-            drafter, verifier, ids, args.gamma, args.max_new_tokens, args.repeats, t_d,
-            steps[f"verifier_step_b{batch}_k{args.gamma + 1}"],
+            drafter, verifier, ids, gamma, args.max_new_tokens, args.repeats, t_d,
+            steps[f"verifier_step_b{batch}_k{gamma + 1}"],
             steps[f"verifier_step_b{batch}_k1"]), rep)
     if "profile" in sections and batch == 1:
       report.section("profile_b1_k1", lambda: profile_steps(
@@ -357,7 +358,7 @@ def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("--smoke", action="store_true", help="tiny shapes: a check on any machine")
-  ap.add_argument("--gamma", type=int, default=5)
+  ap.add_argument("--num-draft-tokens", type=int, default=5, help="γ")
   ap.add_argument("--max-new-tokens", type=int, default=128)
   ap.add_argument("--input-length", type=int, default=32)
   ap.add_argument("--batches", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8])

@@ -11,7 +11,7 @@ For a toy bigram pair and a tiny T5 pair at batch 1, prints
     commit and the while_loop itself. Target: < 10% with a 6-layer verifier.
 EOS is masked out of both models so every run decodes max_new_tokens tokens.
 
-    python benchmarks/kernel_overhead.py --gamma 5 --max-new 64
+    python benchmarks/kernel_overhead.py --num-draft-tokens 5 --max-new-tokens 64
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def _model_loop_time(drafter, verifier, input_ids, gamma: int, cache_len: int,
 
 
 def measure(name, drafter, verifier, input_ids, args):
-  gamma, max_new = args.gamma, args.max_new
+  gamma, max_new = args.num_draft_tokens, args.max_new_tokens
   drafter, verifier = NoEos(drafter), NoEos(verifier)
   kw = dict(num_draft_tokens=gamma, max_new_tokens=max_new, temperature=0.0)
   res = generate(drafter, verifier, input_ids, method="speculative", **kw)
@@ -138,8 +138,8 @@ def measure(name, drafter, verifier, input_ids, args):
 def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
-  ap.add_argument("--gamma", type=int, default=5)
-  ap.add_argument("--max-new", type=int, default=64)
+  ap.add_argument("--num-draft-tokens", type=int, default=5, help="γ")
+  ap.add_argument("--max-new-tokens", type=int, default=64)
   ap.add_argument("--repeats", type=int, default=5)
   ap.add_argument("--inner", type=int, default=64, help="model calls per timed loop")
   ap.add_argument("--bigram-vocab", type=int, default=64)
@@ -164,8 +164,9 @@ def main(argv=None):
   rows.append(measure(f"T5 {args.drafter_layers}L->{args.verifier_layers}L d={args.d_model}",
                       drafter, verifier, ids, args))
 
-  print(f"device={jax.devices()[0].device_kind} batch=1 gamma={args.gamma} "
-        f"max_new={args.max_new} (times in microseconds)")
+  print(f"device={jax.devices()[0].device_kind} batch=1 "
+        f"num_draft_tokens={args.num_draft_tokens} max_new_tokens={args.max_new_tokens} "
+        "(times in microseconds)")
   head = (f"{'pair':<22}{'rounds':>7}{'round':>10}{'models':>10}{'drafter':>9}"
           f"{'verif':>9}{'overhead':>10}{'in-loop':>9}{'logic':>8}{'AR/token':>10}"
           f"{'AR ovh':>8}")

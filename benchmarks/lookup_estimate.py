@@ -81,8 +81,11 @@ def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("--examples", type=int, default=16)
-  ap.add_argument("--gammas", type=lambda s: [int(x) for x in s.split(",")], default=[3, 5, 7])
-  ap.add_argument("--ngrams", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 3])
+  ints = lambda s: [int(x) for x in s.split(",")]  # noqa: E731
+  ap.add_argument("--num-draft-tokens", type=ints, default=[3, 5, 7],
+                  help="γ values, comma-separated")
+  ap.add_argument("--ngram-size", type=ints, default=[1, 2, 3],
+                  help="n-gram sizes n, comma-separated")
   ap.add_argument("--kernel-ms", type=float, default=0.3)
   ap.add_argument("--repeats", type=int, default=5)
   args = ap.parse_args(argv)
@@ -94,7 +97,7 @@ def main(argv=None):
   agree = translation.drafter_hits(drafter, sources, outputs)
   ids = jnp.asarray(common.pad_batch([sources[0]]))
   ms = lambda m, k: 1e3 * common.step_time(m, ids, k, 72, 64, args.repeats)
-  ks = sorted({g + 1 for g in args.gammas})
+  ks = sorted({g + 1 for g in args.num_draft_tokens})
   costs = {"drafter": ms(drafter, 1), "verifier": ms(verifier, 1),
            "chunk": {k: ms(verifier, k) for k in ks}}
   costs["drafter_chunk"] = ms(drafter, max(ks))
@@ -106,10 +109,10 @@ def main(argv=None):
         f" verifier {costs['verifier']:.3f}, chunks "
         + ", ".join(f"k={k} {v:.3f}" for k, v in costs["chunk"].items()))
   rows = []
-  for gamma in args.gammas:
+  for gamma in args.num_draft_tokens:
     rows.append({"policy": "drafter (calibration)", "n": "-", "gamma": gamma, "x": base /
                  replay(outputs, sources, agree, costs, "drafter", 0, gamma, args.kernel_ms)})
-    for n in args.ngrams:
+    for n in args.ngram_size:
       for policy in ("lookup+drafter", "lookup+verifier"):
         est = replay(outputs, sources, agree, costs, policy, n, gamma, args.kernel_ms)
         rows.append({"policy": policy, "n": n, "gamma": gamma, "x": base / est})

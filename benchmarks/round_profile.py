@@ -11,11 +11,16 @@ work in the same phase. Prints µs per round (per verifier call for the
 speculative methods, per token for one-model decoding) and the wall time per
 round measured without the profiler.
 
-    python benchmarks/round_profile.py --method speculative --gamma 3
+    python benchmarks/round_profile.py --method speculative --num-draft-tokens 3
     python benchmarks/round_profile.py --method spec_cascade --rule token_v1 --alpha 0.2
     python benchmarks/round_profile.py --method verifier
-    python benchmarks/round_profile.py --method prompt_lookup --gamma 7 --ngram 3
-    python benchmarks/round_profile.py --pair t5 --gamma 5 --examples 4 --max-new-tokens 128
+    python benchmarks/round_profile.py --method prompt_lookup --num-draft-tokens 7 \
+        --ngram-size 3
+    python benchmarks/round_profile.py --pair t5 --num-draft-tokens 5 --examples 4 \
+        --max-new-tokens 128
+
+(benchmarks/results/round_profile.txt records earlier runs under the flags'
+former names --gamma and --ngram, which are still accepted.)
 """
 
 from __future__ import annotations
@@ -131,8 +136,11 @@ def main(argv=None):
   ap.add_argument("--method", default="speculative", choices=api.METHODS)
   ap.add_argument("--rule", default="token_v1")
   ap.add_argument("--alpha", type=float, default=0.2)
-  ap.add_argument("--gamma", type=int, default=3)
-  ap.add_argument("--ngram", type=int, default=3, help="prompt_lookup's ngram_size")
+  ap.add_argument("--num-draft-tokens", type=int, default=3, help="γ")
+  ap.add_argument("--ngram-size", type=int, default=3, help="prompt_lookup's ngram_size")
+  # Spellings recorded in benchmarks/results/round_profile.txt.
+  common.old_flag(ap, "--gamma", "--num-draft-tokens", type=int)
+  common.old_flag(ap, "--ngram", "--ngram-size", type=int)
   ap.add_argument("--temperature", type=float, default=0.0)
   ap.add_argument("--examples", type=int, default=16)
   ap.add_argument("--max-new-tokens", type=int, default=64)
@@ -165,9 +173,9 @@ def main(argv=None):
       drafter, verifier, jnp.asarray(rows[0]), method=args.method,
       rule=args.rule if api.method_takes_rule(args.method) else None,
       alpha=args.alpha if api.method_takes_alpha(args.method) else None,
-      num_draft_tokens=args.gamma, temperature=args.temperature, top_k=0,
+      num_draft_tokens=args.num_draft_tokens, temperature=args.temperature, top_k=0,
       top_p=1.0, max_new_tokens=args.max_new_tokens, rng=None, seq_confidence="mean",
-      ngram_size=args.ngram)
+      ngram_size=args.ngram_size)
   params = kernel.DecodeParams(alpha=jnp.asarray(alpha), temperature=jnp.asarray(temp),
                                top_p=jnp.asarray(top_p))
   inputs = [jnp.asarray(r) for r in rows]
@@ -194,7 +202,7 @@ def main(argv=None):
   print(f"{common.header(info)}  weights: {source}")
   print(f"# {args.method}" + (f"[{args.rule}] α={args.alpha}" if args.method in
                               ("spec_cascade", "token_cascade", "oracle_cascade") else "")
-        + f" γ={args.gamma} T={args.temperature}: {len(inputs)} batches of {args.batch},"
+        + f" γ={args.num_draft_tokens} T={args.temperature}: {len(inputs)} batches of {args.batch},"
         f" {tokens} tokens,"
         f" {rounds} {unit}s ({tokens / rounds:.2f} tokens per {unit})")
   print(f"wall (no profiler, min of {args.repeats}): {wall_us:.0f} µs per {unit};"

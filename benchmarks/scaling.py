@@ -4,7 +4,7 @@ For each mesh (data, model) on the first data * model devices, times
 `parallel.sharded_generate` (greedy, compile excluded, median of repeats) at
 a fixed global batch, and reports generated tokens per second next to
 unsharded `scj.generate` on one device. EOS is masked out so every row decodes
-exactly --max-new tokens.
+exactly --max-new-tokens tokens.
 
 What it measures depends on where it runs:
   * --platform cpu (default): 8 FAKE devices
@@ -17,7 +17,7 @@ What it measures depends on where it runs:
 
     python benchmarks/scaling.py                          # fake CPU devices
     python benchmarks/scaling.py --platform gpu --verifier t5.1.1-base \
-        --drafter t5.1.1-small --batch 64 --max-new 64    # real devices
+        --drafter t5.1.1-small --batch 64 --max-new-tokens 64    # real devices
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import sys
 import time
 
 GPU_COMMAND = ("python benchmarks/scaling.py --platform gpu --verifier t5.1.1-base "
-               "--drafter t5.1.1-small --batch 64 --max-new 64 --repeats 5")
+               "--drafter t5.1.1-small --batch 64 --max-new-tokens 64 --repeats 5")
 
 
 def _parse(argv):
@@ -44,8 +44,8 @@ def _parse(argv):
                  help="comma-separated DATAxMODEL meshes (skipped if too large)")
   p.add_argument("--batch", type=int, default=16, help="global batch")
   p.add_argument("--input-len", type=int, default=16)
-  p.add_argument("--max-new", type=int, default=32)
-  p.add_argument("--gamma", type=int, default=3)
+  p.add_argument("--max-new-tokens", type=int, default=32)
+  p.add_argument("--num-draft-tokens", type=int, default=3, help="γ")
   p.add_argument("--method", default="speculative")
   p.add_argument("--repeats", type=int, default=3)
   return p.parse_args(argv)
@@ -86,7 +86,8 @@ def main(argv=None):
   vocab = configs[args.verifier].vocab_size
   ids = np.random.RandomState(0).randint(2, vocab, size=(args.batch, args.input_len))
   ids = ids.astype(np.int32)
-  kw = dict(method=args.method, num_draft_tokens=args.gamma, max_new_tokens=args.max_new)
+  kw = dict(method=args.method, num_draft_tokens=args.num_draft_tokens,
+            max_new_tokens=args.max_new_tokens)
 
   def timed(fn):
     res = fn()   # compile / warm up
@@ -101,8 +102,9 @@ def main(argv=None):
   print(f"platform={jax.devices()[0].platform} devices={len(devices)}"
         f"{' (FAKE: all share the host CPU)' if args.platform == 'cpu' else ''}; "
         f"verifier={args.verifier} drafter={args.drafter} method={args.method} "
-        f"batch={args.batch} input_len={args.input_len} max_new={args.max_new} "
-        f"gamma={args.gamma}; median of {args.repeats}, compile excluded")
+        f"batch={args.batch} input_len={args.input_len} "
+        f"max_new_tokens={args.max_new_tokens} num_draft_tokens={args.num_draft_tokens}; "
+        f"median of {args.repeats}, compile excluded")
   base_s, base = timed(lambda: scj.generate(drafter, verifier, ids, **kw))
   tokens = int(base.stats["num_tokens"].sum())
   print(f"{'mesh':>10} {'devices':>7} {'s/call':>9} {'tokens/s':>10} {'vs 1 device':>11}")

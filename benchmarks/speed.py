@@ -11,9 +11,10 @@ One table per temperature (greedy, and T = 1 by default):
   - greedy only: examples whose output differs from verifier-only decoding
     (must be 0 for lossless speculative decoding).
 
-Methods: verifier, drafter, speculative γ ∈ --gammas, prompt lookup
-(`method="prompt_lookup"`, no drafter) for γ ∈ --lookup-gammas with
---lookup-ngram, and spec_cascade for
+Methods: verifier, drafter, speculative for each γ of --num-draft-tokens,
+prompt lookup (`method="prompt_lookup"`, no drafter) for each γ of
+--lookup-num-draft-tokens with --lookup-ngram-size, and spec_cascade (γ:
+--cascade-num-draft-tokens) for
 each --cascade RULE=ALPHA (default: a sensible α per rule), or, with
 --sweep-json, for each rule the largest α whose BLEU reaches the verifier's
 (larger α defers less for every rule, so it is the fastest such α).
@@ -91,11 +92,12 @@ def alphas_from_sweep(path: str, tolerance: float) -> dict[str, float]:
 
 def settings(args) -> list[dict]:
   out = [dict(label="verifier", method="verifier"), dict(label="drafter", method="drafter")]
-  for g in args.gammas:
+  for g in args.num_draft_tokens:
     out.append(dict(label=f"speculative γ={g}", method="speculative", num_draft_tokens=g))
-  for g in args.lookup_gammas:
-    out.append(dict(label=f"prompt lookup n={args.lookup_ngram} γ={g}",
-                    method="prompt_lookup", num_draft_tokens=g, ngram_size=args.lookup_ngram))
+  for g in args.lookup_num_draft_tokens:
+    out.append(dict(label=f"prompt lookup n={args.lookup_ngram_size} γ={g}",
+                    method="prompt_lookup", num_draft_tokens=g,
+                    ngram_size=args.lookup_ngram_size))
   if args.sweep_json:
     cascades = alphas_from_sweep(args.sweep_json, args.bleu_tolerance)
   elif args.cascade:
@@ -106,7 +108,7 @@ def settings(args) -> list[dict]:
   else:
     cascades = DEFAULT_CASCADES
   for rule, alpha in cascades.items():
-    for g in args.cascade_gammas:
+    for g in args.cascade_num_draft_tokens:
       out.append(dict(label=f"spec_cascade[{rule}] α={alpha:g} γ={g}",
                       method="spec_cascade", rule=rule, alpha=alpha, num_draft_tokens=g))
   return out
@@ -197,16 +199,22 @@ def main(argv=None):
                   help="batch 1: pad each input to a multiple of this many tokens (one "
                        "compile per length) instead of all to the longest")
   ap.add_argument("--repeats", type=int, default=3)
-  ap.add_argument("--gammas", type=lambda s: [int(x) for x in s.split(",") if x],
-                  default=[3, 5, 7], help="speculative draft lengths ('' for none)")
-  ap.add_argument("--lookup-gammas", type=lambda s: [int(x) for x in s.split(",") if x],
-                  default=[7], help="prompt-lookup draft lengths ('' for none)")
-  ap.add_argument("--lookup-ngram", type=int, default=3)
+  ints = lambda s: [int(x) for x in s.split(",") if x]  # noqa: E731
+  ap.add_argument("--num-draft-tokens", type=ints, default=[3, 5, 7],
+                  help="speculative decoding's num_draft_tokens (γ), comma-separated "
+                       "('' for none)")
+  ap.add_argument("--lookup-num-draft-tokens", type=ints, default=[7],
+                  help="prompt lookup's num_draft_tokens, comma-separated ('' for none)")
+  ap.add_argument("--lookup-ngram-size", type=int, default=3, help="prompt lookup's ngram_size")
   ap.add_argument("--cascade", action="append", metavar="RULE=ALPHA",
                   help="spec_cascade setting(s); default token_v3=0.3 chow=0.4 opt=0.5")
-  ap.add_argument("--cascade-gammas", type=lambda s: [int(x) for x in s.split(",") if x],
-                  default=[5], help="draft lengths of the cascades (greedy outputs do not "
-                                    "depend on γ, so BLEU holds for each)")
+  ap.add_argument("--cascade-num-draft-tokens", type=ints, default=[5],
+                  help="the cascades' num_draft_tokens, comma-separated (greedy outputs do "
+                       "not depend on γ, so BLEU holds for each)")
+  # Spellings recorded in benchmarks/results/speed_cascade_gammas.txt.
+  common.old_flag(ap, "--gammas", "--num-draft-tokens", type=ints)
+  common.old_flag(ap, "--lookup-gammas", "--lookup-num-draft-tokens", type=ints)
+  common.old_flag(ap, "--cascade-gammas", "--cascade-num-draft-tokens", type=ints)
   ap.add_argument("--sweep-json", help="pick α per rule from a BLEU sweep (see alphas_from_sweep)")
   ap.add_argument("--bleu-tolerance", type=float, default=0.0)
   ap.add_argument("--batches", type=lambda s: [int(x) for x in s.split(",") if x],

@@ -9,7 +9,7 @@ process, two ways:
     it includes Python dispatch and a copy of the (not donated) cache;
   - in a loop: `common.step_time`, steps inside a jitted `fori_loop` with the
     cache carried, as the decoding kernels run them (encoding subtracted).
-The ratio is the number that matters (DESIGN.md section 5); absolute times
+The ratio is the number that matters (docs/design.md §6.4); absolute times
 are this CPU's.
 """
 
@@ -85,14 +85,14 @@ def main():
   ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   ap.add_argument("--drafter", default="demo-drafter")
   ap.add_argument("--verifier", default="demo-verifier")
-  ap.add_argument("--gamma", type=int, default=5)
+  ap.add_argument("--num-draft-tokens", type=int, default=5, help="γ")
   ap.add_argument("--iters", type=int, default=300)
   ap.add_argument("--repeats", type=int, default=7, help="timed loops of 64 steps (min)")
   args = ap.parse_args()
   d, v = load_model(args.drafter), load_model(args.verifier)
   ids = jnp.asarray(np.random.RandomState(0).randint(3, v.vocab_size, (1, 16)), jnp.int32)
   calls = [("drafter step", d, 1), ("verifier step", v, 1),
-           ("verifier chunk", v, args.gamma + 1)]
+           ("verifier chunk", v, args.num_draft_tokens + 1)]
   rows = [(f"{name} (k={k})", time_step(m, k, iters=args.iters),
            common.step_time(m, ids, k, 72, 64, args.repeats)) for name, m, k in calls]
   print(f"backend={jax.default_backend()} devices={jax.device_count()}")
@@ -103,9 +103,10 @@ def main():
         f" {rows[0][2] / rows[1][2]:.3f} in a loop")
   print(f"verifier chunk / step: {rows[2][1] / rows[1][1]:.2f} standalone,"
         f" {rows[2][2] / rows[1][2]:.2f} in a loop")
-  r = round_models(d, v, ids, args.gamma, args.repeats)
+  gamma = args.num_draft_tokens
+  r = round_models(d, v, ids, gamma, args.repeats)
   parts = r["drafter steps"] + r["verifier chunk"]
-  print(f"one round's model calls (γ={args.gamma}), in a loop: {args.gamma + 1} drafter steps"
+  print(f"one round's model calls (γ={gamma}), in a loop: {gamma + 1} drafter steps"
         f" {r['drafter steps'] * 1e3:.3f} ms + verifier chunk {r['verifier chunk'] * 1e3:.3f} ms"
         f" = {parts * 1e3:.3f} ms apart; interleaved {r['interleaved'] * 1e3:.3f} ms"
         f" ({r['interleaved'] / parts - 1:+.0%})")

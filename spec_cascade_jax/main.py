@@ -44,6 +44,10 @@ from typing import Any, Callable, Iterable, Sequence
 import gin
 from gin import config_parser
 
+# Imported for its effect: it hooks the project's seqio tasks into
+# evaluation.infer, which registers them when a job names one (docs/design.md §5).
+from spec_cascade_jax import tasks  # noqa: F401  pylint: disable=unused-import
+
 PROG = "python -m spec_cascade_jax.main"
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _CONFIGS_DIR = os.path.join(_ROOT, "configs")

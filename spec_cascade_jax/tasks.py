@@ -17,7 +17,9 @@ Tasks:
   raises an error that says how to set it.
 
 seqio and TensorFlow are imported inside the functions here: `import
-spec_cascade_jax` (and this module) must stay free of TensorFlow.
+spec_cascade_jax` (and this module) must stay free of TensorFlow. Importing
+this module hooks `register_tasks` into evaluation.infer.SEQIO_TASK_REGISTRARS,
+so `infer.load_task` registers the project's tasks on first use.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from __future__ import annotations
 import functools
 import os
 from typing import Any
+
+from spec_cascade_jax.evaluation import infer
 
 GETTEXT_TASK = "gettext_en_de"
 WMT_TASK = "wmt_t2t_ende"
@@ -151,3 +155,10 @@ def register_tasks(t5_vocab_path: str | None = None) -> list[str]:
          },
          metric_fns=metric_fns)
   return [GETTEXT_TASK, *TFDS_TASKS]
+
+
+# evaluation.infer.load_task calls this when it meets a seqio task name that
+# seqio does not know yet: the project's tasks register on first use, and the
+# evaluation package never imports this entry-point module (docs/design.md §5).
+if register_tasks not in infer.SEQIO_TASK_REGISTRARS:
+  infer.SEQIO_TASK_REGISTRARS.append(register_tasks)

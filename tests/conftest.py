@@ -1,4 +1,5 @@
-"""Suite-wide pytest hooks: a skip budget for CI.
+"""Suite-wide pytest hooks: a skip budget for CI, the `slow` marker, and the
+tiny model pairs several test files share.
 
 A test may skip only where what it needs is optional by design (an optional
 extra, a system tool). Where everything is installed, as in CI, no test should
@@ -7,6 +8,15 @@ variable SCJ_MAX_SKIPS=N set (`.ci/run` sets 0), every skip is listed with its
 reason at the end of the run, and a run that otherwise passed fails when more
 than N tests (or modules, skipped while collected) were skipped. Unset, skips
 are reported as pytest always does. Expected failures (xfail) are not skips.
+
+The fast tier: `python -m pytest -q -m "not slow" tests` leaves out the tests
+marked `@pytest.mark.slow`: Monte Carlo laws, multi-process partitioning,
+the notebook, Hugging Face parity, training and sweep runs, benchmark smoke
+runs, seqio/TensorFlow, checks of the shipped corpus and of t5x checkpoint
+files, and integration checks that a faster test covers in the core (T5-pair
+decodes beyond one γ, bfloat16, real-size shapes). What
+remains is the core of the suite in about three minutes, for iteration. CI
+(`.ci/run`) runs everything.
 """
 
 from __future__ import annotations
@@ -63,6 +73,9 @@ class SkipBudget:
 
 
 def pytest_configure(config):
+  config.addinivalue_line(
+      "markers", "slow: left out of the fast tier (`-m \"not slow\"`): seconds or more "
+      "on a 2-core CPU beyond what the core needs; CI runs it")
   value = os.environ.get(MAX_SKIPS_ENV, "").strip()
   if not value:
     return
@@ -73,3 +86,26 @@ def pytest_configure(config):
   if budget < 0:
     raise pytest.UsageError(f"{MAX_SKIPS_ENV}={value!r}: expected a count >= 0")
   config.pluginmanager.register(SkipBudget(budget), "scj_skip_budget")
+
+
+# ---------------------------------------------------------------------------
+# Tiny model pairs shared by several test files: built once per session (the
+# jitted decoding functions are cached by model configuration, so a shared
+# pair also shares their compilations). Treat them as read-only.
+
+
+@pytest.fixture(scope="session")
+def tiny_t5_2_1():
+  """(drafter, verifier): random tiny T5s, verifier 2 layers, drafter 1, V = 64
+  (`testing.tiny_t5_pair(PRNGKey(3), ...)`); test_kernel.py, test_lookup.py."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from spec_cascade_jax.testing import tiny_t5_pair  # pylint: disable=g-import-not-at-top
+  return tiny_t5_pair(jax.random.PRNGKey(3), verifier_layers=2, drafter_layers=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_t5_v32():
+  """(drafter, verifier): `testing.tiny_t5_pair(vocab_size=32, verifier_layers=2)`
+  (PRNGKey(0)); test_configs.py, test_sweep.py."""
+  from spec_cascade_jax.testing import tiny_t5_pair  # pylint: disable=g-import-not-at-top
+  return tiny_t5_pair(vocab_size=32, verifier_layers=2)

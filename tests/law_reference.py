@@ -1,7 +1,7 @@
-"""An independent float64 numpy reference of every target (DESIGN.md section 2).
+"""An independent float64 numpy reference of every target (docs/design.md §2).
 
 It does not import the library: the rules are written again here, from
-DESIGN.md's tables, so a test that compares the library against it compares
+the tables of docs/design.md §2, so a test that compares the library against it compares
 two implementations. Used by the Monte Carlo tests (test_sampling_exact.py),
 the greedy-law tests (test_greedy_law.py) and the unit tests of targets.py.
 

@@ -32,6 +32,7 @@ def smoke_json(tmp_path_factory):
     return json.load(f), out
 
 
+@pytest.mark.slow
 def test_random_model_has_the_init_shapes_in_bfloat16():
   cfg = gpu.SMOKE_VERIFIER
   model = gpu.random_model(cfg, 0)
@@ -54,6 +55,7 @@ def test_step_bytes_counts_weights_and_caches():
   assert gpu.step_bytes(model, 4, 10, 20) == weights + 4 * per_slot * 30
 
 
+@pytest.mark.slow
 def test_smoke_run_writes_steps_floors_and_a_profile(smoke_json):
   report, out = smoke_json
   assert report["errors"] == {} and report["skipped"] == []
@@ -116,6 +118,7 @@ def test_step_time_subtracts_the_encoder_and_divides_by_the_loop(monkeypatch):
   assert common.step_time("model", "ids", 1, 24, 8, 1) == 0.0  # noise: clamped at 0
 
 
+@pytest.mark.slow
 def test_step_time_of_a_real_decoder_is_positive_and_small():
   model = gpu.random_model(gpu.SMOKE_DRAFTER, 0)
   ids = jnp.ones((1, 8), jnp.int32)
@@ -131,6 +134,7 @@ def test_an_xla_variant_that_fails_reports_its_output(tmp_path):
   assert "no_such_xla_flag_for_this_test" in res["output_tail"]
 
 
+@pytest.mark.slow
 def test_round_profile_finds_every_phase_of_a_speculative_round():
   import round_profile
   from spec_cascade_jax.decoding import api, kernel
@@ -182,6 +186,7 @@ def test_speed_batch1_inputs_pad_to_one_length_or_per_bucket():
              for x in speed.batch1_inputs(examples[:1], 16))
 
 
+@pytest.mark.slow
 def test_drafter_hits_marks_where_the_drafter_reproduces_the_output():
   from spec_cascade_jax.testing import tiny_t5_pair
   from spec_cascade_jax.decoding.greedy import greedy_ids

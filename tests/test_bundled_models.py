@@ -82,12 +82,14 @@ def test_drafter_was_distilled_from_the_bundled_verifier(pair):
   assert distill["teacher_targets"] > 0.5 * distill["examples"]
 
 
+@pytest.mark.slow
 def test_bleu_floors(translations):
   bleu = {name: b for name, (_, b) in translations.items()}
   for name, floor in BLEU_FLOORS.items():
     assert bleu[name] >= floor, (name, bleu[name], floor)
 
 
+@pytest.mark.slow
 def test_verifier_beats_drafter_by_3_bleu(translations):
   bleu = {name: b for name, (_, b) in translations.items()}
   assert bleu["demo-verifier"] >= bleu["demo-drafter"] + 3.0, bleu

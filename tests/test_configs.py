@@ -118,11 +118,11 @@ def test_demo_config_values():
   assert set(gin.get_bindings("spec_cascade_jax.evaluation.sweep.run_sweep")) <= demo_params
 
 
-def test_t5_pair_reaches_the_size_check(tmp_path):
+@pytest.mark.slow
+def test_t5_pair_reaches_the_size_check(tmp_path, tiny_t5_v32):
   """The pair file's DRAFTER is a checked load: a wrong-size checkpoint fails."""
-  from spec_cascade_jax import testing
   from spec_cascade_jax.models.checkpoint import save_model
-  _, v = testing.tiny_t5_pair(vocab_size=32, verifier_layers=2)
+  _, v = tiny_t5_v32
   save_model(v, str(tmp_path / "m"))
   _parse(["runs/infer.gin", "models/t5_small_large.gin"],
          [f"T5_SMALL_CHECKPOINT = '{tmp_path / 'm'}'", "T5_LARGE_CHECKPOINT = '/nope'"])

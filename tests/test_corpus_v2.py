@@ -248,6 +248,7 @@ def shipped():
   return m, {s: dataset.load_split(s, "gettext_en_de_v2") for s in bg.SPLITS}
 
 
+@pytest.mark.slow
 def test_shipped_v2_sizes_and_splits(shipped):
   m, rows = shipped
   total = sum(len(r) for r in rows.values())
@@ -259,6 +260,7 @@ def test_shipped_v2_sizes_and_splits(shipped):
   assert size < 40e6
 
 
+@pytest.mark.slow
 def test_shipped_v2_test_packages_unseen_and_no_shared_text(shipped):
   m, rows = shipped
   test_pk = {r["package"] for r in rows["test"]}
@@ -271,6 +273,7 @@ def test_shipped_v2_test_packages_unseen_and_no_shared_text(shipped):
                 or debian_harvest.excluded(r["catalog"])]
 
 
+@pytest.mark.slow
 def test_shipped_v2_pairs_are_clean(shipped):
   m, rows = shipped
   for s in bg.SPLITS:

@@ -45,6 +45,7 @@ def teacher():
   return T5Model.init(PRESETS["tiny-v1.1"], jax.random.PRNGKey(7))
 
 
+@pytest.mark.slow
 def test_teacher_outputs_match_greedy_and_resume(teacher, tmp_path, monkeypatch):
   rng = np.random.default_rng(0)
   inputs = [[int(t) for t in rng.integers(3, 60, int(rng.integers(1, 9)))] + [1]

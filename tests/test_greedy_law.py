@@ -28,6 +28,8 @@ from spec_cascade_jax.testing import BigramModel
 
 V, ROWS, MAX_NEW, TABLE_SETS = 8, 96, 10, 6
 MARGIN = 1e-4
+pytestmark = pytest.mark.slow  # ~40 compiled decodes (about 2 minutes)
+
 RULES = ("chow", "diff", "opt", "token_v1", "token_v2", "token_v3")
 RULE_METHODS = ("spec_cascade", "oracle_cascade", "token_cascade")
 SPEC_KERNEL = ("spec_cascade", "speculative", "lossy", "bild")

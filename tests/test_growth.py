@@ -21,6 +21,7 @@ def test_layer_map_interleaves_copies_after_their_source():
     growth.layer_map(3, 2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", ["tiny-v1.0", "tiny-v1.1"])
 def test_deepen_computes_the_same_function(preset):
   cfg = PRESETS[preset]
@@ -61,6 +62,7 @@ def _copy_task(n, vocab=64, seed=0):
   return out
 
 
+@pytest.mark.slow
 def test_training_starts_from_init_params(tmp_path):
   cfg = PRESETS["tiny-v1.0"]
   exs = _copy_task(160)

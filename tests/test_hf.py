@@ -20,6 +20,8 @@ from spec_cascade_jax.models.hf import (
     HFCheckpointError, HFCheckpointNotFoundError, load_hf_t5, save_hf_t5)
 from spec_cascade_jax.models.t5 import T5Model, relative_position_bucket
 
+pytestmark = pytest.mark.slow  # parity with transformers' PyTorch T5 (the fast tier leaves it out)
+
 INPUT_IDS = np.array([[5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 2],
                       [23, 24, 25, 26, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]],
                      np.int32)  # 19 > max_distance 16: far buckets are used

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from spec_cascade_jax.decoding import api, generate, kernel
-from spec_cascade_jax.testing import BigramModel, bigram_from_probs, tiny_t5_pair
+from spec_cascade_jax.testing import BigramModel, bigram_from_probs
 
 # ------------------------------------------------------------- one round by hand
 
@@ -99,9 +99,8 @@ MAX_NEW = 12
 
 
 @pytest.fixture(scope="module")
-def t5_pair():
-  drafter, verifier = tiny_t5_pair(jax.random.PRNGKey(3), verifier_layers=2,
-                                   drafter_layers=1)
+def t5_pair(tiny_t5_2_1):
+  drafter, verifier = tiny_t5_2_1   # conftest.py: tiny_t5_pair(PRNGKey(3), 2, 1)
   rs = np.random.RandomState(0)
   ids = rs.randint(2, 64, size=(4, 7))
   for row, n in enumerate([7, 3, 5, 1]):                 # ragged: right padding
@@ -118,7 +117,8 @@ def _assert_zeros_after_eos(tokens):
       assert not row[list(row).index(1) + 1:].any(), row
 
 
-@pytest.mark.parametrize("gamma", [1, 3, 5])
+@pytest.mark.parametrize("gamma", [pytest.param(1, marks=pytest.mark.slow), 3,
+                                   pytest.param(5, marks=pytest.mark.slow)])
 def test_greedy_speculative_equals_verifier_t5(t5_pair, gamma):
   drafter, verifier, ids, ver, _ = t5_pair
   spec = generate(drafter, verifier, ids, method="speculative", num_draft_tokens=gamma,
@@ -135,6 +135,7 @@ def test_greedy_speculative_equals_verifier_t5(t5_pair, gamma):
   assert np.all(s["rounds"] <= s["num_tokens"])
 
 
+@pytest.mark.slow
 def test_chow_extremes_and_token_cascade_t5(t5_pair):
   drafter, verifier, ids, ver, dra = t5_pair
   kw = dict(method="spec_cascade", rule="chow", num_draft_tokens=3, max_new_tokens=MAX_NEW)
@@ -161,11 +162,12 @@ def test_chow_extremes_and_token_cascade_t5(t5_pair):
   np.testing.assert_array_equal(tok.stats["drafter_steps"], tok.stats["num_tokens"])
 
 
+@pytest.mark.slow
 def test_greedy_spec_cascade_does_not_depend_on_gamma_t5(t5_pair):
   """Greedy π is a function of the prefix alone, so γ changes the cost, never the
-  tokens: a cascade's BLEU at some α holds for every γ (`speed.py --cascade-gammas`).
-  Fails if a round's bonus token came from p instead of π, or a deferral skipped
-  a position."""
+  tokens: a cascade's BLEU at some α holds for every γ (`speed.py
+  --cascade-num-draft-tokens`). Fails if a round's bonus token came from p instead
+  of π, or a deferral skipped a position."""
   drafter, verifier, ids, ver, dra = t5_pair
   conf = jax.nn.softmax(drafter.logits(ids, jnp.pad(dra.tokens, ((0, 0), (1, 0)))), -1)
   alpha = float(1 - np.median(np.asarray(conf.max(-1))))
@@ -181,6 +183,7 @@ def test_greedy_spec_cascade_does_not_depend_on_gamma_t5(t5_pair):
   assert not np.array_equal(res[1].tokens, dra.tokens)
 
 
+@pytest.mark.slow
 def test_batch_invariance_greedy_t5(t5_pair):
   """Each row decoded alone gives the same tokens as in the ragged batch."""
   drafter, verifier, ids, _, _ = t5_pair
@@ -194,6 +197,7 @@ def test_batch_invariance_greedy_t5(t5_pair):
       assert v[0] == batch.stats[k][row], k
 
 
+@pytest.mark.slow
 def test_pad_single_row_changes_nothing_t5(t5_pair, monkeypatch):
   """pad_single_row (automatic on GPU) decodes one row as two copies of it and
   returns the first: the same tokens and stats, sampled ones included."""
@@ -313,6 +317,7 @@ def test_methods_without_rule_or_alpha_run_when_neither_is_passed(method):
   assert set(res.stats) == set(kernel.STAT_NAMES)
 
 
+@pytest.mark.slow
 def test_rule_and_alpha_none_mean_the_methods_default():
   """rule=None: token_v3 (token_cascade: chow, its only rule); alpha=None: 0.3.
   lossy, bild and seq_cascade take an α but no rule."""

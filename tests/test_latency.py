@@ -107,6 +107,7 @@ def _task():
                         lambda toks: " ".join(str(t) for t in toks), [sampled])
 
 
+@pytest.mark.slow
 def test_a_sweep_interrupted_mid_point_resumes_to_the_uninterrupted_numbers(tmp_path,
                                                                             monkeypatch):
   drafter = testing.random_bigram(jax.random.PRNGKey(1), 12, sharpness=2.0)

@@ -12,7 +12,7 @@ import pytest
 from spec_cascade_jax.decoding import generate
 from spec_cascade_jax.decoding import sampling
 from spec_cascade_jax.decoding.lookup import accept_greedy, accept_one_hot, ngram_draft
-from spec_cascade_jax.testing import bigram_from_probs, tiny_t5_pair
+from spec_cascade_jax.testing import bigram_from_probs
 
 import test_sampling_exact as exact
 
@@ -74,6 +74,7 @@ def _cycle(v, order):
   return bigram_from_probs(probs)
 
 
+@pytest.mark.slow
 def test_greedy_fast_paths_equal_the_general_ones():
   """accept_greedy and sampling.next_token (the all-greedy branches: argmax of
   the logits, no softmax) give what the general code gives at T = 0."""
@@ -148,10 +149,10 @@ def test_rows_without_a_match_take_one_token_in_a_chunk_round():
   np.testing.assert_array_equal(res.stats["accepted"], [4, 0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ngram, gamma", [(1, 3), (2, 5)])
-def test_greedy_prompt_lookup_equals_verifier_t5(ngram, gamma):
-  drafter, verifier = tiny_t5_pair(jax.random.PRNGKey(3), verifier_layers=2,
-                                   drafter_layers=1)
+def test_greedy_prompt_lookup_equals_verifier_t5(ngram, gamma, tiny_t5_2_1):
+  drafter, verifier = tiny_t5_2_1   # conftest.py: tiny_t5_pair(PRNGKey(3), 2, 1)
   rs = np.random.RandomState(0)
   ids = rs.randint(2, 12, size=(4, 9))             # small id range: lookups match
   ids[1, 4:] = 0
@@ -166,6 +167,7 @@ def test_greedy_prompt_lookup_equals_verifier_t5(ngram, gamma):
   assert np.all(out.stats["rounds"] <= ver.stats["rounds"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("gamma", [1, 3])
 def test_prompt_lookup_sampling_is_exact(gamma):
   """The first 3 tokens follow the verifier's law (no drafter involved).

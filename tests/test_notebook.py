@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 # The test extra (setup.py) has these: missing, these tests fail, not skip.
 # ipykernel provides the "python3" kernel nbclient starts; matplotlib (core)
 # draws the notebook's plot.
@@ -24,6 +26,7 @@ def test_notebook_is_committed_without_outputs():
       assert not cell.outputs and cell.execution_count is None, cell.source[:60]
 
 
+@pytest.mark.slow
 def test_notebook_executes_on_tiny_models(tmp_path, monkeypatch):
   monkeypatch.setenv("SCJ_NOTEBOOK_TINY", "1")
   monkeypatch.setenv("SCJ_NOTEBOOK_OUTPUT_DIR", str(tmp_path / "sweep"))

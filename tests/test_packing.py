@@ -72,6 +72,7 @@ def tiny_model():
   return T5Model.init(cfg, jax.random.PRNGKey(3))
 
 
+@pytest.mark.slow
 def test_packed_logits_equal_each_example_alone(tiny_model):
   exs = _pairs(40, vocab=tiny_model.vocab_size)
   b = batching.PackedBatcher(exs, tokens_per_batch=64, max_len=32, seed=0)
@@ -89,6 +90,7 @@ def test_packed_logits_equal_each_example_alone(tiny_model):
       pt += len(y)
 
 
+@pytest.mark.slow
 def test_packed_inputs_are_checked(tiny_model):
   ids = np.ones((2, 8), np.int32)
   with pytest.raises(ValueError, match="both encoder_segment_ids"):
@@ -99,6 +101,7 @@ def test_packed_inputs_are_checked(tiny_model):
     batching.PackedBatcher(_pairs(4), tokens_per_batch=16, max_len=32)
 
 
+@pytest.mark.slow
 def test_label_smoothing_loss_equals_smoothed_one_hot(tiny_model):
   rng = np.random.default_rng(0)
   v = tiny_model.vocab_size
@@ -118,6 +121,7 @@ def test_label_smoothing_loss_equals_smoothed_one_hot(tiny_model):
     np.testing.assert_allclose(float(loss), want, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_packed_training_lowers_the_loss(tmp_path):
   rng = np.random.default_rng(1)
   exs = []

@@ -57,6 +57,7 @@ def mesh_run(tmp_path_factory):
 # ------------------------------------------------------------- 8 fake devices
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS)
 def test_sharded_equals_unsharded(mesh_run, method):
   _, results, _ = mesh_run
@@ -75,6 +76,7 @@ def test_sharded_equals_unsharded(mesh_run, method):
                                     err_msg=f"{mesh} {stat}")
 
 
+@pytest.mark.slow
 def test_params_sharded_as_rules_say(mesh_run):
   report, _, _ = mesh_run
   specs = report["param_specs"]
@@ -89,6 +91,7 @@ def test_params_sharded_as_rules_say(mesh_run):
   assert report["wi_0_shard_shape"] == [32, 16]                        # d_ff 64 / 4
 
 
+@pytest.mark.slow
 def test_caches_stay_sharded(mesh_run):
   report, _, _ = mesh_run
   for name in ("self_key", "cross_value"):
@@ -104,6 +107,7 @@ def test_caches_stay_sharded(mesh_run):
                            "global_cross_cache": False, "all_gather_of_cache": False}
 
 
+@pytest.mark.slow
 def test_sharded_checkpoint_matches_whole(mesh_run):
   report, _, logits = mesh_run
   np.testing.assert_allclose(logits["sharded"], logits["whole"], rtol=1e-5, atol=1e-5)
@@ -115,6 +119,7 @@ def test_sharded_checkpoint_matches_whole(mesh_run):
   assert reads and all(block * 4 == total for total, block in reads), reads
 
 
+@pytest.mark.slow
 def test_errors_name_the_fix(mesh_run):
   errors = mesh_run[0]["errors"]
   assert "not divisible by the 'data' mesh axis (2)" in errors["batch"]
@@ -140,6 +145,7 @@ def _free_port() -> int:
 _UNSUPPORTED = "make_gloo_tcp_collectives only implemented for linux and macos"
 
 
+@pytest.mark.slow
 def test_two_processes_decode_a_global_batch(tmp_path):
   port = _free_port()
   procs = [subprocess.Popen([sys.executable, WORKER, "multiprocess", str(tmp_path), str(port),
@@ -206,6 +212,7 @@ def test_every_t5_param_and_cache_entry_has_axes():
   assert axes["encoder_mask"] == ("batch", "length")
 
 
+@pytest.mark.slow
 def test_single_device_mesh_matches_generate():
   """A (1, 1) mesh runs the same program in this process: a cheap regression check."""
   import spec_cascade_jax as scj

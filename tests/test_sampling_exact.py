@@ -1,4 +1,4 @@
-"""Monte Carlo exactness of every decoding method (DESIGN.md section 2 invariant).
+"""Monte Carlo exactness of every decoding method (docs/design.md §3.5).
 
 Bigram drafter/verifier pairs (V = 6, EOS = 1 reachable) make the exact law of
 the first three generated tokens a finite product of per-position targets.
@@ -26,6 +26,8 @@ import law_reference as ref
 
 from spec_cascade_jax.decoding import generate
 from spec_cascade_jax.testing import BigramModel
+
+pytestmark = pytest.mark.slow  # Monte Carlo: 10000 rows per law (the fast tier leaves it out)
 
 V, EOS, N, MAX_NEW = 6, 1, 10000, 3
 P_MIN = 1e-4

@@ -267,6 +267,7 @@ def test_grids():
 # ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_decode_batched_is_independent_of_batching_and_sd_equals_verifier():
   import jax
   q = testing.random_bigram(jax.random.PRNGKey(1), 16, sharpness=2.0)
@@ -315,20 +316,22 @@ def test_infer_writes_jsonl(tmp_path, monkeypatch):
   assert all(1 <= r["stats"]["num_tokens"] <= 4 for r in rows)
 
 
-def test_spread_indices_and_checked_model(tmp_path):
+@pytest.mark.slow
+def test_spread_indices_and_checked_model(tmp_path, tiny_t5_v32):
   np.testing.assert_array_equal(infer.spread_indices(10, 3), [0, 4, 9])
   np.testing.assert_array_equal(infer.spread_indices(3, None), [0, 1, 2])
   from spec_cascade_jax.models.checkpoint import save_model
-  _, v = testing.tiny_t5_pair(vocab_size=32, verifier_layers=2)
+  _, v = tiny_t5_v32
   save_model(v, str(tmp_path / "m"))
   assert infer.load_checked_model(str(tmp_path / "m"), "tiny-v1.0").config.num_layers == 2
   with pytest.raises(ValueError, match="is not a t5-small checkpoint"):
     infer.load_checked_model(str(tmp_path / "m"), "t5-small")
 
 
-def test_provenance_marks_drafter_tokens():
+@pytest.mark.slow
+def test_provenance_marks_drafter_tokens(tiny_t5_v32):
   import spec_cascade_jax as scj
-  d, _ = testing.tiny_t5_pair(vocab_size=32)
+  d, _ = tiny_t5_v32   # the drafter of tiny_t5_pair(vocab_size=32) at any verifier depth
   ids = np.array([[5, 6, 1, 0]], np.int32)
   res_d = scj.generate(d, None, ids, method="drafter", max_new_tokens=6)
   marks = demo.drafter_agreement(d, ids, res_d.tokens)

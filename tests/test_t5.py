@@ -129,6 +129,7 @@ def test_rollback_overwrites_stale_slots(model):
                                  kv[which][:, :, :7], rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_jit_takes_weights_as_arguments(model):
   """Two weight sets share one compilation: weights are not baked-in constants."""
   dec = _decoder_ids(model.vocab_size)
@@ -178,6 +179,7 @@ def test_bad_inputs_raise_clear_errors(model):
     model.logits(INPUT_IDS.astype(np.float32), INPUT_IDS)
 
 
+@pytest.mark.slow
 def test_bfloat16_close_to_float32():
   cfg = PRESETS["tiny-v1.1"]
   m32 = T5Model.init(cfg, jax.random.PRNGKey(3))
@@ -200,6 +202,7 @@ def _count(name):
   return count_params(shapes.params)
 
 
+@pytest.mark.slow
 def test_real_sizes_parameter_counts():
   """Published sizes count T5 1.0's tied embedding twice (input and output)."""
   large, xl = _count("t5-large"), _count("t5-xl")
@@ -256,6 +259,7 @@ def test_relative_position_bucket_matches_hf(bidirectional, num_buckets, max_dis
   assert want.max() == num_buckets - 1  # the far buckets are reached
 
 
+@pytest.mark.slow
 def test_eager_init_matches_the_jitted_one_but_for_last_bits():
   cfg = T5Config(name="tiny", vocab_size=64, d_model=32, d_kv=8, d_ff=64, num_heads=4,
                  num_layers=2, num_decoder_layers=1)

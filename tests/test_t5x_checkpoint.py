@@ -85,6 +85,7 @@ def _ids(config):
   return inp % config.vocab_size, dec % config.vocab_size
 
 
+@pytest.mark.slow
 def test_expected_shapes_match_t5model_init():
   from spec_cascade_jax.models.t5 import T5Model
   for name in CONFIGS:
@@ -94,6 +95,7 @@ def test_expected_shapes_match_t5model_init():
     assert got == tc.expected_param_shapes(cfg), name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", CONFIGS)
 def test_hand_written_t5x_checkpoint_loads_same_params_and_logits(tmp_path, name):
   from spec_cascade_jax.models.t5 import T5Model

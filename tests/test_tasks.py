@@ -55,6 +55,7 @@ def seqio_and_tasks():
   return seqio, tasks
 
 
+@pytest.mark.slow
 def test_gettext_task_tokenizes_with_eos(seqio_and_tasks, monkeypatch):
   seqio, tasks = seqio_and_tasks
   monkeypatch.delenv(tasks.T5_VOCAB_ENV, raising=False)
@@ -76,6 +77,7 @@ def test_gettext_task_tokenizes_with_eos(seqio_and_tasks, monkeypatch):
   assert {m.__name__ for m in task.metric_fns} == {"bleu", "chrf"}
 
 
+@pytest.mark.slow
 def test_t5_tasks_need_a_vocab_path(seqio_and_tasks, monkeypatch):
   seqio, tasks = seqio_and_tasks
   monkeypatch.delenv(tasks.T5_VOCAB_ENV, raising=False)
@@ -85,6 +87,7 @@ def test_t5_tasks_need_a_vocab_path(seqio_and_tasks, monkeypatch):
     vocab.encode("summarize: x")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,prefix,metric", [
     ("wmt_t2t_ende", "translate English to German: ", "bleu"),
     ("xsum", "summarize: ", "rouge"),
@@ -113,3 +116,20 @@ def test_tfds_tasks_with_mock_data(seqio_and_tasks, monkeypatch, name, prefix, m
     assert text.startswith(prefix)
     assert ex["inputs"].tolist() == demo.encode(text) + [1]
     assert ex["targets"].tolist() == demo.encode(ex["targets_pretokenized"].decode()) + [1]
+
+
+@pytest.mark.slow
+def test_load_task_registers_the_projects_tasks_through_the_hook(seqio_and_tasks,
+                                                                  monkeypatch):
+  """evaluation never imports tasks (docs/design.md §5): importing tasks hooks
+  its register_tasks into infer, which calls the hooks for a name seqio does
+  not know, then says how to register one that is still missing."""
+  seqio, tasks = seqio_and_tasks
+  from spec_cascade_jax.evaluation import infer  # pylint: disable=g-import-not-at-top
+  assert tasks.register_tasks in infer.SEQIO_TASK_REGISTRARS
+  calls = []
+  monkeypatch.setattr(infer, "SEQIO_TASK_REGISTRARS", [calls.append])
+  with pytest.raises(ValueError, match="unknown seqio task 'no_such_task'.*register_tasks"):
+    infer.load_task("no_such_task", t5_vocab_path="/v.model")
+  assert calls == ["/v.model"]
+  assert "no_such_task" not in seqio.TaskRegistry.names()

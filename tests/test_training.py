@@ -64,6 +64,7 @@ def tiny_run(tmp_path_factory):
   return cfg, workdir, exs, model, hist
 
 
+@pytest.mark.slow
 def test_a_few_steps_lower_the_loss(tiny_run):
   _, _, _, _, hist = tiny_run
   losses = [l for _, l in hist["train_loss"]]
@@ -71,6 +72,7 @@ def test_a_few_steps_lower_the_loss(tiny_run):
   assert hist["eval"][-1]["valid_loss"] < hist["eval"][0]["valid_loss"], hist["eval"]
 
 
+@pytest.mark.slow
 def test_resume_continues_from_checkpoint(tiny_run):
   cfg, workdir, exs, model, hist = tiny_run
   assert trainer.latest_checkpoint(workdir).endswith("checkpoint_60.msgpack")
@@ -83,6 +85,7 @@ def test_resume_continues_from_checkpoint(tiny_run):
   assert len(hist2["eval"]) == len(hist["eval"])
 
 
+@pytest.mark.slow
 def test_corrupt_checkpoint_is_reported(tiny_run, tmp_path):
   cfg, workdir, exs, _, _ = tiny_run
   bad = tmp_path / "bad"
@@ -95,6 +98,7 @@ def test_corrupt_checkpoint_is_reported(tiny_run, tmp_path):
                   progress=False)
 
 
+@pytest.mark.slow
 def test_kd_loss_mixes_reference_and_teacher_cross_entropy():
   """loss_fn's kd_weight share is -sum_v softmax(teacher)_v log p_v, per target."""
   from spec_cascade_jax.models.t5 import T5Model
@@ -121,6 +125,7 @@ def test_kd_loss_mixes_reference_and_teacher_cross_entropy():
     assert int(ntok) == mask.sum()
 
 
+@pytest.mark.slow
 def test_kd_student_learns_the_teachers_choices(tiny_run):
   """With kd_weight=1 the references do not matter: a student trained on
   scrambled targets still learns the copy task from the copying teacher, and
@@ -152,6 +157,7 @@ def test_kd_student_learns_the_teachers_choices(tiny_run):
   assert a_kd > a_plain + 0.2, (a_kd, a_plain)
 
 
+@pytest.mark.slow
 def test_kd_needs_teacher_and_weight(tiny_run):
   _, _, exs, teacher, _ = tiny_run
   with pytest.raises(ValueError, match="teacher and kd_weight"):

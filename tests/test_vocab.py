@@ -73,6 +73,7 @@ def test_extra_ids_and_paths(demo):
     vocab_lib.load_vocabulary("no_such_vocab")
 
 
+@pytest.mark.slow
 def test_matches_seqio_when_installed(demo):
   seqio = pytest.importorskip("seqio")
   ref = seqio.SentencePieceVocabulary(demo.sentencepiece_model_file, extra_ids=0)
@@ -114,6 +115,7 @@ def test_training_is_deterministic_and_uses_t5_ids(tmp_path):
     vocab_lib.train_vocabulary(texts, str(tmp_path / "c.bin"))
 
 
+@pytest.mark.slow
 def test_shipped_model_reproduces(tmp_path):
   # Retraining from the shipped train split gives the shipped model, byte for byte.
   import os  # pylint: disable=g-import-not-at-top

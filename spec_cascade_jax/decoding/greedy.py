@@ -13,17 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
+from spec_cascade_jax.data.padding import pad_batch
 from spec_cascade_jax.decoding import api
-
-
-def pad_batch(seqs: Sequence[Sequence[int]], multiple: int = 16) -> np.ndarray:
-  """Pads to a multiple of `multiple` so few input shapes (compilations) occur."""
-  length = max(len(s) for s in seqs)
-  length = -(-length // multiple) * multiple
-  out = np.zeros((len(seqs), length), np.int32)
-  for i, s in enumerate(seqs):
-    out[i, :len(s)] = s
-  return out
 
 
 def greedy_ids(model, inputs: Sequence[Sequence[int]], batch_size: int = 64,

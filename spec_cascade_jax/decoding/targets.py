@@ -1,4 +1,4 @@
-"""Deferral rules and per-position targets π (DESIGN.md section 2).
+"""Deferral rules and per-position targets π (docs/design.md §2).
 
 Every target is one pure, vectorised function
 

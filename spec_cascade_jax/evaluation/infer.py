@@ -6,10 +6,11 @@
 
 Tasks: `gettext_en_de` is read with `data.dataset.load_split` and the demo
 vocabulary (no seqio or TensorFlow needed: the GPU machine has neither); any
-other name is a seqio task (registered by `spec_cascade_jax.tasks`, or by the
-user), read with `task.get_dataset` and scored with the task's own metric
-functions. The building blocks (`load_task`, `decode_batched`, `cost_stats`)
-are shared with the sweep.
+other name is a seqio task (registered by `spec_cascade_jax.tasks`, which
+hooks itself into SEQIO_TASK_REGISTRARS when imported, or by the user), read
+with `task.get_dataset` and scored with the task's own metric functions. The
+building blocks (`load_task`, `decode_batched`, `cost_stats`) are shared with
+the sweep.
 """
 
 from __future__ import annotations
@@ -22,10 +23,17 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from spec_cascade_jax.data.padding import pad_batch
 from spec_cascade_jax.evaluation import grids
 
 GETTEXT_TASK = "gettext_en_de"
 DEFAULT_BUCKETS = (32, 64, 128)
+# Functions register(t5_vocab_path) that add tasks to seqio's registry; a seqio
+# task name that seqio does not know is looked up again after calling them.
+# spec_cascade_jax.tasks adds its `register_tasks` here when it is imported
+# (main.py imports it): the project's tasks are registered on first use while
+# this library package never imports the entry-point layer (docs/design.md §5).
+SEQIO_TASK_REGISTRARS: list[Callable[[str | None], Any]] = []
 
 
 @dataclasses.dataclass
@@ -90,13 +98,18 @@ def load_task(task: str = GETTEXT_TASK, split: str = "validation",
 
 
 def _load_seqio_task(task, split, max_input_length, num_examples, t5_vocab_path):
-  from spec_cascade_jax import tasks  # imports seqio/TensorFlow lazily
-  seqio = tasks._import_seqio()  # pylint: disable=protected-access
+  try:
+    import seqio  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise ImportError(f"task {task!r} is a seqio task and needs seqio: pip install seqio "
+                      "tensorflow-datasets rouge-score (the project's [seqio] extra)") from e
   if task not in seqio.TaskRegistry.names():
-    tasks.register_tasks(t5_vocab_path)
+    for register in SEQIO_TASK_REGISTRARS:
+      register(t5_vocab_path)
   if task not in seqio.TaskRegistry.names():
-    raise ValueError(f"unknown seqio task {task!r}: register it before running, or use "
-                     f"one of {sorted(seqio.TaskRegistry.names())[:20]}")
+    raise ValueError(f"unknown seqio task {task!r}: register it before running "
+                     "(spec_cascade_jax.tasks.register_tasks() registers the project's "
+                     f"tasks), or use one of {sorted(seqio.TaskRegistry.names())[:20]}")
   t = seqio.get_mixture_or_task(task)
   ds = t.get_dataset(sequence_length=None, split=split, shuffle=False)
   rows = list(ds.as_numpy_iterator())
@@ -132,16 +145,6 @@ def bucket_length(n: int, buckets: Sequence[int]) -> int:
       return int(b)
   raise ValueError(f"input of {n} tokens exceeds the largest length bucket {max(buckets)}; "
                    "add a larger bucket or lower max_input_length")
-
-
-def pad_rows(seqs: Sequence[Sequence[int]], length: int, rows: int) -> np.ndarray:
-  """[rows, length] int32; missing rows hold a lone EOS (decoded and discarded)."""
-  out = np.zeros((rows, length), np.int32)
-  out[:, 0] = 1
-  for i, s in enumerate(seqs):
-    out[i] = 0
-    out[i, :len(s)] = s
-  return out
 
 
 def decode_kwargs(point: grids.Point, max_new_tokens: int) -> dict:
@@ -189,7 +192,8 @@ def decode_batched(drafter, verifier, input_ids: Sequence[Sequence[int]],
     from tqdm.auto import tqdm
     it = tqdm(batches, desc=point.label, leave=False)
   for bi, (length, idx) in enumerate(it):
-    ids = pad_rows([input_ids[i] for i in idx], length, batch_size)
+    # A short last batch is filled with lone-EOS rows: one shape per bucket.
+    ids = pad_batch([input_ids[i] for i in idx], length, rows=batch_size)
     res = generate(drafter, verifier, ids, rng=jax.random.fold_in(base, bi),
                    **decode_kwargs(point, max_new_tokens))
     for r, i in enumerate(idx):
@@ -366,7 +370,7 @@ def evaluate(drafter, verifier, output_dir: str, task: str = GETTEXT_TASK,
 
 def time_point(drafter, verifier, input_ids: Sequence[Sequence[int]], point: grids.Point,
                max_new_tokens: int, buckets: Sequence[int], repeats: int):
-  """Batch-1 timings of `point` paired with verifier-only decoding (DESIGN.md section 5).
+  """Batch-1 timings of `point` paired with verifier-only decoding (docs/design.md §6.1).
 
   Each example is padded to its length bucket; evaluation/latency.py warms up
   each shape untimed, interleaves (point, verifier) `repeats` times per
@@ -380,7 +384,7 @@ def time_point(drafter, verifier, input_ids: Sequence[Sequence[int]], point: gri
   kwargs = decode_kwargs(point, max_new_tokens)
   ver = decode_kwargs(grids.Point("Verifier", "verifier", temperature=point.temperature,
                                   seed=point.seed), max_new_tokens)
-  inputs = [pad_rows([x], bucket_length(len(x), buckets), 1) for x in input_ids]
+  inputs = [pad_batch([x], bucket_length(len(x), buckets)) for x in input_ids]
   return latency.paired_times(
       lambda ids: generate(drafter, verifier, ids, rng=rng, **kwargs),
       None if point.method == "verifier" else

@@ -1,4 +1,4 @@
-"""The latency protocol of DESIGN.md section 5: paired, interleaved, with a spread.
+"""The latency protocol of docs/design.md §6.1: paired, interleaved, with a spread.
 
 A method's latency is measured per example at batch 1 (the paper's setting),
 PAIRED with verifier-only decoding of the same example and interleaved in

@@ -26,7 +26,7 @@ from typing import Mapping, Sequence
 
 from matplotlib.figure import Figure
 
-from spec_cascade_jax.evaluation import grids, latency, summary
+from spec_cascade_jax.evaluation import grids, latency, results, summary
 
 # One colour and marker per curve of grids.py; distinct within every grid.
 CURVE_STYLES: dict[str, tuple[str, str]] = {
@@ -175,20 +175,17 @@ def plot_all(records: Sequence[Mapping], output_dir: str, metric: str | None = N
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-  from spec_cascade_jax.evaluation import sweep  # pylint: disable=g-import-not-at-top
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("results", help="results.jsonl of a sweep, or its directory")
   parser.add_argument("--output_dir", default=None, help="default: next to the results")
   parser.add_argument("--metric", default=None)
   args = parser.parse_args(argv)
-  records = sweep.load_results(args.results)
-  path = (os.path.join(args.results, sweep.RESULTS_FILE) if os.path.isdir(args.results)
-          else args.results)
-  results = sweep.ResultsFile(path)
-  context = results.context()
+  records = results.load_results(args.results)
+  stored = results.ResultsFile(results.results_path(args.results))
+  context = stored.context()
   out = args.output_dir or (args.results if os.path.isdir(args.results)
                             else os.path.dirname(os.path.abspath(args.results)))
-  s = summary.summarize(records, args.metric, copy_quality=results.copy_baseline())
+  s = summary.summarize(records, args.metric, copy_quality=stored.copy_baseline())
   print(summary.format_markdown(s))
   summary.save(s, out)
   for p in plot_all(records, out, s["metric"], context):

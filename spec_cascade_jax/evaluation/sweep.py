@@ -11,10 +11,10 @@ For each point (method, rule, α, γ, temperature, seed; grids.py):
            over the split, each example timed paired with verifier-only
            decoding and interleaved with it (evaluation/latency.py): the
            relative latency is Σ point / Σ verifier, with a bootstrap interval
-           over examples (DESIGN.md section 5).
+           over examples (docs/design.md §6.1).
 
 Results file (`output_dir/results.jsonl`, one JSON object a line, appended and
-fsync'ed as each point finishes):
+fsync'ed as each point finishes; evaluation/results.py reads and writes it):
   {"kind": "sweep", "context": {...}}       first line: what every point shares
   {"kind": "copy_baseline", "quality", ...} what copying the input scores
   {"kind": "point", "key", "run_id", <Point fields>, "quality", "cost",
@@ -34,81 +34,19 @@ mixed in.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 import uuid
 from typing import Any, Callable, Mapping, Sequence
 
 from spec_cascade_jax.evaluation import grids, infer, latency, summary
+# The results file's format lives in results.py (plots.py reads it too); its
+# names stay importable from here.
+from spec_cascade_jax.evaluation.results import (RESULTS_FILE, ResultsFile,  # noqa: F401
+                                                 load_results)
 
-RESULTS_FILE = "results.jsonl"
 # Recorded in the context: results timed under another protocol are not mixed in.
 LATENCY_PROTOCOL = "paired-interleaved-v1"
-
-
-class ResultsFile:
-  """Append-only JSONL of sweep records (see the module docstring)."""
-
-  def __init__(self, path: str):
-    self.path = path
-
-  def read(self) -> list[dict]:
-    """Every complete record; a truncated line (an interrupted write) is skipped."""
-    if not os.path.exists(self.path):
-      return []
-    out = []
-    with open(self.path, encoding="utf-8") as f:
-      for line in f:
-        line = line.strip()
-        if not line:
-          continue
-        try:
-          out.append(json.loads(line))
-        except json.JSONDecodeError:
-          continue  # only the last line can be partial: its point is redone
-    return out
-
-  def append(self, record: Mapping) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-    with open(self.path, "a+", encoding="utf-8") as f:
-      # A killed process can leave a partial last line: start on a fresh one.
-      f.seek(0, os.SEEK_END)
-      if f.tell() > 0:
-        f.seek(f.tell() - 1)
-        if f.read(1) != "\n":
-          f.write("\n")
-      f.write(json.dumps(record, ensure_ascii=False) + "\n")
-      f.flush()
-      os.fsync(f.fileno())
-
-  def points(self) -> list[dict]:
-    return [r for r in self.read() if r.get("kind") == "point"]
-
-  def done_keys(self) -> set[str]:
-    return {r["key"] for r in self.points()}
-
-  def copy_baseline(self) -> dict | None:
-    """Quality of returning the input unchanged, if recorded (see run_sweep)."""
-    for r in self.read():
-      if r.get("kind") == "copy_baseline":
-        return r["quality"]
-    return None
-
-  def context(self) -> dict | None:
-    for r in self.read():
-      if r.get("kind") == "sweep":
-        return r["context"]
-    return None
-
-
-def load_results(path: str) -> list[dict]:
-  """Point records of a results file (or of `path/results.jsonl`)."""
-  if os.path.isdir(path):
-    path = os.path.join(path, RESULTS_FILE)
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"no sweep results at {path!r}; run a sweep first")
-  return ResultsFile(path).points()
 
 
 def _check_context(stored: dict, context: dict, path: str) -> None:

@@ -28,7 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from spec_cascade_jax.data import placeholders
-from spec_cascade_jax.decoding.greedy import greedy_ids, pad_batch
+from spec_cascade_jax.data.padding import pad_batch
+from spec_cascade_jax.decoding.greedy import greedy_ids
 from spec_cascade_jax.evaluation import metrics
 
 

@@ -18,6 +18,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from spec_cascade_jax.data.padding import pad_batch
+
 
 @dataclasses.dataclass(frozen=True)
 class Batch:
@@ -67,13 +69,6 @@ def _bucket_of(length: int, boundaries: Sequence[int]) -> int:
     if length <= b:
       return i
   raise ValueError(f"length {length} exceeds the largest bucket {boundaries[-1]}")
-
-
-def _pad(seqs: Sequence[Sequence[int]], length: int) -> np.ndarray:
-  out = np.zeros((len(seqs), length), np.int32)
-  for i, s in enumerate(seqs):
-    out[i, :len(s)] = s
-  return out
 
 
 class BucketedBatcher:
@@ -135,7 +130,8 @@ class BucketedBatcher:
     exs = [self._examples[i] for i in idx]
     length = self.boundaries[_bucket_of(max(max(len(i), len(t)) for i, t in exs),
                                         self.boundaries)]
-    return Batch(_pad([i for i, _ in exs], length), _pad([t for _, t in exs], length))
+    return Batch(pad_batch([i for i, _ in exs], length),
+                 pad_batch([t for _, t in exs], length))
 
   def batches(self, start_step: int = 0) -> Iterator[Batch]:
     """Infinite stream of batches starting at global step `start_step`."""
