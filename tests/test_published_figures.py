@@ -28,6 +28,7 @@ import json
 import operator
 import os
 import re
+import statistics
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -1037,3 +1038,22 @@ def test_gpu_results_hold_only_what_gpu_py_writes():
   for path in (GPU, GPU_CMDBUF):
     for key in _load(path):
       assert f'"{key}"' in source, f"{path}: {key!r} is not a field benchmarks/gpu.py writes"
+
+
+DEMO_AB = R + "demo_ab.json"
+
+
+def test_two_main_job_runs():
+  """The issue-16 comparison of two main-job runs (benchmarks/compare_sweeps.py)."""
+  with Checks() as checks:
+    text = doc("BENCHMARKS.md", "## Main job: do two fresh runs agree?")
+    name = "BENCHMARKS.md (two main-job runs)"
+    devs = lambda: [abs(r["b_over_a"] - 1.0) for r in _load(DEMO_AB)["rows"]]  # noqa: E731
+    checks.claim(name, text, "{k} of {n} points agree within 7%, the median disagreement "
+                 "is {med}%, the largest {top}%",
+                 k=V(lambda: sum(d <= 0.07 for d in devs()), f"{DEMO_AB} rows within 7%"),
+                 n=V(lambda: len(devs()), f"{DEMO_AB} rows"),
+                 med=V(lambda: 100 * statistics.median(devs()), f"{DEMO_AB} median |B/A − 1|"),
+                 top=V(lambda: 100 * _load(DEMO_AB)["max_abs_deviation"],
+                       f"{DEMO_AB} max_abs_deviation"))
+    assert not _load(DEMO_AB)["quality_differs"], "the runs decoded different tokens"
