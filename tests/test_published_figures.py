@@ -619,16 +619,30 @@ def test_demo_sweep():
                  main=summary("PromptLookup", "speedup_at_verifier_quality"),
                  lo=range_of(lookup, min), hi=range_of(lookup, max))
     checks.claim(name, text, "SpecCascade[token_v2] reaches {q2} BLEU at {l2} of the verifier's "
-                 "latency, [token_v1] {q1} at {l1}, [opt] / [diff] {qo} at {lo} / {ld}",
+                 "latency, [token_v1] {q1} at {l1}, [opt] {qo} at {lo} and [diff] {qd} at {ld}",
                  q2=summary("SpecCascade[token_v2]", "best_quality"),
                  l2=summary("SpecCascade[token_v2]", "best_relative_latency"),
                  q1=summary("SpecCascade[token_v1]", "best_quality"),
                  l1=summary("SpecCascade[token_v1]", "best_relative_latency"),
                  qo=summary("SpecCascade[opt]", "best_quality"),
                  lo=summary("SpecCascade[opt]", "best_relative_latency"),
+                 qd=summary("SpecCascade[diff]", "best_quality"),
                  ld=summary("SpecCascade[diff]", "best_relative_latency"))
-    checks.claim(name, text, "[opt] / [diff] {q} at",
-                 q=summary("SpecCascade[diff]", "best_quality"))
+    lengths = [summary(c, "best_relative_length") for c in (
+        "SpecCascade[token_v1]", "SpecCascade[token_v2]", "SpecCascade[opt]",
+        "SpecCascade[diff]")]
+    checks.claim(name, text, "their outputs are {lo}–{hi} of the verifier's",
+                 lo=range_of(lengths, min), hi=range_of(lengths, max))
+    checks.claim(name, text, "copying the input scores {c}",
+                 c=at(DEMO_SUMMARY, *table0, "copy_quality"))
+    checks.claim(name, text, "[token_v1] at\nα 0.2: {l} with 95% interval [{lo}, {hi}]",
+                 l=demo_point("SpecCascade[token_v1]", 0.2),
+                 lo=V(lambda: _one([r for r in _load(DEMO_RESULTS) if r.get("kind") == "point"],
+                                   DEMO_RESULTS, curve="SpecCascade[token_v1]", alpha=0.2)[
+                     "relative_latency_interval"][0], f"{DEMO_RESULTS} [token_v1 α=0.2] interval"),
+                 hi=V(lambda: _one([r for r in _load(DEMO_RESULTS) if r.get("kind") == "point"],
+                                   DEMO_RESULTS, curve="SpecCascade[token_v1]", alpha=0.2)[
+                     "relative_latency_interval"][1], f"{DEMO_RESULTS} [token_v1 α=0.2] interval"))
     checks.claim(name, text, "Lossless speculative decoding with the drafter is {x}× *slower*",
                  x=summary("SpecDecode", "latency_at_verifier_quality"))
     # The speed section's paragraph on the main job's α grid.
@@ -643,7 +657,8 @@ def test_demo_sweep():
                                                 "relative_latency"))
     checks.claim("BENCHMARKS.md (speed)", speed_sec,
                  "α grid ({a}, {b}, {c}) puts the match at {m}: {q} BLEU against the "
-                 "verifier's {qv}; α = {hi} is both worse ({qhi}) and slower ({lhi} against {lm})",
+                 "verifier's {qv}; α = {hi} is worse ({qhi}) at about the same latency ({lhi} "
+                 "against {lm})",
                  a=alpha(0), b=alpha(1), c=alpha(2), hi=alpha(-1),
                  m=summary(v1, "matched_alpha"), q=summary(v1, "matched_quality"),
                  qv=at(DEMO_SUMMARY, *table0, "verifier_quality"),
