@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -87,13 +88,28 @@ def test_t5_tasks_need_a_vocab_path(seqio_and_tasks, monkeypatch):
     vocab.encode("summarize: x")
 
 
+_IN_CHILD = "SCJ_TFDS_TEST_CHILD"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name,prefix,metric", [
     ("wmt_t2t_ende", "translate English to German: ", "bleu"),
     ("xsum", "summarize: ", "rouge"),
     ("cnn_dailymail", "summarize: ", "rouge"),
 ])
-def test_tfds_tasks_with_mock_data(seqio_and_tasks, monkeypatch, name, prefix, metric):
+def test_tfds_tasks_with_mock_data(seqio_and_tasks, monkeypatch, request, name, prefix,
+                                   metric):
+  # tf.data starts threads of its own; late in the full suite the process holds
+  # so many (JAX, torch, earlier tf.data) that pthread_create fails and TF
+  # aborts the whole run (seen in CI). So the body runs in a fresh process.
+  if not os.environ.get(_IN_CHILD):
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         f"{__file__}::{request.node.name}"],
+        env=dict(os.environ, **{_IN_CHILD: "1"}), capture_output=True, text=True,
+        timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return
   seqio, tasks = seqio_and_tasks
   tfds = pytest.importorskip("tensorflow_datasets")
   from spec_cascade_jax.data import vocab  # pylint: disable=g-import-not-at-top
