@@ -287,14 +287,15 @@ def _validate(drafter, verifier, input_ids, method, rule, gamma, max_new_tokens,
 
 def _prepare(drafter, verifier, input_ids, *, method, rule, alpha, num_draft_tokens,
              temperature, top_k, top_p, max_new_tokens, rng, seq_confidence, ngram_size,
-             eos_id=None):
+             eos_id=None, input_lengths=None):
   """Validation and static normalisation shared by `generate` and the sharded
   entry point (parallel/generate.py).
 
   Returns (drafter, verifier, (alpha, temperature, top_p) as numpy [B],
   rng, statics): unused models become None (no transfer, no cache-key effect).
   rule / alpha None: the method's default (see `generate`); eos_id None: the
-  used models' own (statics["eos_ids"]).
+  used models' own (statics["eos_ids"]). input_lengths: checked only (a global
+  multi-host array is not), for the sharded entry point.
   """
   rule, alpha = _resolve_rule_alpha(method, rule, alpha)
   _validate(drafter, verifier, input_ids, method, rule, num_draft_tokens,
@@ -323,6 +324,8 @@ def _prepare(drafter, verifier, input_ids, *, method, rule, alpha, num_draft_tok
   if method in _VERIFIER_ONLY:
     drafter = None
   statics["eos_ids"] = _resolve_eos(drafter, verifier, eos_id)
+  if input_lengths is not None and getattr(input_lengths, "is_fully_addressable", True):
+    _check_input_lengths(input_lengths, input_ids)
   return drafter, verifier, (alpha, temperature, top_p), rng, statics
 
 
@@ -368,15 +371,11 @@ def generate(drafter, verifier, input_ids, method: str = "spec_cascade",
   (right padding of any value after it); for Llama 3 and Qwen 2.5, whose token
   0 is a real token. None (default): each model's own pad convention (T5 and
   Gemma: 0 pads; a model without a pad id reads every row as unpadded).
-  Neither is supported with mesh= yet.
+  Both work with mesh= too.
   """
   if pad_single_row is not None and not isinstance(pad_single_row, bool):
     raise ValueError(f"pad_single_row must be True, False or None (automatic: on GPU "
                      f"only); got {pad_single_row!r}.")
-  if mesh is not None and (eos_id is not None or input_lengths is not None):
-    raise ValueError("eos_id= and input_lengths= are not supported with mesh= yet; "
-                     "decode without mesh=, or use models whose own EOS id and pad "
-                     "convention fit (the sharded path uses the models' own).")
   if mesh is not None:
     # Imported here: parallel imports this module.
     from spec_cascade_jax.parallel import STANDARD_RULES, sharded_generate
@@ -385,7 +384,8 @@ def generate(drafter, verifier, input_ids, method: str = "spec_cascade",
         rules=STANDARD_RULES if rules is None else rules, method=method, rule=rule,
         alpha=alpha, num_draft_tokens=num_draft_tokens, temperature=temperature,
         top_k=top_k, top_p=top_p, max_new_tokens=max_new_tokens, rng=rng,
-        seq_confidence=seq_confidence, ngram_size=ngram_size)
+        seq_confidence=seq_confidence, ngram_size=ngram_size, eos_id=eos_id,
+        input_lengths=input_lengths)
   if rules is not None:
     raise ValueError("rules= is used only with mesh=; pass a mesh "
                      "(spec_cascade_jax.parallel.make_mesh) or drop rules.")

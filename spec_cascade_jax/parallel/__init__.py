@@ -5,23 +5,30 @@
     res = parallel.sharded_generate(drafter, verifier, input_ids, mesh=mesh,
                                     method="speculative", max_new_tokens=64)
     verifier = parallel.load_t5x_sharded(path, mesh)       # reads only local shards
+    verifier = parallel.load_hf_lm_sharded(hf_dir, mesh)   # an HF LM, likewise
 
 `partitioning` holds the mesh, logical axis rules and `Partitioner` (the gin
-binding); `generate` the jitted sharded decode; `checkpoint` the sharded t5x
-loader.
+binding), with the decoder-only LMs' axes in `lm_axes`; `generate` the jitted
+sharded decode; `checkpoint` and `hf_checkpoint` the sharded t5x and Hugging
+Face LM loaders.
 """
 
 from spec_cascade_jax.parallel.checkpoint import load_t5x_sharded
 from spec_cascade_jax.parallel.generate import (global_batch, lower_sharded_generate,
                                                 sharded_generate)
+from spec_cascade_jax.parallel.hf_checkpoint import load_hf_lm_sharded
 from spec_cascade_jax.parallel.partitioning import (DATA_PARALLEL_RULES, STANDARD_RULES,
                                                     Partitioner, ShardedModel,
+                                                    lm_cache_logical_axes,
+                                                    lm_param_logical_axes,
                                                     logical_to_spec, make_mesh,
-                                                    param_shardings, shard_model,
+                                                    model_rules, param_shardings,
+                                                    shard_model,
                                                     t5_cache_logical_axes,
                                                     t5_param_logical_axes)
 
 __all__ = ["DATA_PARALLEL_RULES", "STANDARD_RULES", "Partitioner", "ShardedModel",
-           "global_batch", "load_t5x_sharded", "logical_to_spec", "lower_sharded_generate",
-           "make_mesh", "param_shardings", "shard_model", "sharded_generate",
+           "global_batch", "load_hf_lm_sharded", "load_t5x_sharded", "lm_cache_logical_axes",
+           "lm_param_logical_axes", "logical_to_spec", "lower_sharded_generate",
+           "make_mesh", "model_rules", "param_shardings", "shard_model", "sharded_generate",
            "t5_cache_logical_axes", "t5_param_logical_axes"]

@@ -6,12 +6,14 @@ same kernel, baselines and targets); here it is jitted with explicit
 
   drafter, verifier params   by the logical axis rules (heads/mlp/vocab over "model")
   input_ids [B, S]           P("data", None)
-  alpha/temperature/top_p [B] P("data")
+  alpha/temperature/top_p [B] P("data");  input_lengths [B] (LMs) P("data")
   rng                        replicated
   tokens [B, N], stats [B]   P("data", ...)
 
 and the models are wrapped in `ShardedModel`, which pins every K/V cache that
-`init_cache` / `step` return to P("data", "model", None, None). The whole
+`init_cache` / `step` return to P("data", "model", None, None) (an LM's
+grouped-query cache: P("data", None, None, None) where its K/V heads are
+replicated, parallel/lm_axes.py). The whole
 speculative while_loop is one XLA program: GSPMD partitions it, no host round
 trip happens inside the loop, and the only collectives are the ones the math
 needs (the all-reduces after row-parallel matmuls, the vocab reductions of
@@ -63,9 +65,10 @@ def _jitted(drafter, verifier, mesh: Mesh, statics: dict):
   """The jit of api's decode function with explicit in/out shardings (cached)."""
   model_sh = [None if m is None else pt.model_in_shardings(m) for m in (drafter, verifier)]
   rows = NamedSharding(mesh, P(pt.DATA))
+  # The last one, input_lengths [B] or None (no leaves: the sharding then covers nothing).
   in_shardings = (*model_sh, NamedSharding(mesh, P(pt.DATA, None)),
                   kernel.DecodeParams(alpha=rows, temperature=rows, top_p=rows),
-                  NamedSharding(mesh, P()))
+                  NamedSharding(mesh, P()), rows)
   out_shardings = (NamedSharding(mesh, P(pt.DATA, None)), rows)  # stats: prefix tree
   key = (jax.tree.structure(drafter), jax.tree.structure(verifier),
          tuple(jax.tree.leaves(model_sh)), mesh, tuple(sorted(statics.items())))
@@ -91,7 +94,7 @@ def lower_sharded_generate(drafter, verifier, input_ids, *, mesh: Mesh,
 # rejects one passed explicitly (api._resolve_rule_alpha), as `scj.generate` does.
 _DEFAULTS = dict(method="spec_cascade", rule=None, alpha=None, num_draft_tokens=5,
                  temperature=0.0, top_k=0, top_p=1.0, max_new_tokens=64, rng=None,
-                 seq_confidence="mean", ngram_size=3)
+                 seq_confidence="mean", ngram_size=3, eos_id=None, input_lengths=None)
 
 
 def _setup(drafter, verifier, input_ids, mesh, rules, generate_kwargs):
@@ -102,6 +105,7 @@ def _setup(drafter, verifier, input_ids, mesh, rules, generate_kwargs):
   kw = {**_DEFAULTS, **generate_kwargs}
   drafter, verifier, (alpha, temperature, top_p), rng, statics = api._prepare(
       drafter, verifier, input_ids, **kw)
+  lengths = kw["input_lengths"]
   batch, data = int(input_ids.shape[0]), mesh.shape[pt.DATA]
   batch_axis = pt.logical_to_spec(("batch",), rules)[0]
   if batch_axis != pt.DATA:
@@ -123,8 +127,11 @@ def _setup(drafter, verifier, input_ids, mesh, rules, generate_kwargs):
                                temperature=pt.place(temperature, rows),
                                top_p=pt.place(top_p, rows))
   rng = pt.place(rng, NamedSharding(mesh, P()))
+  if lengths is not None:
+    lengths = pt.place(lengths.astype(jnp.int32) if isinstance(lengths, jax.Array)
+                       else np.asarray(lengths, np.int32), rows)
   fn = _jitted(drafter, verifier, mesh, statics)
-  return fn, (drafter, verifier, input_ids, params, rng), statics
+  return fn, (drafter, verifier, input_ids, params, rng, lengths), statics
 
 
 def sharded_generate(drafter, verifier, input_ids, *, mesh: Mesh,
@@ -139,8 +146,8 @@ def sharded_generate(drafter, verifier, input_ids, *, mesh: Mesh,
     mesh: a ("data", "model") Mesh (`parallel.make_mesh`).
     rules: logical axis rules (`partitioning.STANDARD_RULES`).
     **generate_kwargs: method, rule, alpha, num_draft_tokens, temperature,
-      top_k, top_p, max_new_tokens, rng, seq_confidence, ngram_size, as
-      `scj.generate`.
+      top_k, top_p, max_new_tokens, rng, seq_confidence, ngram_size, eos_id,
+      input_lengths ([B], split over "data" like the rows), as `scj.generate`.
   Returns:
     GenerateResult with numpy tokens [B, max_new_tokens] and stats [B], the
     full global batch on every process. Same tokens and stats as

@@ -12,6 +12,7 @@ Logical axes (t5x names, `t5x/partitioning.py::standard_logical_axis_rules`):
   mlp             d_ff                                    -> "model"
   heads           attention heads (relpos table, caches)  -> "model"
   joined_kv       heads * d_kv of the 2-D q/k/v/o kernels -> "model"
+  kv_heads        key/value heads of grouped-query LMs    -> "model" (lm_axes.py)
   embed, kv, length, relpos_buckets                       -> replicated
 
 A rule list is an ordered sequence of (logical, mesh axis or None); the first
@@ -35,6 +36,15 @@ Sharding joined_kv = heads * d_kv over "model" puts whole heads on each device
 (checked: num_heads % model == 0), so the [B, T, H, Dkv] reshape inside
 attention keeps the head split that the caches carry, and no cache is ever
 gathered.
+
+Decoder-only LMs (models/lm.py): their table, and why grouped-query K/V heads
+are replicated when num_kv_heads does not divide by "model", is in lm_axes.py.
+
+One dispatch serves every family (`_family`): a model family gives its
+parameter axes, cache axes and head counts; `param_shardings`, `shard_model`
+and `ShardedModel`'s cache shardings look the family up there and nowhere
+else. Any other model (e.g. testing.BigramModel) is replicated, its cache
+split by batch only.
 """
 
 from __future__ import annotations
@@ -42,25 +52,29 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import flax.struct
 import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
+from spec_cascade_jax.decoding import kernel
+from spec_cascade_jax.parallel import lm_axes
+
 DATA, MODEL = "data", "model"
 MESH_AXES = (DATA, MODEL)
 
 Rules = tuple[tuple[str, str | None], ...]
 
-# t5x's standard rules, restricted to the axes T5 uses here.
+# t5x's standard rules, restricted to the axes used here (kv_heads: lm_axes.py).
 STANDARD_RULES: Rules = (
     ("batch", DATA),
     ("vocab", MODEL),
     ("mlp", MODEL),
     ("heads", MODEL),
     ("joined_kv", MODEL),
+    ("kv_heads", MODEL),
     ("embed", None),
     ("kv", None),
     ("length", None),
@@ -160,24 +174,38 @@ def _path_str(path) -> str:
                   for k in path)
 
 
-def _axes_for(path: str, patterns, what: str) -> tuple[str, ...]:
-  for pattern, axes in patterns:
-    if re.search(pattern, path):
-      return axes
-  raise ValueError(f"No logical axes known for {what} {path!r}: it is not a T5 (t5x-named)"
-                   " tree. Give the model's leaves axes with `param_axes=` / `cache_axes=`.")
+def _tree_axes(tree, patterns, what: str, family: str):
+  """Same tree as `tree`, each leaf replaced by the axes of its first matching pattern."""
+
+  def one(path, x):
+    name = _path_str(path)
+    for pattern, axes in patterns:
+      if re.search(pattern, name):
+        return axes
+    raise ValueError(f"No logical axes known for {what} {name!r}: it is not a {family}"
+                     " tree (parallel/partitioning.py and lm_axes.py list the names).")
+
+  return jax.tree_util.tree_map_with_path(one, tree)
 
 
 def t5_param_logical_axes(params: Mapping[str, Any]):
   """Same tree as `params` (arrays or ShapeDtypeStructs), leaves = tuples of names."""
-  return jax.tree_util.tree_map_with_path(
-      lambda p, x: _axes_for(_path_str(p), _PARAM_AXES, "parameter"), params)
+  return _tree_axes(params, _PARAM_AXES, "parameter", "T5 (t5x-named)")
 
 
 def t5_cache_logical_axes(cache: Mapping[str, Any]):
   """Logical axes of a T5 cache tree (see the module docstring)."""
-  return jax.tree_util.tree_map_with_path(
-      lambda p, x: _axes_for(_path_str(p), _CACHE_AXES, "cache entry"), cache)
+  return _tree_axes(cache, _CACHE_AXES, "cache entry", "T5 (t5x-named)")
+
+
+def lm_param_logical_axes(params: Mapping[str, Any]):
+  """Logical axes of an LMModel's parameters (table: lm_axes.py)."""
+  return _tree_axes(params, lm_axes.PARAM_AXES, "parameter", "decoder-only LM")
+
+
+def lm_cache_logical_axes(cache: Mapping[str, Any]):
+  """Logical axes of an LMModel cache (LMModel.init_cache; table: lm_axes.py)."""
+  return _tree_axes(cache, lm_axes.CACHE_AXES, "cache entry", "decoder-only LM")
 
 
 def batch_logical_axes(tree):
@@ -227,26 +255,82 @@ def _spec_tree(shapes, axes, mesh: Mesh, rules: Rules, what: str):
 # ----------------------------------------------------------------------------
 
 
-def _is_t5(x) -> bool:
+@dataclasses.dataclass(frozen=True)
+class _Family:
+  """How one model family is sharded (the one place that knows the families).
+
+  heads(config) -> (split, replicate_if_uneven), each {logical name: (config
+  field, head count)}: a `split` name whose mesh axis does not divide its
+  count is an error; a `replicate_if_uneven` one is then replicated.
+  """
+  param_axes: Callable
+  cache_axes: Callable
+  heads: Callable
+
+
+_T5_FAMILY = _Family(
+    t5_param_logical_axes, t5_cache_logical_axes,
+    lambda c: ({"heads": ("num_heads", c.num_heads),
+                "joined_kv": ("num_heads", c.num_heads)}, {}))
+_LM_FAMILY = _Family(lm_param_logical_axes, lm_cache_logical_axes, lm_axes.head_counts)
+
+
+def _family(x) -> _Family | None:
+  """The family of a model object (T5Model, LMModel), or None for anything else."""
+  from spec_cascade_jax.models.lm import LMModel
   from spec_cascade_jax.models.t5 import T5Model
-  return isinstance(x, T5Model)
+  if isinstance(x, T5Model):
+    return _T5_FAMILY
+  if isinstance(x, LMModel):
+    return _LM_FAMILY
+  return None
 
 
-def _check_heads(num_heads: int, mesh: Mesh, rules: Rules):
-  m = logical_to_spec(("heads",), rules)[0]
-  if m is not None and num_heads % mesh.shape[m]:
-    raise ValueError(f"num_heads={num_heads} is not divisible by the {m!r} mesh axis"
-                     f" ({mesh.shape[m]}): heads cannot be split evenly. Use a"
-                     f" num_partitions that divides {num_heads}, or map 'heads' and"
-                     " 'joined_kv' to None in logical_axis_rules.")
+def _is_family_model(x) -> bool:
+  return _family(x) is not None
 
 
-def _cache_axes(cache):
-  """T5 caches by entry name; any other model's cache: batch leading."""
-  try:
-    return t5_cache_logical_axes(cache)
-  except ValueError:
-    return batch_logical_axes(cache)
+def model_rules(model, mesh: Mesh | Mapping[str, int], rules: Rules = STANDARD_RULES) -> Rules:
+  """The rules as applied to one family model (T5Model, LMModel) on `mesh`.
+
+  Checks that query heads split evenly (ValueError naming the fix) and puts
+  ("kv_heads", None) first when the LM's num_kv_heads does not divide by
+  kv_heads' mesh axis (lm_axes.py: those K/V heads are replicated). `mesh`
+  may be a Mesh or its {axis name: size} shape.
+  """
+  fam, sizes = _family(model), dict(getattr(mesh, "shape", mesh))
+  if fam is None:
+    return rules
+  split, uneven = fam.heads(model.config)
+  replicated = []
+  for name, (field, count) in split.items():
+    m = logical_to_spec((name,), rules)[0]
+    if m is not None and count % sizes[m]:
+      raise ValueError(f"{field}={count} is not divisible by the {m!r} mesh axis"
+                       f" ({sizes[m]}): heads cannot be split evenly. Use a"
+                       f" num_partitions that divides {count}, or map 'heads' and"
+                       " 'joined_kv' to None in logical_axis_rules.")
+  for name, (_, count) in uneven.items():
+    m = logical_to_spec((name,), rules)[0]
+    if m is not None and count % sizes[m]:
+      replicated.append((name, None))
+  return tuple(replicated) + tuple(rules)
+
+
+def _cache_axes(model, cache, mesh: Mesh, rules: Rules):
+  """(axes, rules) of a cache tree: by the family of the first family model in
+  `model` (itself or one a wrapper holds) whose cache names match; any other
+  cache: batch leading, the rest replicated."""
+  for x in jax.tree.leaves(model, is_leaf=_is_family_model):
+    fam = _family(x)
+    if fam is None:
+      continue
+    try:
+      axes = fam.cache_axes(cache)
+    except ValueError:
+      continue
+    return axes, model_rules(x, mesh, rules)
+  return batch_logical_axes(cache), rules
 
 
 @flax.struct.dataclass
@@ -269,48 +353,59 @@ class ShardedModel:
   def vocab_size(self) -> int:
     return self.model.vocab_size
 
+  @property
+  def eos_id(self):
+    """The wrapped model's EOS ids (models/protocol.py; 1 where it has none)."""
+    return getattr(self.model, "eos_id", kernel.EOS)
+
   def cache_shardings(self, cache):
     """NamedShardings of a cache tree (arrays or ShapeDtypeStructs)."""
-    specs = _spec_tree(cache, _cache_axes(cache), self.mesh, self.rules, "cache")
+    axes, rules = _cache_axes(self.model, cache, self.mesh, self.rules)
+    specs = _spec_tree(cache, axes, self.mesh, rules, "cache")
     return jax.tree.map(lambda s: NamedSharding(self.mesh, s), specs,
                         is_leaf=lambda x: isinstance(x, P))
 
   def constrain_cache(self, cache):
     return jax.lax.with_sharding_constraint(cache, self.cache_shardings(cache))
 
-  def init_cache(self, input_ids: jax.Array, max_length: int):
-    """As the wrapped model's; input_ids [B, S] -> cache pinned to its sharding."""
-    return self.constrain_cache(self.model.init_cache(input_ids, max_length))
+  def init_cache(self, input_ids: jax.Array, max_length: int, input_lengths=None):
+    """As the wrapped model's; input_ids [B, S] (input_lengths [B], passed on only
+    when given, as decoding.kernel.init_cache does) -> cache pinned to its sharding."""
+    cache = kernel.init_cache(self.model, input_ids, max_length, input_lengths)
+    return self.constrain_cache(cache)
 
   def step(self, tokens: jax.Array, cache, positions: jax.Array):
     """tokens [B, k], positions [B] -> (logits [B, k, V] f32, cache pinned)."""
     logits, cache = self.model.step(tokens, cache, positions)
     return logits, self.constrain_cache(cache)
 
-  def logits(self, input_ids: jax.Array, decoder_input_ids: jax.Array) -> jax.Array:
-    """Teacher-forced logits [B, T, V] (T5 only), computed sharded."""
-    return self.model.logits(input_ids, decoder_input_ids)
+  def logits(self, input_ids: jax.Array, *args, **kwargs) -> jax.Array:
+    """The wrapped model's teacher-forced logits (T5: [B, T, V] from input_ids and
+    decoder_input_ids; an LM also its causal forward and input_lengths), sharded."""
+    return self.model.logits(input_ids, *args, **kwargs)
 
 
 def param_shardings(model, mesh: Mesh, rules: Rules = STANDARD_RULES):
   """NamedShardings for every leaf of `model`, as a tree shaped like `model`.
 
-  Every T5Model inside `model` (the model itself, or one that a wrapper such
-  as a logit-masking model holds) is sharded by its t5x parameter names;
-  any other leaf is replicated. Works on `jax.eval_shape` output, so real
-  sizes can be planned without allocating them.
+  Every family model inside `model` (T5Model, LMModel: the model itself, or
+  one that a wrapper such as a logit-masking model holds) is sharded by its
+  family's parameter axes and `model_rules`; any other leaf is replicated.
+  Works on `jax.eval_shape` output, so real sizes can be planned without
+  allocating them.
   """
   mesh, rules = _check_mesh(mesh), _check_rules(rules)
 
   def one(x):
-    if not _is_t5(x):
+    fam = _family(x)
+    if fam is None:
       return NamedSharding(mesh, P())
-    _check_heads(x.config.num_heads, mesh, rules)
-    specs = _spec_tree(x.params, t5_param_logical_axes(x.params), mesh, rules, "parameter")
+    specs = _spec_tree(x.params, fam.param_axes(x.params), mesh,
+                       model_rules(x, mesh, rules), "parameter")
     return x.replace(params=jax.tree.map(lambda s: NamedSharding(mesh, s), specs,
                                          is_leaf=lambda y: isinstance(y, P)))
 
-  return jax.tree.map(one, model, is_leaf=_is_t5)
+  return jax.tree.map(one, model, is_leaf=_is_family_model)
 
 
 def place(x, sharding: NamedSharding) -> jax.Array:

@@ -1,0 +1,240 @@
+"""Sharded decoder-only LMs (parallel/lm_axes.py, partitioning.py, hf_checkpoint.py).
+
+The multi-device checks run in one subprocess (tests/lm_partitioning_worker.py)
+with 8 fake CPU devices, shared by the `lm_run` fixture; see that file for the
+two families and meshes (a Llama-shaped GQA pair whose K/V heads are
+replicated on (2, 4), a Gemma 2-shaped pair whose K/V heads are split on
+(4, 2)). The checks that need one device only run in this process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from jax.sharding import PartitionSpec as P
+
+import spec_cascade_jax as scj
+from spec_cascade_jax import parallel
+from spec_cascade_jax.models import hf_lm, lm_configs
+from spec_cascade_jax.models.hf import HFCheckpointError, HFCheckpointNotFoundError
+from spec_cascade_jax.models.lm import LMModel
+from spec_cascade_jax.parallel import partitioning as pt
+from spec_cascade_jax.testing import tiny_lm_pair
+from test_partitioning import _env
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+WORKER = os.path.join(HERE, "lm_partitioning_worker.py")
+TIMEOUT_S = 540          # generous: CI machines are shared; normally ~70 s
+FAMILIES = ("llama", "gemma2")
+METHODS = ("speculative", "spec_cascade")
+MODEL_SIZE = {"llama": 4, "gemma2": 2}   # the worker's "model" axis per family
+
+
+@pytest.fixture(scope="module")
+def lm_run(tmp_path_factory):
+  out = str(tmp_path_factory.mktemp("lm_mesh"))
+  proc = subprocess.run([sys.executable, WORKER, out], env=_env(8), capture_output=True,
+                        text=True, timeout=TIMEOUT_S)
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  with open(os.path.join(out, "lm.json")) as f:
+    report = json.load(f)
+  return report, dict(np.load(os.path.join(out, "lm.npz")))
+
+
+# ------------------------------------------------------------- 8 fake devices
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("method", METHODS)
+def test_sharded_equals_unsharded(lm_run, family, method):
+  """scj.generate(mesh=) with eos_id and ragged input_lengths: same tokens and stats."""
+  report, results = lm_run
+  key = f"{family}/{method}"
+  ref = results[f"{key}/unsharded/tokens"]
+  for stat in [k.split("/")[-1] for k in results if k.startswith(f"{key}/unsharded/")]:
+    np.testing.assert_array_equal(results[f"{key}/sharded/{stat}"],
+                                  results[f"{key}/unsharded/{stat}"], err_msg=stat)
+  # The comparison means something: varied tokens, full-length rows, and drafts
+  # accepted and rejected (speculative).
+  assert len(np.unique(ref)) > 8, ref
+  assert (results[f"{key}/unsharded/num_tokens"] == ref.shape[1]).any()
+  if method == "speculative":
+    accepted = results[f"{key}/unsharded/accepted"].sum()
+    assert 0 < accepted < results[f"{key}/unsharded/draft_tokens"].sum()
+    # eos_id reached the sharded loop: it is not the model's own EOS, and row 1
+    # (whose first greedy token it is) stops after it.
+    eos = report[family]["eos"]
+    assert [eos] != report[family]["sharded_eos_id"]
+    assert ref[1, 0] == eos and results[f"{key}/unsharded/num_tokens"][1] == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", FAMILIES)
+def test_params_and_caches_sharded_as_rules_say(lm_run, family):
+  report = lm_run[0][family]
+  specs, cache = report["param_specs"], report["cache_specs"]
+  assert specs["token_embedder/embedding"] == ["model", None]       # (vocab, embed)
+  assert specs["query/kernel"] == [None, "model"]                   # (embed, joined_kv)
+  assert specs["out/kernel"] == ["model", None]
+  assert specs["mlp/wi_0/kernel"] == [None, "model"]
+  assert specs["mlp/wo/kernel"] == ["model", None]
+  assert specs["decoder_norm/scale"] == [None]
+  assert cache["offset"] == cache["last_token"] == ["data"]
+  b, kv, slots, dh = report["cache_key_shape"]
+  if family == "llama":
+    # 2 K/V heads on a 4-way model axis: replicated (lm_axes.py), batch split.
+    assert specs["key/kernel"] == specs["value/kernel"] == [None, None]
+    assert specs["logits_dense/kernel"] == [None, "model"]          # untied head
+    assert cache["key"] == ["data", None, None, None]
+    assert report["cache_key_shard_shape"] == [b // 2, kv, slots, dh]
+  else:
+    # 2 K/V heads on a 2-way model axis: split like the query heads.
+    assert specs["key/kernel"] == specs["value/kernel"] == [None, "model"]
+    assert "logits_dense/kernel" not in specs                        # tied
+    assert cache["key"] == ["data", "model", None, None]
+    assert report["cache_key_shard_shape"] == [b // 4, kv // 2, slots, dh]
+  # The compiled while_loop holds per-device caches and never gathers one.
+  assert report["hlo"] == {"local_cache": True, "global_cache": False,
+                           "all_gather_of_cache": False}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", FAMILIES)
+def test_sharded_hf_checkpoint_reads_own_slices(lm_run, family):
+  """load_hf_lm_sharded == shard_model(load_hf_lm); each device's block is read
+  (once per process), never a whole sharded tensor."""
+  ckpt = lm_run[0][family]["ckpt"]
+  assert ckpt["mismatched"] == [] and ckpt["spec_diff"] == [] and ckpt["config_equal"]
+  assert ckpt["eos_id"] == lm_run[0][family]["sharded_eos_id"]
+  by_name: dict[str, list] = {}
+  for r in ckpt["reads"]:
+    by_name.setdefault(r["name"], []).append(r)
+  assert len(by_name) == ckpt["num_params"]
+  model = MODEL_SIZE[family]
+  split = set()
+  for name, reads in by_name.items():
+    total = int(np.prod(reads[0]["shape"]))
+    blocks = {tuple(map(tuple, r["index"])) for r in reads}
+    assert len(blocks) == len(reads), name           # no block read twice
+    for r in reads:                                  # equal blocks that tile the tensor
+      assert int(np.prod(r["block"])) * len(blocks) == total, (name, r)
+    assert len(blocks) in (1, model), name           # replicated, or one per model shard
+    if len(blocks) > 1:
+      split.add(re.sub(r"^(model\.)?(layers\.\d+\.)?", "", name))
+  expected = {"embed_tokens.weight", "self_attn.q_proj.weight", "self_attn.o_proj.weight",
+              "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight"}
+  if family == "llama":
+    expected.add("lm_head.weight")                   # K/V replicated: read whole
+  else:
+    expected |= {"self_attn.k_proj.weight", "self_attn.v_proj.weight"}
+  assert split == expected
+  # Transposed kernels are read transposed: q_proj [H*Dh, D] split on its out rows.
+  for r in by_name["model.layers.0.self_attn.q_proj.weight"]:
+    (o0, o1), (i0, i1) = r["index"]
+    assert (i0, i1) == (0, r["shape"][1]) and (o1 - o0) * model == r["shape"][0]
+
+
+# ------------------------------------------------ in-process (one device)
+
+
+def _abstract(cfg) -> LMModel:
+  return jax.eval_shape(lambda: LMModel.init(cfg, jax.random.PRNGKey(0), jit=False))
+
+
+def _covered(tree, axes):
+  flat_axes = jax.tree.leaves(axes, is_leaf=lambda x: isinstance(x, tuple))
+  flat = jax.tree.leaves(tree)
+  assert len(flat_axes) == len(flat)
+  assert all(len(a) == np.ndim(x) for a, x in zip(flat_axes, flat))
+
+
+def test_every_lm_param_and_cache_entry_has_axes():
+  # Every published preset (eval_shape: nothing allocated) and every tiny
+  # family, with each optional parameter switched on somewhere.
+  configs = [lm_configs.PRESETS[n] for n in sorted(lm_configs.PRESETS)]
+  configs += [lm_configs.tiny_config(t) for t in lm_configs.MODEL_TYPES]
+  configs.append(lm_configs.tiny_config("llama", qkv_bias=True, out_bias=True))
+  for cfg in configs:
+    model = _abstract(cfg)
+    axes = parallel.lm_param_logical_axes(model.params)
+    _covered(model.params, axes)
+  axes = parallel.lm_param_logical_axes(model.params)
+  att = axes["layers_0"]["attention"]
+  assert att["key"]["kernel"] == ("embed", "kv_heads") and att["key"]["bias"] == ("kv_heads",)
+  assert att["query"]["bias"] == ("joined_kv",) and att["out"]["bias"] == ("embed",)
+  gemma3 = _abstract(lm_configs.tiny_config("gemma3_text"))
+  g_axes = parallel.lm_param_logical_axes(gemma3.params)["layers_0"]["attention"]
+  assert g_axes["query_norm"]["scale"] == g_axes["key_norm"]["scale"] == ("kv",)
+  for t in lm_configs.MODEL_TYPES:
+    model = _abstract(lm_configs.tiny_config(t))
+    cache = jax.eval_shape(lambda m: m.init_cache(np.ones((2, 5), np.int32), 9), model)
+    axes = parallel.lm_cache_logical_axes(cache)
+    _covered(cache, axes)
+    assert axes["layers"]["layers_1"]["value"] == ("batch", "kv_heads", "length", "kv")
+    assert axes["offset"] == axes["last_token"] == ("batch",)
+
+
+def test_kv_heads_replicated_only_when_uneven():
+  kv_spec = lambda rules: pt.logical_to_spec(("batch", "kv_heads", "length", "kv"), rules)  # noqa: E731
+  gqa = _abstract(lm_configs.tiny_config("llama"))          # 4 heads, 2 K/V heads
+  mqa = _abstract(lm_configs.tiny_config("gemma"))          # 4 heads, 1 K/V head
+  assert kv_spec(pt.model_rules(gqa, {"data": 4, "model": 2})) == P("data", "model", None, None)
+  assert kv_spec(pt.model_rules(gqa, {"data": 2, "model": 4})) == P("data", None, None, None)
+  assert kv_spec(pt.model_rules(mqa, {"data": 4, "model": 2})) == P("data", None, None, None)
+  # Query heads keep their split either way.
+  rules = pt.model_rules(mqa, {"data": 2, "model": 4})
+  assert pt.logical_to_spec(("embed", "joined_kv"), rules) == P(None, "model")
+  # Data parallelism: nothing to resolve.
+  assert pt.model_rules(gqa, {"data": 8, "model": 1}) == pt.STANDARD_RULES
+
+
+def test_heads_error_names_the_fix():
+  gqa = _abstract(lm_configs.tiny_config("llama"))
+  with pytest.raises(ValueError, match=r"num_heads=4 is not divisible by the 'model' mesh "
+                                       r"axis \(8\).*num_partitions that divides 4"):
+    pt.model_rules(gqa, {"data": 1, "model": 8})
+  assert pt.model_rules(gqa, {"data": 1, "model": 8}, pt.DATA_PARALLEL_RULES) == \
+      pt.DATA_PARALLEL_RULES
+
+
+def test_sharded_model_forwards_eos_and_input_lengths():
+  _, lm = tiny_lm_pair(jax.random.PRNGKey(0), "llama", init_std=0.3)
+  sharded = parallel.shard_model(lm, parallel.make_mesh())
+  assert sharded.eos_id == lm.eos_id == (127,)
+  ids = np.full((2, 5), 7, np.int32)
+  cache = sharded.init_cache(ids, 4, np.asarray([5, 2], np.int32))
+  np.testing.assert_array_equal(cache["offset"], [4, 1])
+  assert cache["layers"]["layers_0"]["key"].sharding.spec[0] == "data"
+  with pytest.raises(ValueError, match=r"input_lengths\[1\] = 0 is outside \[1, 5\]"):
+    scj.generate(lm, lm, ids, method="speculative", mesh=parallel.make_mesh(),
+                 input_lengths=np.asarray([5, 0], np.int32))
+
+
+def test_hf_lm_sharded_on_one_device(tmp_path):
+  """The loader's bookkeeping in-process (no compile): equal to the whole load;
+  a missing tensor or directory names itself."""
+  drafter, _ = tiny_lm_pair(jax.random.PRNGKey(3), "qwen2", init_std=0.3)   # q/k/v biases
+  hf_lm.save_hf_lm(drafter, str(tmp_path / "m"))
+  mesh = parallel.make_mesh()
+  loaded = parallel.load_hf_lm_sharded(str(tmp_path / "m"), mesh)
+  whole = hf_lm.load_hf_lm(str(tmp_path / "m"))
+  assert loaded.model.config == whole.config and loaded.mesh == mesh
+  for a, b in zip(jax.tree.leaves(loaded.model.params), jax.tree.leaves(whole.params)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  from safetensors.numpy import load_file, save_file
+  tensors = load_file(str(tmp_path / "m" / "model.safetensors"))
+  del tensors["model.layers.0.self_attn.k_proj.bias"]
+  save_file(tensors, str(tmp_path / "m" / "model.safetensors"))
+  with pytest.raises(HFCheckpointError, match=r"'model.layers.0.self_attn.k_proj.bias' "
+                                              r"\(for parameter layers_0/attention/key/bias\)"):
+    parallel.load_hf_lm_sharded(str(tmp_path / "m"), mesh)
+  with pytest.raises(HFCheckpointNotFoundError, match="is not a directory"):
+    parallel.load_hf_lm_sharded(str(tmp_path / "missing"), mesh)
