@@ -21,7 +21,9 @@ remains is the core of the suite in about three minutes, for iteration. CI
 
 from __future__ import annotations
 
+import gc
 import os
+import sys
 
 import pytest
 
@@ -86,6 +88,24 @@ def pytest_configure(config):
   if budget < 0:
     raise pytest.UsageError(f"{MAX_SKIPS_ENV}={value!r}: expected a count >= 0")
   config.pluginmanager.register(SkipBudget(budget), "scj_skip_budget")
+
+
+# ---------------------------------------------------------------------------
+# Compiled executables are released after each test file. XLA:CPU maps a few
+# memory regions for every executable it compiles, and JAX's caches keep them
+# alive; over the ~500 tests of one process that passed Linux's default
+# vm.max_map_count (65530), after which mmap failed: pthread_create inside
+# tf.data failed and aborted the run, or the process died of a segmentation
+# fault (both seen in CI at ~95%). With the caches cleared between files the
+# count stays at a few thousand; a file that shares compilations with another
+# recompiles them, which costs seconds.
+
+
+def pytest_runtest_teardown(item, nextitem):
+  jax = sys.modules.get("jax")
+  if jax is not None and (nextitem is None or nextitem.path != item.path):
+    jax.clear_caches()
+    gc.collect()
 
 
 # ---------------------------------------------------------------------------
