@@ -23,8 +23,10 @@ CORE = [
 EXTRAS = {
     # torch: .ci/run installs the CPU wheel (torch==2.13.0) first, so this
     # unpinned requirement is already satisfied there.
-    "test": ["pytest", "scipy", "torch", "transformers",
+    "test": ["pytest", "scipy", "torch", "transformers", "tokenizers",
              "nbclient", "nbformat", "ipykernel"],
+    # Decoder-only LMs' own tokenizers (tokenizer.json) for the prompted tasks.
+    "lm": ["tokenizers"],
     "seqio": ["seqio", "tensorflow", "tensorflow-datasets", "rouge-score"],
     "plots": ["matplotlib"],
 }

@@ -16,6 +16,15 @@ Tasks:
   Without either they are still registered, and any use of their vocabulary
   raises an error that says how to set it.
 
+- `wmt_t2t_ende_5shot` (the paper's Gemma setting) and `gsm8k_8shot` (TFDS
+  `gsm8k`, chain-of-thought answers ending "#### N"): few-shot prompts for
+  decoder-only LMs, built by `seqio.experimental.FewshotDataSource` (fixed
+  shots from the train split) and `fewshot_preprocessor` in the format of
+  `evaluation/prompts.py`. Their features are text: `infer.load_task`
+  tokenizes the prompts with the VOCABULARY it is given (the LM's Hugging
+  Face directory). Scores: BLEU + chrF on the answer's first line; accuracy
+  of the final number.
+
 seqio and TensorFlow are imported inside the functions here: `import
 spec_cascade_jax` (and this module) must stay free of TensorFlow. Importing
 this module hooks `register_tasks` into evaluation.infer.SEQIO_TASK_REGISTRARS,
@@ -35,6 +44,9 @@ WMT_TASK = "wmt_t2t_ende"
 XSUM_TASK = "xsum"
 CNN_DM_TASK = "cnn_dailymail"
 TFDS_TASKS = (WMT_TASK, XSUM_TASK, CNN_DM_TASK)
+WMT_5SHOT_TASK = "wmt_t2t_ende_5shot"
+GSM8K_TASK = "gsm8k_8shot"
+PROMPTED_TASKS = (WMT_5SHOT_TASK, GSM8K_TASK)
 T5_VOCAB_ENV = "SPEC_CASCADE_T5_VOCAB"
 T5_EXTRA_IDS = 100  # T5 checkpoints embed 32000 pieces + 100 sentinels
 
@@ -154,7 +166,44 @@ def register_tasks(t5_vocab_path: str | None = None) -> list[str]:
              "targets": seqio.Feature(t5_vocab, add_eos=True),
          },
          metric_fns=metric_fns)
-  return [GETTEXT_TASK, *TFDS_TASKS]
+  _register_prompted_tasks(seqio)
+  return [GETTEXT_TASK, *TFDS_TASKS, *PROMPTED_TASKS]
+
+
+# (TFDS name, its splits, input key, target key, shots, format, postprocessor,
+# metrics); the shots come from "train".
+def _prompted_specs():
+  from spec_cascade_jax.evaluation import metrics, prompts  # pylint: disable=g-import-not-at-top
+  return {
+      WMT_5SHOT_TASK: ("wmt_t2t_translate/de-en:1.0.0", ("train", "validation", "test"),
+                       "en", "de", 5, prompts.TRANSLATE_EN_DE, prompts.answer_line,
+                       [metrics.bleu, metrics.chrf]),
+      GSM8K_TASK: ("gsm8k:1.0.0", ("train", "test"), "question", "answer", 8,
+                   prompts.GSM8K, prompts.final_number, [metrics.accuracy]),
+  }
+
+
+def _to_text_pair(x: dict[str, Any], input_key: str, target_key: str):
+  return {"inputs": x[input_key], "targets": x[target_key]}
+
+
+def _register_prompted_tasks(seqio) -> None:
+  """Few-shot text tasks for decoder-only LMs (module docstring)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  text = seqio.Feature(seqio.PassThroughVocabulary(1), add_eos=False, dtype=tf.string,
+                       rank=0)
+  for name, (tfds_name, splits, in_key, tgt_key, shots, fmt, post, metric_fns) in \
+      _prompted_specs().items():
+    pair = seqio.map_over_dataset(functools.partial(_to_text_pair, input_key=in_key,
+                                                    target_key=tgt_key))
+    _add(seqio, name,
+         source=seqio.experimental.FewshotDataSource(
+             seqio.TfdsDataSource(tfds_name=tfds_name, splits=splits), num_shots=shots,
+             train_preprocessors=[pair], eval_preprocessors=[pair],
+             eval_on_fixed_exemplars=True),
+         preprocessors=[fmt.seqio_preprocessor()],
+         output_features={"inputs": text, "targets": text},
+         postprocess_fn=post, metric_fns=metric_fns)
 
 
 # evaluation.infer.load_task calls this when it meets a seqio task name that

@@ -26,7 +26,7 @@ from spec_cascade_jax.models import hf_lm, lm_configs
 from spec_cascade_jax.models.hf import HFCheckpointError, HFCheckpointNotFoundError
 from spec_cascade_jax.models.lm import LMModel
 from spec_cascade_jax.parallel import partitioning as pt
-from spec_cascade_jax.testing import tiny_lm_pair
+from spec_cascade_jax.testing import tiny_lm_pair, tiny_t5_pair
 from test_partitioning import _env
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -209,6 +209,8 @@ def test_sharded_model_forwards_eos_and_input_lengths():
   _, lm = tiny_lm_pair(jax.random.PRNGKey(0), "llama", init_std=0.3)
   sharded = parallel.shard_model(lm, parallel.make_mesh())
   assert sharded.eos_id == lm.eos_id == (127,)
+  assert sharded.decoder_only and not parallel.shard_model(
+      tiny_t5_pair(verifier_layers=1)[1], parallel.make_mesh()).decoder_only
   ids = np.full((2, 5), 7, np.int32)
   cache = sharded.init_cache(ids, 4, np.asarray([5, 2], np.int32))
   np.testing.assert_array_equal(cache["offset"], [4, 1])

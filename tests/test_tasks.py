@@ -61,7 +61,8 @@ def test_gettext_task_tokenizes_with_eos(seqio_and_tasks, monkeypatch):
   seqio, tasks = seqio_and_tasks
   monkeypatch.delenv(tasks.T5_VOCAB_ENV, raising=False)
   names = tasks.register_tasks()
-  assert names == ["gettext_en_de", "wmt_t2t_ende", "xsum", "cnn_dailymail"]
+  assert names == ["gettext_en_de", "wmt_t2t_ende", "xsum", "cnn_dailymail",
+                   "wmt_t2t_ende_5shot", "gsm8k_8shot"]
   assert tasks.register_tasks() == names  # idempotent
   from spec_cascade_jax.data import dataset, vocab  # pylint: disable=g-import-not-at-top
   demo = vocab.load_vocabulary("demo")
@@ -91,6 +92,24 @@ def test_t5_tasks_need_a_vocab_path(seqio_and_tasks, monkeypatch):
 _IN_CHILD = "SCJ_TFDS_TEST_CHILD"
 
 
+def _run_in_a_fresh_process(request) -> bool:
+  """Runs the calling test in a child pytest; True in the parent (done).
+
+  TFDS's mock_data patches TensorFlow Datasets and tf.data starts threads of
+  its own: both stay out of the suite's main process this way.
+  """
+  if os.environ.get(_IN_CHILD):
+    return False
+  proc = subprocess.run(
+      [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+       f"{request.node.path}::{request.node.name}"],
+      env=dict(os.environ, **{_IN_CHILD: "1"}), capture_output=True, text=True,
+      timeout=600)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  assert " passed" in proc.stdout and "skipped" not in proc.stdout, proc.stdout[-3000:]
+  return True
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name,prefix,metric", [
     ("wmt_t2t_ende", "translate English to German: ", "bleu"),
@@ -99,16 +118,7 @@ _IN_CHILD = "SCJ_TFDS_TEST_CHILD"
 ])
 def test_tfds_tasks_with_mock_data(seqio_and_tasks, monkeypatch, request, name, prefix,
                                    metric):
-  # tf.data starts threads of its own; late in the full suite the process holds
-  # so many (JAX, torch, earlier tf.data) that pthread_create fails and TF
-  # aborts the whole run (seen in CI). So the body runs in a fresh process.
-  if not os.environ.get(_IN_CHILD):
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         f"{__file__}::{request.node.name}"],
-        env=dict(os.environ, **{_IN_CHILD: "1"}), capture_output=True, text=True,
-        timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  if _run_in_a_fresh_process(request):
     return
   seqio, tasks = seqio_and_tasks
   tfds = pytest.importorskip("tensorflow_datasets")
@@ -135,6 +145,49 @@ def test_tfds_tasks_with_mock_data(seqio_and_tasks, monkeypatch, request, name, 
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("name,split,shots,marker", [
+    ("wmt_t2t_ende_5shot", "validation", 5, "English: "),
+    ("gsm8k_8shot", "test", 8, "Question: "),
+], ids=["wmt", "gsm8k"])
+def test_prompted_tfds_tasks_with_mock_data(seqio_and_tasks, monkeypatch, request, name,
+                                            split, shots, marker):
+  """Few-shot text tasks: the prompt has the format of evaluation/prompts.py
+  with `shots` fixed shots, and load_task tokenizes it with the vocabulary
+  it is given (here the demo SentencePiece; an LM's tokenizer.json in use)."""
+  if _run_in_a_fresh_process(request):
+    return
+  seqio, tasks = seqio_and_tasks
+  tfds = pytest.importorskip("tensorflow_datasets")
+  from spec_cascade_jax.data import vocab  # pylint: disable=g-import-not-at-top
+  from spec_cascade_jax.evaluation import infer, prompts  # pylint: disable=g-import-not-at-top
+  tasks.register_tasks()
+  fmt = {"wmt_t2t_ende_5shot": prompts.TRANSLATE_EN_DE, "gsm8k_8shot": prompts.GSM8K}[name]
+  # FewshotDataSource asks for the prepared files' shards, which mock data has
+  # none of; with none listed it shards by example, as for any small source.
+  monkeypatch.setattr(seqio.TfdsDataSource, "list_shards", lambda self, split: [])
+  with tfds.testing.mock_data(num_examples=12):
+    data = infer.load_task(name, split, vocabulary="demo", max_input_length=100000,
+                           num_examples=3)
+  demo = vocab.load_vocabulary("demo")
+  assert len(data) == 3
+  first_shots = None
+  for text, ids in zip(data.inputs, data.input_ids):
+    assert ids == demo.encode(text)
+    assert text.startswith(fmt.instruction or marker)
+    assert text.count(marker) == shots + 1
+    assert text.endswith(fmt.targets_prefix.rstrip())
+    head = text.rsplit(fmt.separator, 1)[0]           # everything but the query
+    assert first_shots in (None, head)                # the same shots for every input
+    first_shots = head
+  post = seqio.get_mixture_or_task(name).postprocess_fn
+  assert post == data.postprocess
+  if name == "gsm8k_8shot":
+    assert post("Tom has 3. 3 * 2 = 6\n#### 6\n\nQuestion: x", is_target=False) == "6"
+  else:
+    assert post(" Datei öffnen\n\nEnglish: x", is_target=False) == "Datei öffnen"
+
+
+@pytest.mark.slow
 def test_load_task_registers_the_projects_tasks_through_the_hook(seqio_and_tasks,
                                                                   monkeypatch):
   """evaluation never imports tasks (docs/design.md §5): importing tasks hooks
@@ -149,3 +202,22 @@ def test_load_task_registers_the_projects_tasks_through_the_hook(seqio_and_tasks
     infer.load_task("no_such_task", t5_vocab_path="/v.model")
   assert calls == ["/v.model"]
   assert "no_such_task" not in seqio.TaskRegistry.names()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shots", [0, 2])
+def test_fewshot_format_renders_as_seqio_does(seqio_and_tasks, shots):
+  """One prompt format: FewShotFormat.render (the offline gettext prompts) is
+  the text seqio's fewshot_preprocessor builds (the seqio tasks)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from spec_cascade_jax.evaluation import prompts  # pylint: disable=g-import-not-at-top
+  train = [("Open file", "Datei öffnen"), ("Quit", "Beenden")][:shots]
+  example = {"eval": {"inputs": tf.constant("Save as"), "targets": tf.constant("Speichern")}}
+  if shots:
+    example["train"] = {"inputs": tf.constant([x for x, _ in train]),
+                        "targets": tf.constant([y for _, y in train])}
+  ds = tf.data.Dataset.from_tensors(example)
+  for fmt in (prompts.TRANSLATE_EN_DE, prompts.GSM8K):
+    out = next(fmt.seqio_preprocessor()(ds).as_numpy_iterator())
+    assert out["inputs"].decode() == fmt.render(train, "Save as")
+    assert out["targets"].decode() == "Speichern"

@@ -111,19 +111,25 @@ def vocabulary_path(name_or_path: str) -> str:
     path = os.path.expanduser(name_or_path)
   if not os.path.isfile(path):
     raise FileNotFoundError(
-        f"vocabulary {name_or_path!r} not found: pass one of {sorted(BUNDLED)} or the path "
-        "of a SentencePiece .model file")
+        f"vocabulary {name_or_path!r} not found: pass one of {sorted(BUNDLED)}, the path "
+        "of a SentencePiece .model file, or a Hugging Face directory with tokenizer.json")
   return path
 
 
-def load_vocabulary(name_or_path: str = "demo", extra_ids: int = 0) -> SentencePieceVocabulary:
-  """A bundled vocabulary by name or any SentencePiece .model by path.
+def load_vocabulary(name_or_path: str = "demo", extra_ids: int = 0):
+  """A bundled vocabulary by name, any SentencePiece .model by path, or the
+  tokenizer of a Hugging Face directory (decoder-only LMs; data/hf_tokenizer.py).
 
   Args:
-    name_or_path: "demo" (the gettext vocabulary) or a .model path.
+    name_or_path: "demo" (the gettext vocabulary), a .model path, or a
+      directory holding tokenizer.json.
     extra_ids: sentinel ids after the pieces; 0 for "demo", 100 for T5's
-      own vocabulary to match T5 checkpoints (32000 + 100).
+      own vocabulary to match T5 checkpoints (32000 + 100). Not used for a
+      Hugging Face tokenizer.
   """
+  from spec_cascade_jax.data import hf_tokenizer  # pylint: disable=g-import-not-at-top
+  if hf_tokenizer.is_tokenizer_dir(os.path.expanduser(name_or_path)):
+    return hf_tokenizer.HFTokenizerVocabulary(os.path.expanduser(name_or_path))
   return SentencePieceVocabulary(vocabulary_path(name_or_path), extra_ids=extra_ids)
 
 

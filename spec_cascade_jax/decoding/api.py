@@ -251,7 +251,10 @@ def _validate(drafter, verifier, input_ids, method, rule, gamma, max_new_tokens,
   if drafter is not None and verifier is not None:
     if drafter.vocab_size != verifier.vocab_size:
       raise ValueError(f"drafter and verifier vocabularies differ ({drafter.vocab_size} vs "
-                       f"{verifier.vocab_size}); both models must share one vocabulary.")
+                       f"{verifier.vocab_size}); both models must share one vocabulary. "
+                       "Where they share a tokenizer and one embedding only has extra "
+                       "padding rows (Qwen 2.5 0.5B and 7B), widen the smaller: "
+                       "spec_cascade_jax.models.padded.pad_vocabulary(model, size).")
   if not isinstance(gamma, (int, np.integer)) or isinstance(gamma, bool) or gamma < 1:
     raise ValueError(f"num_draft_tokens must be an int >= 1; got {gamma!r}.")
   if (not isinstance(max_new_tokens, (int, np.integer)) or isinstance(max_new_tokens, bool)

@@ -5,12 +5,16 @@
         --gin.OUTPUT_DIR="'runs/infer'"
 
 Tasks: `gettext_en_de` is read with `data.dataset.load_split` and the demo
-vocabulary (no seqio or TensorFlow needed: the GPU machine has neither); any
-other name is a seqio task (registered by `spec_cascade_jax.tasks`, which
+vocabulary (no seqio or TensorFlow needed: the GPU machine has neither);
+`gettext_en_de_<k>shot` is the same split as k-shot prompts for decoder-only
+LMs (evaluation/prompts.py; the vocabulary is then the LM's Hugging Face
+directory, whose tokenizer.json is read); any other name is a seqio task (registered by `spec_cascade_jax.tasks`, which
 hooks itself into SEQIO_TASK_REGISTRARS when imported, or by the user), read
 with `task.get_dataset` and scored with the task's own metric functions. The
 building blocks (`load_task`, `decode_batched`, `cost_stats`) are shared with
-the sweep.
+the sweep. With a decoder-only verifier (`protocol.is_decoder_only`) decoding
+passes each row's prompt length (`generate(input_lengths=)`) and cuts outputs
+at the models' own EOS ids; nothing else changes.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from spec_cascade_jax.data.padding import pad_batch
-from spec_cascade_jax.evaluation import grids
+from spec_cascade_jax.evaluation import grids, prompts
+from spec_cascade_jax.models.protocol import is_decoder_only
 
 GETTEXT_TASK = "gettext_en_de"
 DEFAULT_BUCKETS = (32, 64, 128)
@@ -84,6 +89,8 @@ def load_task(task: str = GETTEXT_TASK, split: str = "validation",
   if max_input_length < 2:
     raise ValueError(f"max_input_length must be >= 2 (one token and EOS); got "
                      f"{max_input_length}")
+  if prompts.num_shots(task) is not None:
+    return _load_prompted_task(task, split, vocabulary, max_input_length, num_examples)
   if task == GETTEXT_TASK:
     from spec_cascade_jax.data.dataset import load_split
     from spec_cascade_jax.data.vocab import load_vocabulary
@@ -94,10 +101,41 @@ def load_task(task: str = GETTEXT_TASK, split: str = "validation",
     ids = [vocab.encode(r["en"])[:max_input_length - 1] + [vocab.eos_id] for r in rows]
     return TaskData(task, split, ids, [r["en"] for r in rows], [r["de"] for r in rows],
                     vocab.decode, [metrics.bleu, metrics.chrf])
-  return _load_seqio_task(task, split, max_input_length, num_examples, t5_vocab_path)
+  return _load_seqio_task(task, split, vocabulary, max_input_length, num_examples,
+                          t5_vocab_path)
 
 
-def _load_seqio_task(task, split, max_input_length, num_examples, t5_vocab_path):
+def _encode_prompts(vocab, texts: Sequence[str], max_input_length: int) -> list[list[int]]:
+  """Prompt ids with the special tokens the tokenizer adds (BOS). A prompt
+  longer than max_input_length keeps its first token (BOS where there is one)
+  and its last max_input_length - 1 tokens: the instruction's start and the
+  query survive, the earliest shots are cut."""
+  encode = getattr(vocab, "encode_prompt", vocab.encode)
+  out = []
+  for text in texts:
+    x = encode(text)
+    out.append(x if len(x) <= max_input_length else x[:1] + x[1 - max_input_length:])
+  return out
+
+
+def _load_prompted_task(task, split, vocabulary, max_input_length, num_examples):
+  """gettext_en_de as k-shot prompts (evaluation/prompts.py)."""
+  from spec_cascade_jax.data.dataset import load_split
+  from spec_cascade_jax.data.vocab import load_vocabulary
+  from spec_cascade_jax.evaluation import metrics
+  vocab = load_vocabulary(vocabulary)
+  shots = prompts.pick_shots(load_split("train"), prompts.num_shots(task))
+  rows = load_split(split)
+  rows = [rows[i] for i in spread_indices(len(rows), num_examples)]
+  ids = _encode_prompts(vocab, [prompts.prompt(shots, r["en"]) for r in rows],
+                        max_input_length)
+  return TaskData(task, split, ids, [r["en"] for r in rows], [r["de"] for r in rows],
+                  vocab.decode, [metrics.bleu, metrics.chrf],
+                  postprocess=prompts.answer_line)
+
+
+def _load_seqio_task(task, split, vocabulary, max_input_length, num_examples,
+                     t5_vocab_path):
   try:
     import seqio  # pylint: disable=g-import-not-at-top
   except ImportError as e:
@@ -119,13 +157,22 @@ def _load_seqio_task(task, split, max_input_length, num_examples, t5_vocab_path)
   def text(x):
     return x.decode("utf-8") if isinstance(x, bytes) else str(x)
 
+  metric_fns = list(getattr(t, "predict_metric_fns", None) or t.metric_fns)
+  if rows and isinstance(rows[0]["inputs"], (bytes, str)):
+    # A text task (the few-shot prompts for LMs): the prompts are tokenized
+    # with `vocabulary`, the LM's own tokenizer.
+    from spec_cascade_jax.data.vocab import load_vocabulary
+    lm_vocab = load_vocabulary(vocabulary)
+    ids = _encode_prompts(lm_vocab, [text(r["inputs"]) for r in rows], max_input_length)
+    return TaskData(task, split, ids, [text(r["inputs"]) for r in rows],
+                    [text(r["targets"]) for r in rows], lm_vocab.decode, metric_fns,
+                    postprocess=t.postprocess_fn)
   ids = []
   for r in rows:
     x = [int(i) for i in r["inputs"]]
     if len(x) > max_input_length:  # keep EOS at the end after truncation
       x = x[:max_input_length - 1] + [1]
     ids.append(x)
-  metric_fns = list(getattr(t, "predict_metric_fns", None) or t.metric_fns)
 
   def decode(token_ids):
     token_ids = [int(i) for i in token_ids]
@@ -163,6 +210,31 @@ def decode_kwargs(point: grids.Point, max_new_tokens: int) -> dict:
   return kw
 
 
+def eos_ids(model) -> tuple[int, ...]:
+  """The ids that end `model`'s rows (its `eos_id`; 1, T5's, where it has none)."""
+  eos = getattr(model, "eos_id", 1)
+  return (int(eos),) if isinstance(eos, (int, np.integer)) else tuple(int(e) for e in eos)
+
+
+def cut_at_eos(row: list[int], eos: Sequence[int]) -> list[int]:
+  """`row` up to and including its first EOS."""
+  for j, t in enumerate(row):
+    if t in eos:
+      return row[:j + 1]
+  return row
+
+
+def prompt_kwargs(verifier, rows: Sequence[Sequence[int]], ids: np.ndarray) -> dict:
+  """`generate`'s input_lengths for a decoder-only verifier: each row's prompt
+  length (filler rows past `rows`, a lone token, count 1); {} otherwise (T5
+  finds its padding from the 0s)."""
+  if not is_decoder_only(verifier):
+    return {}
+  lengths = np.ones((ids.shape[0],), np.int32)
+  lengths[:len(rows)] = [len(r) for r in rows]
+  return {"input_lengths": lengths}
+
+
 def decode_batched(drafter, verifier, input_ids: Sequence[Sequence[int]],
                    point: grids.Point, batch_size: int = 64, max_new_tokens: int = 64,
                    buckets: Sequence[int] = DEFAULT_BUCKETS, progress: bool = False
@@ -187,18 +259,19 @@ def decode_batched(drafter, verifier, input_ids: Sequence[Sequence[int]],
   tokens: list[list[int]] = [[] for _ in range(n)]
   stats: dict[str, np.ndarray] = {}
   base = jax.random.PRNGKey(point.seed)
+  eos = eos_ids(verifier)
   it = batches
   if progress:
     from tqdm.auto import tqdm
     it = tqdm(batches, desc=point.label, leave=False)
   for bi, (length, idx) in enumerate(it):
     # A short last batch is filled with lone-EOS rows: one shape per bucket.
-    ids = pad_batch([input_ids[i] for i in idx], length, rows=batch_size)
+    rows = [input_ids[i] for i in idx]
+    ids = pad_batch(rows, length, rows=batch_size)
     res = generate(drafter, verifier, ids, rng=jax.random.fold_in(base, bi),
-                   **decode_kwargs(point, max_new_tokens))
+                   **decode_kwargs(point, max_new_tokens), **prompt_kwargs(verifier, rows, ids))
     for r, i in enumerate(idx):
-      row = [int(t) for t in res.tokens[r]]
-      tokens[i] = row[:row.index(1) + 1] if 1 in row else row
+      tokens[i] = cut_at_eos([int(t) for t in res.tokens[r]], eos)
     for k, v in res.stats.items():
       stats.setdefault(k, np.zeros(n, np.int64))[idx] = v[:len(idx)]
   return tokens, stats
@@ -266,21 +339,33 @@ def load_checked_model(path_or_name: str, preset: str | None = None,
                        dtype: str | None = None):
   """`load_model`, then checks the architecture against a size preset.
 
-  Used by configs/models/t5_*.gin so that a T5-base checkpoint passed where a
-  T5-small is expected fails here, not as a silently odd latency curve.
+  Used by configs/models/*.gin so that a T5-base checkpoint passed where a
+  T5-small is expected (or a Gemma 2 9B where the 2B is) fails here, not as a
+  silently odd latency curve. `preset`: a T5 preset (models/configs.py) or a
+  decoder-only one (models/lm_configs.py).
   """
-  from spec_cascade_jax.models.configs import get_config
+  from spec_cascade_jax.models import configs, lm_configs
   from spec_cascade_jax.models.loading import load_model
   model = load_model(path_or_name, dtype=dtype)
-  if preset:
-    want, got = get_config(preset), model.config
+  if not preset:
+    return model
+  if preset not in lm_configs.PRESETS and preset not in configs.PRESETS:
+    raise ValueError(f"unknown preset {preset!r}: use a T5 preset {sorted(configs.PRESETS)} "
+                     f"or a decoder-only one {sorted(lm_configs.PRESETS)}.")
+  if preset in lm_configs.PRESETS:
+    want = lm_configs.PRESETS[preset]
+    fields = ("model_type", "vocab_size", "hidden_size", "intermediate_size", "num_layers",
+              "num_heads", "num_kv_heads", "head_dim")
+  else:
+    want = configs.get_config(preset)
     fields = ("d_model", "d_kv", "d_ff", "num_heads", "num_layers", "feed_forward_proj")
-    diff = {f: (getattr(got, f), getattr(want, f)) for f in fields
-            if getattr(got, f) != getattr(want, f)}
-    if diff:
-      raise ValueError(f"{path_or_name!r} is not a {preset} checkpoint: (found, expected) "
-                       f"{diff}. Bind the checkpoint of the right size, or use the model "
-                       "file of its size (configs/models/t5_*.gin).")
+  got = model.config
+  diff = {f: (getattr(got, f, None), getattr(want, f)) for f in fields
+          if getattr(got, f, None) != getattr(want, f)}
+  if diff:
+    raise ValueError(f"{path_or_name!r} is not a {preset} checkpoint: (found, expected) "
+                     f"{diff}. Bind the checkpoint of the right size, or use the model "
+                     "file of its size (configs/models/).")
   return model
 
 
@@ -384,9 +469,10 @@ def time_point(drafter, verifier, input_ids: Sequence[Sequence[int]], point: gri
   kwargs = decode_kwargs(point, max_new_tokens)
   ver = decode_kwargs(grids.Point("Verifier", "verifier", temperature=point.temperature,
                                   seed=point.seed), max_new_tokens)
-  inputs = [pad_batch([x], bucket_length(len(x), buckets)) for x in input_ids]
+  padded = [pad_batch([x], bucket_length(len(x), buckets)) for x in input_ids]
+  inputs = [(ids, prompt_kwargs(verifier, [x], ids)) for x, ids in zip(input_ids, padded)]
   return latency.paired_times(
-      lambda ids: generate(drafter, verifier, ids, rng=rng, **kwargs),
+      lambda x: generate(drafter, verifier, x[0], rng=rng, **kwargs, **x[1]),
       None if point.method == "verifier" else
-      lambda ids: generate(None, verifier, ids, rng=rng, **ver),
-      inputs, repeats)
+      lambda x: generate(None, verifier, x[0], rng=rng, **ver, **x[1]),
+      inputs, repeats, compile_key=lambda x: x[0].shape)

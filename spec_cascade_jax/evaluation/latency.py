@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Callable, Sequence
+from typing import Any, Callable, Hashable, Sequence
 
 import numpy as np
 
@@ -50,12 +50,17 @@ class PairedTimes:
                                    "verifier": [round(float(x), 6) for x in self.verifier_s]}}
 
 
-def paired_times(decode_method: Callable[[np.ndarray], object],
-                 decode_verifier: Callable[[np.ndarray], object],
-                 inputs: Sequence[np.ndarray], repeats: int = 3) -> PairedTimes:
-  """Times both decoders on each input [1, S], interleaved (module docstring).
+def paired_times(decode_method: Callable[[Any], object],
+                 decode_verifier: Callable[[Any], object],
+                 inputs: Sequence[Any], repeats: int = 3,
+                 compile_key: Callable[[Any], Hashable] = lambda ids: ids.shape
+                 ) -> PairedTimes:
+  """Times both decoders on each input, interleaved (module docstring).
 
-  Each callable must block until its result is ready (generate() does: it
+  An input is what the callables take: an [1, S] array, or anything else
+  with a `compile_key` (default: the array's shape) that is equal for inputs
+  of one compilation, whose first use is left out of the timing. Each
+  callable must block until its result is ready (generate() does: it
   returns numpy arrays). With `decode_verifier` None the method IS the
   verifier: each timing of it is paired with the next one of the same call.
   """
@@ -64,14 +69,14 @@ def paired_times(decode_method: Callable[[np.ndarray], object],
   if not len(inputs):
     raise ValueError("no inputs to time; pass at least one example.")
   verifier = decode_verifier if decode_verifier is not None else decode_method
-  seen: set[tuple[int, ...]] = set()
+  seen: set[Hashable] = set()
   method_s, verifier_s = np.zeros(len(inputs)), np.zeros(len(inputs))
   for i, ids in enumerate(inputs):
-    if ids.shape not in seen:
+    if compile_key(ids) not in seen:
       decode_method(ids)  # compile, excluded from the timing
       if decode_verifier is not None:
         decode_verifier(ids)
-      seen.add(ids.shape)
+      seen.add(compile_key(ids))
     times = {"m": [], "v": []}
     for r in range(repeats):
       for side in (("m", "v") if r % 2 == 0 else ("v", "m")):

@@ -67,3 +67,10 @@ def rouge(targets: Sequence[str], predictions: Sequence[str],
 def bleu_and_chrf(targets: Sequence[str], predictions: Sequence[str]) -> dict[str, float]:
   """Both translation metrics in one dict (for evaluation scripts)."""
   return {**bleu(targets, predictions), **chrf(targets, predictions)}
+
+
+def accuracy(targets: Sequence[str], predictions: Sequence[str]) -> dict[str, float]:
+  """Exact-match accuracy (0-100) of postprocessed answers (GSM8K's final numbers)."""
+  targets, predictions = _check(targets, predictions)
+  hits = sum(t.strip() == p.strip() for t, p in zip(targets, predictions))
+  return {"accuracy": 100.0 * hits / len(targets)}

@@ -318,6 +318,7 @@ class LMModel:
   """
   config: LMConfig = flax.struct.field(pytree_node=False)
   params: dict
+  decoder_only = True   # protocol.is_decoder_only: inputs are prompts (a class constant)
 
   @property
   def module(self) -> LMModule:

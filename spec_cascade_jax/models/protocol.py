@@ -39,6 +39,12 @@ need them; for T5 nothing observable changes):
   names the tokens that end a row; `generate` uses it unless its `eos_id=`
   argument says otherwise, and a model without it ends rows at 1 (T5's EOS).
   Drafter and verifier must agree.
+
+One optional attribute for input pipelines (the kernel never reads it):
+`decoder_only` (True on models/lm.py's LMModel; absent: False). Inputs of such
+a model are prompts that the generation continues, so a pipeline (the main
+job's `evaluation/infer.py`) builds prompts, passes `input_lengths` and ends
+rows at the model's `eos_id`; `is_decoder_only(model)` reads it.
 """
 
 from __future__ import annotations
@@ -71,3 +77,8 @@ class DecoderModel(Protocol):
   def step(self, tokens: jax.Array, cache: Cache,
            positions: jax.Array) -> tuple[jax.Array, Cache]:
     """tokens [B, k] int32, positions [B] int32 -> (logits [B, k, V] f32, cache)."""
+
+
+def is_decoder_only(model) -> bool:
+  """Whether `model`'s inputs are prompts it continues (see the module docstring)."""
+  return bool(getattr(model, "decoder_only", False))

@@ -358,6 +358,11 @@ class ShardedModel:
     """The wrapped model's EOS ids (models/protocol.py; 1 where it has none)."""
     return getattr(self.model, "eos_id", kernel.EOS)
 
+  @property
+  def decoder_only(self) -> bool:
+    """The wrapped model's `decoder_only` (models/protocol.py)."""
+    return bool(getattr(self.model, "decoder_only", False))
+
   def cache_shardings(self, cache):
     """NamedShardings of a cache tree (arrays or ShapeDtypeStructs)."""
     axes, rules = _cache_axes(self.model, cache, self.mesh, self.rules)
