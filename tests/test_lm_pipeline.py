@@ -236,3 +236,26 @@ def test_gsm8k_postprocessing_and_accuracy():
   assert metrics.accuracy(["1072", "7", "3"], ["1072", "8", "3"]) == {"accuracy": 200 / 3}
   with pytest.raises(ValueError, match="one prediction per target"):
     metrics.accuracy(["1"], [])
+
+
+@pytest.mark.slow
+def test_sweep_takes_a_decoder_only_pair_unchanged(lm_pair, tok_dir, tmp_path):
+  """The main job's sweep (quality, paired latency, summary, plots) on a
+  prompted task with an LM pair; greedy SD keeps the verifier's quality."""
+  from spec_cascade_jax.evaluation import sweep
+  drafter, verifier = lm_pair
+  summary = sweep.run_sweep(drafter, verifier, output_dir=str(tmp_path), task="gettext_en_de_1shot",
+                            grid="small", curves=["Verifier", "SpecDecode"],
+                            num_draft_tokens=3, num_quality_examples=4,
+                            num_latency_examples=2, repeats=1, batch_size=4,
+                            max_new_tokens=6, max_input_length=128, buckets=(64, 128),
+                            vocabulary=tok_dir)
+  assert summary["tables"]
+  records = [json.loads(line) for line in open(tmp_path / "results.jsonl")]
+  points = {r["label"]: r for r in records if r["kind"] == "point"}
+  assert points["SpecDecode"]["quality"] == points["Verifier"]["quality"]
+  assert points["SpecDecode"]["cost"]["total_num_tokens"] == 4 * 6   # no early EOS here
+  assert points["SpecDecode"]["cost"]["verifier_calls_per_token"] <= 1.0
+  assert records[0]["context"]["task"] == "gettext_en_de_1shot"
+  for name in ("results.jsonl", "summary.md", "tradeoff.png"):
+    assert os.path.getsize(tmp_path / name) > 0
