@@ -4,8 +4,9 @@ Greedy: speculative decoding equals verifier-only decoding, which equals the
 argmax chain of full forwards, on ragged prompts whose token 0 is real and
 whose EOS is far from 1 (a Llama-shaped pair). A T5 drafter with an LM
 verifier of the same vocabulary works too. EOS ids other than 1 end rows in
-every loop. Monte Carlo: the law of speculative and spec_cascade (two rules)
-on a V = 6 LM pair equals the exact law, enumerated from full forwards; and
+every loop. Monte Carlo: the law of every method and rule on a V = 6 LM pair,
+with two prompt lengths in one batch, equals the exact law enumerated from
+full forwards; and
 spec_cascade at γ = 1 samples like the authors' colab loop, re-implemented here
 in plain numpy (a two-sample test, no enumerated law in between).
 """
@@ -20,7 +21,7 @@ import pytest
 import scipy.stats
 
 import law_reference as ref
-from test_sampling_exact import chi_square_pvalue
+from test_sampling_exact import chi_square_pvalue, ref_seq_cascade_law, seq_alpha
 
 import spec_cascade_jax as scj
 from spec_cascade_jax.decoding import kernel
@@ -224,17 +225,55 @@ def _law(q, p, kind, alpha):
   return law, m
 
 
-def _chow_alpha(q):
-  """α whose threshold 1 − α splits the drafter's max-probabilities in half."""
-  stat = np.sort([1 - dist.max() for c, dist in q.items() if EOS not in c])
+def _rule_alpha(kind, q, p):
+  """α that splits the rule's statistic over the reachable contexts in half
+  (so the rule defers in some and not in others); fixed values for the
+  token rules and lossy SD."""
+  ctx = [c for c in q if EOS not in c]
+  if kind == "chow":
+    stat = [1 - q[c].max() for c in ctx]
+  elif kind == "diff":
+    stat = [p[c].max() - q[c].max() for c in ctx]
+  elif kind == "opt":
+    stat = [max(p[c].max() - q[c].max(), 0.0) / np.maximum(q[c] - p[c], 0).sum() for c in ctx]
+  elif kind == "bild":
+    stat = [-np.log(p[c][q[c].argmax()]) for c in ctx]
+  else:
+    return {"token_v1": 0.15, "token_v2": 0.2, "token_v3": 0.5, "lossy": 0.4}.get(kind)
+  stat = np.sort(stat)
   mid = len(stat) // 2
   return float((stat[mid - 1] + stat[mid]) / 2)
 
 
-@pytest.mark.parametrize("method,rule", [("speculative", None), ("spec_cascade", "token_v3"),
-                                         ("spec_cascade", "chow")])
+def _seq_laws(q, p):
+  """P_q(y), P_p(y) and the mean confidence (max q° per generated token, EOS
+  included) of every output y of MC_NEW tokens (0s after EOS)."""
+  law_q, law_p, conf = {}, {}, {}
+
+  def rec(prefix, pq, pp, confs):
+    if len(prefix) == MC_NEW or EOS in prefix:
+      y = prefix + (0,) * (MC_NEW - len(prefix))
+      law_q[y], law_p[y], conf[y] = pq, pp, float(np.mean(confs))
+      return
+    for v in range(V):
+      rec(prefix + (v,), pq * q[prefix][v], pp * p[prefix][v], confs + [q[prefix].max()])
+
+  rec((), 1.0, 1.0, [])
+  return law_q, law_p, conf
+
+
+RULES = ("chow", "diff", "opt", "token_v1", "token_v2", "token_v3")
+MC_CASES = ([("drafter", None), ("verifier", None), ("speculative", None), ("lossy", None),
+             ("bild", None), ("prompt_lookup", None), ("token_cascade", "chow"),
+             ("oracle_cascade", "opt"), ("seq_cascade", None)]
+            + [("spec_cascade", r) for r in RULES])
+
+
+@pytest.mark.parametrize("method,rule", MC_CASES)
 @pytest.mark.slow
 def test_monte_carlo_law_on_an_lm_pair(mc_pair, method, rule):
+  """Every method and rule: the law of the generated sequences equals the
+  exact law, per prompt length in one ragged batch."""
   drafter, verifier = mc_pair
   ids = np.zeros((N, 3), np.int32)
   lengths = np.zeros((N,), np.int32)
@@ -244,14 +283,27 @@ def test_monte_carlo_law_on_an_lm_pair(mc_pair, method, rule):
     lengths[group == g] = len(prompt)
   probs = {g: (_next_token_probs(drafter, pr), _next_token_probs(verifier, pr))
            for g, pr in MC_PROMPTS.items()}
-  kind = rule or method
-  alpha = {"chow": _chow_alpha(probs[0][0]), "token_v3": 0.5, None: None}[rule]
-  res = scj.generate(drafter, verifier, ids, method=method, rule=rule, alpha=alpha,
+  kind = {"prompt_lookup": "speculative", "seq_cascade": "seq"}.get(method, rule or method)
+  if method == "seq_cascade":
+    # One α per prompt (per-row α), each splitting that prompt's outputs.
+    laws = {g: _seq_laws(*probs[g]) for g in MC_PROMPTS}
+    alphas = {g: seq_alpha(laws[g][0], laws[g][2]) for g in MC_PROMPTS}
+    alpha = np.where(group, alphas[1], alphas[0]).astype(np.float32)
+  else:
+    alpha = _rule_alpha(kind, *probs[0])
+  kw = {"rule": rule} if rule else {}
+  if scj.decoding.api.method_takes_alpha(method):
+    kw["alpha"] = alpha
+  res = scj.generate(None if method == "verifier" else drafter, verifier, ids, method=method,
                      num_draft_tokens=2, temperature=1.0, max_new_tokens=MC_NEW,
-                     input_lengths=lengths, rng=jax.random.PRNGKey(17))
+                     input_lengths=lengths, rng=jax.random.PRNGKey(17), **kw)
   for g in MC_PROMPTS:
-    law, margins = _law(*probs[g], kind, alpha or 0.0)
-    assert margins.smallest() > MARGIN, (kind, g, "near-tie")
+    if method == "seq_cascade":
+      law, margins, p_defer = ref_seq_cascade_law(*laws[g], float(np.float32(alphas[g])))
+      assert min(margins) > MARGIN and 0.02 < p_defer < 0.98, (g, p_defer)
+    else:
+      law, m = _law(*probs[g], kind, alpha or 0.0)
+      assert m.smallest() > MARGIN, (kind, g, "near-tie")
     pval = chi_square_pvalue(res.tokens[group == g], law)
     assert pval > P_MIN, f"{method}[{rule}] prompt {g}: p={pval:.2e}"
 
