@@ -1072,3 +1072,96 @@ def test_two_main_job_runs():
                  top=V(lambda: 100 * _load(DEMO_AB)["max_abs_deviation"],
                        f"{DEMO_AB} max_abs_deviation"))
     assert not _load(DEMO_AB)["quality_differs"], "the runs decoded different tokens"
+
+
+LM_VS_HF, LM_VS_HF_TORCH1 = R + "lm_vs_hf.json", R + "lm_vs_hf_torch1.json"
+
+
+def test_lm_vs_hf():
+  """The decoder-only comparison with HF assisted generation (benchmarks/lm_vs_hf.py)."""
+  with Checks() as checks:
+    text = doc("BENCHMARKS.md", "## Decoder-only LMs against Hugging Face")
+    name = "BENCHMARKS.md (decoder-only LMs vs HF)"
+    run = _load(LM_VS_HF)
+    assert run["command"] in text, f"{name}: the command of {LM_VS_HF} is not quoted"
+    info = run["machine"]
+    head = code_block(text, "# 20").splitlines()[0]
+    assert head.startswith(f"# {info['date']}") and f"load {info['load_avg_1m']}" in head, (
+        f"{name}: the pasted output's header {head!r} is not {LM_VS_HF}'s run "
+        f"({info['date']}, load {info['load_avg_1m']})")
+    assert f"torch {info['torch']} ({info['torch_threads']} threads)" in head, head
+    lm = lambda n, k: row_value(LM_VS_HF, ("rows",), {"name": n}, k)  # noqa: E731
+    columns = {"ms/prompt (med)": "ms", "ms/prompt (min)": "ms_min", "tok/s": "tok_s",
+               "HF / ours": "hf_over_ours", "≠ HF greedy": "mismatches"}
+    rows = md_table(text, ["method", "ms/prompt (med)"])
+    assert [r["method"] for r in rows] == [r["name"] for r in run["rows"]]
+    for r in rows:
+      for h, cell in r.items():
+        if h != "method":
+          checks.number(f"{name}: table, {r['method']}, {h}", cell, lm(r["method"], columns[h]))
+    ratio = lambda n, *k: at(LM_VS_HF, "ratios", n, *k)  # noqa: E731
+    columns = {"Σ ratio": ("ratio",), "95% low": ("interval", 0), "95% high": ("interval", 1),
+               "per-prompt median": ("median",), "IQR low": ("iqr", 0), "IQR high": ("iqr", 1)}
+    rows = md_table(text, ["ratio of times", "Σ ratio"])
+    assert sorted(r["ratio of times"] for r in rows) == sorted(run["ratios"])
+    for r in rows:
+      for h, cell in r.items():
+        if h != "ratio of times":
+          checks.number(f"{name}: ratios, {r['ratio of times']}, {h}", cell,
+                        ratio(r["ratio of times"], *columns[h]))
+    spec = "ours speculative"
+    same = next(n for n in run["ratios"] if n.startswith("HF assisted") and n.endswith(spec))
+    checks.claim(name, text, "{v}M parameters); the drafter is its first layer with the same "
+                 "embeddings and output head ({d}M)", v=at(LM_VS_HF, "pair", "verifier", "params_M"),
+                 d=at(LM_VS_HF, "pair", "drafter", "params_M"))
+    checks.claim(name, text, "every call writes exactly {n} tokens",
+                 n=at(LM_VS_HF, "args", "max_new_tokens"))
+    checks.claim(name, text, "{n} random prompts of", n=at(LM_VS_HF, "args", "examples"))
+    checks.claim(name, text, "this verifier has {x}× the bundled one's parameters ({v}M against "
+                 "{t}M)", x=at(LM_VS_HF, "pair", "verifier", "params_M")
+                 / quality("demo-verifier", "params_M"),
+                 v=at(LM_VS_HF, "pair", "verifier", "params_M"),
+                 t=quality("demo-verifier", "params_M"))
+    checks.claim(name, text, "Our greedy decoding is {x}× faster than HF's",
+                 x=at(LM_VS_HF, "ratios", "HF greedy / ours verifier", "ratio"))
+    checks.claim(name, text, "over verifier-only for us ({a}×, interval {lo}–{hi}) than for HF "
+                 "({b}×)", a=at(LM_VS_HF, "ratios", "ours verifier / ours speculative", "ratio"),
+                 lo=at(LM_VS_HF, "ratios", "ours verifier / ours speculative", "interval", 0),
+                 hi=at(LM_VS_HF, "ratios", "ours verifier / ours speculative", "interval", 1),
+                 b=V(lambda: next(v["ratio"] for k, v in run["ratios"].items()
+                                  if k.startswith("HF greedy / HF assisted")),
+                     f"{LM_VS_HF} ratios/HF greedy / HF assisted … /ratio"))
+    checks.claim(name, text, "the drafter's token is accepted on {pct}% of drafted positions, "
+                 "{k} tokens per verifier call", pct=at(LM_VS_HF, "acceptance") * 100,
+                 k=at(LM_VS_HF, "tokens_per_verifier_call"))
+    checks.claim(name, text, "our speculative decoding is **{x}×** faster than HF's assisted "
+                 "generation (95% interval {lo}–{hi}; per prompt median {med}, IQR {q1}–{q3})",
+                 x=ratio(same, "ratio"), lo=ratio(same, "interval", 0),
+                 hi=ratio(same, "interval", 1), med=ratio(same, "median"),
+                 q1=ratio(same, "iqr", 0), q3=ratio(same, "iqr", 1))
+    b = run["args"]["batch"]
+    checks.claim(name, text, f"At batch {b} our speculative decoding gives {{s}} tokens/s and "
+                 "our verifier-only {v}, against {h} for HF greedy",
+                 s=lm(f"{spec}, batch {b}", "tok_s"), v=lm(f"ours verifier, batch {b}", "tok_s"),
+                 h=lm(f"HF greedy, batch {b}", "tok_s"))
+    assert run["outputs_identical"], f"{LM_VS_HF}: the outputs differ"
+    m = lambda *k: at(LM_VS_HF, "machine", *k)  # noqa: E731
+    checks.claim(name, text, "load {a} at the start, {b} at the end",
+                 a=m("load_avg_1m_start"), b=m("load_avg_1m"))
+    checks.claim(name, text, "torch 2.13 CPU with {n} threads", n=m("torch_threads"))
+    checks.claim(name, text, "The run took {m} min {s} s",
+                 m=V(lambda: run["wall_s"] // 60, f"{LM_VS_HF} wall_s // 60"),
+                 s=V(lambda: round(run["wall_s"]) % 60, f"{LM_VS_HF} wall_s % 60"))
+    checks.claim(name, text, "here {a} s with 2 threads against {b} s with 1",
+                 a=m("torch_threads_probe_s", "2"), b=m("torch_threads_probe_s", "1"))
+    # The earlier run whose probe chose one torch thread.
+    assert LM_VS_HF_TORCH1 in text and _load(LM_VS_HF_TORCH1)["machine"]["torch_threads"] == 1
+    one = lambda *k: at(LM_VS_HF_TORCH1, *k)  # noqa: E731
+    checks.claim(name, text, "found 2 threads at {a} s against {b} s",
+                 a=one("machine", "torch_threads_probe_s", "2"),
+                 b=one("machine", "torch_threads_probe_s", "1"))
+    checks.claim(name, text, "then our speculative decoding was {x}× faster than HF's assisted "
+                 "generation and our greedy {y}× faster than HF's",
+                 x=one("ratios", same, "ratio"), y=one("ratios", "HF greedy / ours verifier", "ratio"))
+    checks.claim(name, text, "({a} against {b} ms per prompt for speculative decoding)",
+                 a=lm(spec, "ms"), b=row_value(LM_VS_HF_TORCH1, ("rows",), {"name": spec}, "ms"))
