@@ -209,7 +209,8 @@ def main(argv=None):
   ap.add_argument("--torch-threads", type=int,
                   help="torch's intra-op threads; 0: torch's default; default: the faster of "
                        "1 and torch's default (see above)")
-  ap.add_argument("--hf-dir", help="where to write the HF directories (default: a temp dir)")
+  ap.add_argument("--hf-dir", help="where to write the HF directories, kept (default: a temp "
+                                   "dir, removed)")
   ap.add_argument("--json")
   argv = sys.argv[1:] if argv is None else list(argv)
   args = ap.parse_args(argv)
@@ -222,12 +223,17 @@ def main(argv=None):
   transformers.logging.set_verbosity_error()  # assisted generation's deprecation notes
   if args.torch_threads:
     torch.set_num_threads(args.torch_threads)
-  root = args.hf_dir or tempfile.mkdtemp(prefix="hf_lm_pair_")
+  # Without --hf-dir the directories (~320 MB at the default sizes) are
+  # removed once both sides have loaded them.
+  tmp = None if args.hf_dir else tempfile.TemporaryDirectory(prefix="hf_lm_pair_")
+  root = args.hf_dir or tmp.name
   sizes = build_pair(root, args)
   drafter = scj.load_model(os.path.join(root, "drafter"))
   verifier = scj.load_model(os.path.join(root, "verifier"))
   hf_d = load_hf_lm(os.path.join(root, "drafter"))
   hf_v = load_hf_lm(os.path.join(root, "verifier"))
+  if tmp is not None:
+    tmp.cleanup()
   prompts = random_prompts(args)
   length = max(map(len, prompts))  # one padded shape: one compilation per method
   probe = None if args.torch_threads is not None else pick_torch_threads(hf_v, prompts[0],

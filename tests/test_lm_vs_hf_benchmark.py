@@ -31,7 +31,7 @@ TINY = ["--examples", "3", "--max-new-tokens", "8", "--repeats", "1", "--batch",
 def run(tmp_path_factory):
   out = tmp_path_factory.mktemp("lm_vs_hf")
   path = str(out / "lm_vs_hf.json")
-  report = lm_vs_hf.main(TINY + ["--hf-dir", str(out / "hf"), "--json", path])
+  report = lm_vs_hf.main(TINY + ["--json", path])  # the HF directories: a removed temp dir
   with open(path) as f:
     return report, json.load(f)
 
