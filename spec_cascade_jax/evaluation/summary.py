@@ -26,6 +26,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from spec_cascade_jax.decoding import api
+
 PREFERRED_METRICS = ("bleu", "rouge2", "rougeLsum", "chrf")
 
 
@@ -188,12 +190,15 @@ def format_markdown(s: Mapping) -> str:
               "| length | verifier calls / token | drafter steps / token | deferral rate |",
               "|---|---|---|---|---|---|---|---|---|"]
     for r in tab["rows"]:
+      takes_alpha = api.method_takes_alpha(r["method"])
       speedup = ("not reached" if r["speedup_at_verifier_quality"] is None else
-                 f"{r['speedup_at_verifier_quality']:.2f}× (α={r['matched_alpha']:g})")
+                 f"{r['speedup_at_verifier_quality']:.2f}×"
+                 + (f" (α={r['matched_alpha']:g})" if takes_alpha else ""))
+      alpha = f"{r['shown_alpha']:g}" if takes_alpha else "—"
       iv = r["shown_relative_latency_interval"]
       lat = _f(r["shown_relative_latency"]) + (f" [{iv[0]:.3f}, {iv[1]:.3f}]" if iv else "")
       lines.append(
-          f"| {r['curve']} | {speedup} | {r['shown_alpha']:g} | "
+          f"| {r['curve']} | {speedup} | {alpha} | "
           f"{_pm(r['shown_quality'], r['shown_quality_std'])} | {lat} | "
           f"{_f(r['shown_relative_length'], '{:.2f}')} | "
           f"{_f(r['shown_verifier_calls_per_token'])} | "
