@@ -26,7 +26,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from spec_cascade_jax.decoding import api
+from spec_cascade_jax.evaluation import grids
 
 PREFERRED_METRICS = ("bleu", "rouge2", "rougeLsum", "chrf")
 
@@ -190,7 +190,7 @@ def format_markdown(s: Mapping) -> str:
               "| length | verifier calls / token | drafter steps / token | deferral rate |",
               "|---|---|---|---|---|---|---|---|---|"]
     for r in tab["rows"]:
-      takes_alpha = api.method_takes_alpha(r["method"])
+      takes_alpha = r["method"] not in grids.NO_ALPHA_METHODS
       speedup = ("not reached" if r["speedup_at_verifier_quality"] is None else
                  f"{r['speedup_at_verifier_quality']:.2f}×"
                  + (f" (α={r['matched_alpha']:g})" if takes_alpha else ""))
