@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from spec_cascade_jax.decoding import api, generate, kernel
+from spec_cascade_jax.decoding import api, generate, kernel, methods
 from spec_cascade_jax.testing import BigramModel, bigram_from_probs
 
 # ------------------------------------------------------------- one round by hand
@@ -333,6 +336,26 @@ def test_rule_and_alpha_none_mean_the_methods_default():
     np.testing.assert_array_equal(
         generate(drafter, verifier, ids, method=method, **kw).tokens,
         generate(drafter, verifier, ids, method=method, alpha=0.3, **kw).tokens)
+
+
+def test_the_table_of_methods_imports_without_jax_and_drives_generate():
+  """decoding/methods.py declares each method once; the grids, summary and
+  plots read it without importing jax, and `generate` follows it."""
+  code = ("import sys; from spec_cascade_jax.decoding import methods; "
+          "from spec_cascade_jax.evaluation import grids, summary; "
+          "assert 'jax' not in sys.modules, 'jax imported'; print(methods.names())")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=120)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert api.METHODS == methods.names() and set(methods.LOOPS) == {
+      m.loop for m in methods.METHODS.values()}
+  for name, m in methods.METHODS.items():
+    assert api.method_takes_rule(name) == m.takes_rule
+    assert (not m.takes_rule) or m.default_rule in methods.RULES
+  with pytest.raises(ValueError, match="Unknown method 'nope'; valid methods"):
+    methods.get("nope")
+  with pytest.raises(ValueError, match="loop 'x' is not one of"):
+    methods.Method("m", "x")
 
 
 def test_the_method_facts_agree_with_the_sweep_grids():

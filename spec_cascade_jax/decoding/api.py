@@ -18,40 +18,30 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from spec_cascade_jax.decoding import baselines, kernel, lookup, targets
+from spec_cascade_jax.decoding import baselines, kernel, lookup, methods, targets
 
 try:  # public in every jax this package supports; the fallback guards a rename
   from jax.core import Tracer as _Tracer
 except ImportError:  # pragma: no cover
   from jax._src.core import Tracer as _Tracer
-from spec_cascade_jax.decoding.targets import ALPHA_RANGES, RULES
+from spec_cascade_jax.decoding.methods import ALPHA_RANGES, RULES
 
-METHODS = ("drafter", "verifier", "speculative", "lossy", "spec_cascade",
-           "token_cascade", "oracle_cascade", "seq_cascade", "bild", "prompt_lookup")
-# Methods that decode with the verifier alone.
-_VERIFIER_ONLY = ("verifier", "prompt_lookup")
+# Every method (methods.py declares each one: its loop, models, rule, α).
+METHODS = methods.names()
 SEQ_CONFIDENCES = ("mean", "min")
-# Methods whose target depends on `rule`; the others take none (generate
-# rejects a rule passed to them).
-_RULE_METHODS = ("spec_cascade", "token_cascade", "oracle_cascade")
-_SPECULATIVE = ("speculative", "lossy", "spec_cascade", "bild")
-# rule=None / alpha=None in `generate`: the method's default (token_cascade
-# supports "chow" only).
-_DEFAULT_RULE = "token_v3"
-_DEFAULT_ALPHA = 0.3
 
 
 def method_takes_rule(method: str) -> bool:
   """Whether `generate(method=method)` accepts a `rule`: spec_cascade,
   token_cascade and oracle_cascade do; a rule passed to another method raises."""
-  return method in _RULE_METHODS
+  return methods.get(method).takes_rule
 
 
 def method_takes_alpha(method: str) -> bool:
   """Whether `generate(method=method)` accepts an `alpha`: the rule methods and
-  the methods with an α range (targets.ALPHA_RANGES). drafter, verifier,
+  the methods with an α range (methods.ALPHA_RANGES). drafter, verifier,
   speculative and prompt_lookup have none; an α passed to them raises."""
-  return method in _RULE_METHODS or method in ALPHA_RANGES
+  return methods.get(method).takes_alpha
 
 # Number of times the jitted body was traced, per method: tests assert that
 # changing alpha / temperature / top_p does not add traces.
@@ -87,21 +77,22 @@ def _generate_jit(drafter, verifier, input_ids, params, rng, input_lengths=None,
   TRACE_COUNTS[method] += 1  # Python side effect: runs once per trace only.
   common = dict(top_k=top_k, max_new_tokens=max_new_tokens, eos_ids=eos_ids,
                 input_lengths=input_lengths)
-  if method == "prompt_lookup":
+  loop = methods.get(method).loop
+  if loop == "lookup":
     return lookup.lookup_decode(verifier, input_ids, params, rng, ngram=ngram,
                                 gamma=gamma, **common)
-  if method in _SPECULATIVE:
+  if loop == "kernel":
     return kernel.spec_decode(drafter, verifier, input_ids, params, rng,
                               target_fn=targets.get_target(method, rule), gamma=gamma,
                               **common)
-  if method in ("drafter", "verifier"):
+  if loop == "single":
     model = drafter if method == "drafter" else verifier
     return baselines.single_model(model, input_ids, params, rng,
                                   is_verifier=method == "verifier", **common)
-  if method == "token_cascade":
+  if loop == "token_cascade":
     return baselines.token_cascade(drafter, verifier, input_ids, params, rng,
                                    chunk=gamma + 1, **common)
-  if method == "oracle_cascade":
+  if loop == "oracle_cascade":
     return baselines.oracle_cascade(drafter, verifier, input_ids, params, rng,
                                     target_fn=targets.get_target(method, rule), **common)
   return baselines.seq_cascade(drafter, verifier, input_ids, params, rng,
@@ -125,7 +116,7 @@ def _per_row(name, value, batch):
 
 
 def _check_alpha(alpha, method, rule):
-  key = rule if method in _RULE_METHODS else method
+  key = rule if method_takes_rule(method) else method
   if key not in ALPHA_RANGES:
     return  # the method has no α (drafter, verifier, speculative)
   lo, hi, hi_inclusive = ALPHA_RANGES[key]
@@ -201,17 +192,17 @@ def _short(value) -> str:
 def _resolve_rule_alpha(method, rule, alpha):
   """(rule, alpha) with None replaced by the method's default. A rule or an α
   passed to a method that takes none is a mistake (it would be ignored): raise."""
-  if method not in METHODS:
-    raise ValueError(f"Unknown method {method!r}; valid methods: {METHODS}.")
-  if not method_takes_rule(method):
+  spec = methods.get(method)   # an unknown method raises here
+  if not spec.takes_rule:
     if rule is not None:
+      with_rule = [m for m in METHODS if method_takes_rule(m)]
       raise ValueError(
           f"method={method!r} takes no rule; drop rule={_short(rule)}, or use a method that "
-          f"takes one: {', '.join(repr(m) for m in _RULE_METHODS)} (e.g. "
+          f"takes one: {', '.join(repr(m) for m in with_rule)} (e.g. "
           "method='spec_cascade').")
     rule = ""
   elif rule is None:
-    rule = "chow" if method == "token_cascade" else _DEFAULT_RULE
+    rule = spec.default_rule
   if not method_takes_alpha(method):
     if alpha is not None:
       with_alpha = [m for m in METHODS if method_takes_alpha(m)]
@@ -221,15 +212,14 @@ def _resolve_rule_alpha(method, rule, alpha):
           f"{', '.join(repr(m) for m in with_alpha)}.")
     alpha = 0.0  # unused by the method; DecodeParams still carries a value
   elif alpha is None:
-    alpha = _DEFAULT_ALPHA
+    alpha = methods.DEFAULT_ALPHA
   return rule, alpha
 
 
 def _validate(drafter, verifier, input_ids, method, rule, gamma, max_new_tokens, top_k,
               seq_confidence, ngram_size):
-  if method not in METHODS:
-    raise ValueError(f"Unknown method {method!r}; valid methods: {METHODS}.")
-  if method in _RULE_METHODS and rule not in RULES:
+  spec = methods.get(method)   # an unknown method raises here
+  if spec.takes_rule and rule not in RULES:
     raise ValueError(f"Unknown rule {rule!r}; valid rules: {RULES}.")
   if method == "token_cascade" and rule != "chow":
     raise ValueError(
@@ -243,9 +233,9 @@ def _validate(drafter, verifier, input_ids, method, rule, gamma, max_new_tokens,
       or ngram_size < 1):
     raise ValueError(f"ngram_size must be an int >= 1 (the trailing tokens that must match "
                      f"for prompt_lookup); got {ngram_size!r}.")
-  if method not in _VERIFIER_ONLY and drafter is None:
+  if spec.uses_drafter and drafter is None:
     raise ValueError(f"method={method!r} needs a drafter model; got drafter=None.")
-  if method != "drafter" and verifier is None:
+  if spec.uses_verifier and verifier is None:
     raise ValueError(f"method={method!r} needs a verifier model; got verifier=None "
                      "(use method='drafter' to decode with the drafter alone).")
   if drafter is not None and verifier is not None:
@@ -315,16 +305,17 @@ def _prepare(drafter, verifier, input_ids, *, method, rule, alpha, num_draft_tok
                      f"{top_p[(top_p <= 0) | (top_p > 1)][0]:g}.")
   rng = jax.random.PRNGKey(0) if rng is None else rng
   # Normalise the statics so equal settings hit the same compiled function.
-  statics = dict(method=method, rule=rule if method in _RULE_METHODS else "",
+  statics = dict(method=method, rule=rule if method_takes_rule(method) else "",
                  gamma=int(num_draft_tokens), top_k=int(top_k),
                  max_new_tokens=int(max_new_tokens),
                  seq_confidence=seq_confidence if method == "seq_cascade" else "",
                  ngram=int(ngram_size) if method == "prompt_lookup" else 0)
-  if method in ("drafter", "verifier", "oracle_cascade", "seq_cascade"):
-    statics["gamma"] = 1  # unused by these methods: do not recompile per γ
-  if method == "drafter":
+  spec = methods.get(method)
+  if not spec.uses_gamma:
+    statics["gamma"] = 1  # unused by the method: do not recompile per γ
+  if not spec.uses_verifier:
     verifier = None
-  if method in _VERIFIER_ONLY:
+  if not spec.uses_drafter:
     drafter = None
   statics["eos_ids"] = _resolve_eos(drafter, verifier, eos_id)
   if input_lengths is not None and getattr(input_lengths, "is_fully_addressable", True):

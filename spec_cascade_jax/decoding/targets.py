@@ -39,21 +39,7 @@ from typing import Callable
 
 import jax.numpy as jnp
 
-RULES = ("chow", "diff", "opt", "token_v1", "token_v2", "token_v3")
-
-_INF = float("inf")
-# (low, high, high_inclusive): the meaningful range of α for each rule/method.
-ALPHA_RANGES: dict[str, tuple[float, float, bool]] = {
-    "chow": (0.0, 1.0, True),
-    "diff": (-1.0, 1.0, True),
-    "opt": (0.0, _INF, True),
-    "token_v1": (0.0, 1.0, True),
-    "token_v2": (0.0, 1.0, True),
-    "token_v3": (0.0, 1.0, True),
-    "lossy": (0.0, 1.0, False),
-    "bild": (0.0, _INF, True),
-    "seq_cascade": (0.0, 1.0, True),
-}
+from spec_cascade_jax.decoding.methods import ALPHA_RANGES, RULES  # noqa: F401  (re-exported)
 
 TargetFn = Callable[..., tuple[jnp.ndarray, jnp.ndarray]]
 

@@ -20,6 +20,8 @@ import dataclasses
 import json
 from typing import Mapping, Sequence
 
+from spec_cascade_jax.decoding import methods
+
 
 @dataclasses.dataclass(frozen=True)
 class Curve:
@@ -63,8 +65,9 @@ class Point:
     return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
 
 
-NO_ALPHA_METHODS = ("drafter", "verifier", "speculative", "prompt_lookup")
-SPECULATIVE_METHODS = ("speculative", "lossy", "spec_cascade", "bild", "prompt_lookup")
+# From the one table of methods (decoding/methods.py, which imports no jax).
+NO_ALPHA_METHODS = methods.without_alpha()
+SPECULATIVE_METHODS = methods.drafting()
 
 _UNIT = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 _TOKEN = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)

@@ -1,0 +1,118 @@
+"""Every decoding method and deferral rule, declared once (pure Python, no jax).
+
+`generate` (api.py) validates and dispatches with this table; the sweep's
+grids, cost statistics, summary and plots (evaluation/) and the benchmarks
+read the same table, without importing jax. Adding a method is one entry
+here plus its loop; docs/design.md §2 gives each method's law.
+
+    methods.get("spec_cascade").takes_rule      # True
+    methods.names()                             # declaration order
+    [m.name for m in methods.METHODS.values() if not m.takes_alpha]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+RULES = ("chow", "diff", "opt", "token_v1", "token_v2", "token_v3")
+
+_INF = float("inf")
+# (low, high, high_inclusive): the meaningful range of α for each rule, and for
+# the methods with an α of their own (targets.py's docstring says what the
+# ends mean).
+ALPHA_RANGES: dict[str, tuple[float, float, bool]] = {
+    "chow": (0.0, 1.0, True),
+    "diff": (-1.0, 1.0, True),
+    "opt": (0.0, _INF, True),
+    "token_v1": (0.0, 1.0, True),
+    "token_v2": (0.0, 1.0, True),
+    "token_v3": (0.0, 1.0, True),
+    "lossy": (0.0, 1.0, False),
+    "bild": (0.0, _INF, True),
+    "seq_cascade": (0.0, 1.0, True),
+}
+
+# The loops a method can run in (api._generate_jit dispatches on them).
+LOOPS = ("kernel", "lookup", "single", "token_cascade", "oracle_cascade", "seq_cascade")
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+  """One decoding method.
+
+  name: the `generate(method=...)` string.
+  loop: "kernel" (kernel.spec_decode with the method's target), "lookup"
+    (lookup.lookup_decode), "single" (one model, baselines.single_model), or
+    the sequential baseline of baselines.py with the method's name.
+  uses_drafter / uses_verifier: which models it needs.
+  default_rule: the rule taken when `rule=None`; None for the methods that
+    take no rule (`generate` rejects one passed to them).
+  drafts: proposals are verified in rounds, so acceptance and rejection
+    rates mean something (the speculative kernel's methods, prompt lookup).
+  uses_gamma: `num_draft_tokens` matters (a draft length, or token_cascade's
+    chunk); where it does not, `generate` compiles one function for every γ.
+  """
+  name: str
+  loop: str
+  uses_drafter: bool = True
+  uses_verifier: bool = True
+  default_rule: str | None = None
+  drafts: bool = False
+  uses_gamma: bool = True
+
+  def __post_init__(self):
+    if self.loop not in LOOPS:
+      raise ValueError(f"method {self.name!r}: loop {self.loop!r} is not one of {LOOPS}.")
+    if self.default_rule is not None and self.default_rule not in RULES:
+      raise ValueError(f"method {self.name!r}: default_rule {self.default_rule!r} is not "
+                       f"one of {RULES}.")
+
+  @property
+  def takes_rule(self) -> bool:
+    return self.default_rule is not None
+
+  @property
+  def takes_alpha(self) -> bool:
+    """The rule methods and the methods with an α range of their own."""
+    return self.takes_rule or self.name in ALPHA_RANGES
+
+
+DEFAULT_RULE = "token_v3"
+DEFAULT_ALPHA = 0.3
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("drafter", "single", uses_verifier=False, uses_gamma=False),
+    Method("verifier", "single", uses_drafter=False, uses_gamma=False),
+    Method("speculative", "kernel", drafts=True),
+    Method("lossy", "kernel", drafts=True),
+    Method("spec_cascade", "kernel", default_rule=DEFAULT_RULE, drafts=True),
+    # Calls the verifier only where the rule defers, so the rule may read q
+    # alone: chow is its one rule.
+    Method("token_cascade", "token_cascade", default_rule="chow"),
+    Method("oracle_cascade", "oracle_cascade", default_rule=DEFAULT_RULE, uses_gamma=False),
+    Method("seq_cascade", "seq_cascade", uses_gamma=False),
+    Method("bild", "kernel", drafts=True),
+    Method("prompt_lookup", "lookup", uses_drafter=False, drafts=True),
+)}
+
+
+def names() -> tuple[str, ...]:
+  """Every method name, in declaration order (`generate`'s METHODS)."""
+  return tuple(METHODS)
+
+
+def get(name: str) -> Method:
+  """The method called `name`; an unknown name raises, listing the valid ones."""
+  if name not in METHODS:
+    raise ValueError(f"Unknown method {name!r}; valid methods: {names()}.")
+  return METHODS[name]
+
+
+def without_alpha() -> tuple[str, ...]:
+  """The methods that take no α (a sweep runs them once)."""
+  return tuple(n for n, m in METHODS.items() if not m.takes_alpha)
+
+
+def drafting() -> tuple[str, ...]:
+  """The methods whose drafts are verified in rounds (acceptance is reported)."""
+  return tuple(n for n, m in METHODS.items() if m.drafts)
