@@ -98,10 +98,11 @@ def test_logits_match_transformers(hf_dir):
                                atol=1e-4 * np.abs(theirs).max(), err_msg=f"row {b}")
 
 
-@pytest.mark.parametrize("model_type", ["gemma2", "llama"])
+@pytest.mark.parametrize("model_type", hf_lm.SUPPORTED_MODEL_TYPES)
 def test_greedy_matches_transformers_generate(model_type, tmp_path_factory):
   """generate(method="verifier") on the ragged batch (input_lengths) equals
-  transformers' greedy `generate` of each row, up to and with its EOS."""
+  transformers' greedy `generate` of each row, up to and with its EOS; so
+  does greedy speculative decoding with a drafter that is a noisy copy."""
   torch.manual_seed(1)
   hf = transformers.AutoModelForCausalLM.from_config(_hf_config(model_type))
   with torch.no_grad():
@@ -116,7 +117,16 @@ def test_greedy_matches_transformers_generate(model_type, tmp_path_factory):
   res = scj.generate(None, model, PROMPTS, method="verifier", max_new_tokens=n_new,
                      input_lengths=LENGTHS)
   eos = model.config.eos_ids
-  assert eos == ((1,) if model_type == "gemma2" else (127,))
+  assert eos == ((1,) if model_type.startswith("gemma") else (127,))
+  noise = np.random.default_rng(0)
+  drafter = model.replace(params=jax.tree.map(
+      lambda x: x + 0.1 * np.std(x) * noise.standard_normal(x.shape).astype(np.float32),
+      model.params))
+  sd = scj.generate(drafter, model, PROMPTS, method="speculative", num_draft_tokens=3,
+                    max_new_tokens=n_new, input_lengths=LENGTHS)
+  np.testing.assert_array_equal(sd.tokens, res.tokens)
+  assert 0 < sd.stats["accepted"].sum() < sd.stats["draft_tokens"].sum()
+  assert res.stats["num_tokens"].max() > 3 and len(np.unique(res.tokens)) > 4
   for b, n in enumerate(LENGTHS):
     with torch.no_grad():
       out = hf.generate(torch.tensor(PROMPTS[None, b, :n], dtype=torch.long),
