@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 
 import jax
@@ -18,6 +19,7 @@ class DriftingClock:
 
   def __init__(self, drift):
     self.now, self.speed, self.drift, self.calls = 0.0, 1.0, drift, []
+    self.gc_enabled = []
 
   def perf_counter(self):
     return self.now
@@ -25,6 +27,7 @@ class DriftingClock:
   def decoder(self, name, base):
     def run(ids):
       self.calls.append((name, ids.shape))
+      self.gc_enabled.append(gc.isenabled())
       self.now += base * self.speed
       self.speed *= self.drift
     return run
@@ -42,6 +45,11 @@ def test_pairing_cancels_drift_that_a_single_verifier_timing_does_not(monkeypatc
   # Compile runs: one untimed call of each per new shape, before any timing.
   assert clock.calls[:2] == [("m", (1, 8)), ("v", (1, 8))]
   assert clock.calls[2 + 8 * 6:2 + 8 * 6 + 2] == [("m", (1, 16)), ("v", (1, 16))]
+  # The garbage collector is off in the timed calls (not in the compile calls)
+  # and back on afterwards.
+  timed_calls = [i for i in range(len(clock.calls)) if i not in (0, 1, 50, 51)]
+  assert not any(clock.gc_enabled[i] for i in timed_calls)
+  assert clock.gc_enabled[0] and gc.isenabled()
   # Order alternates: m v, v m, m v, v m.
   assert [c[0] for c in clock.calls[2:10]] == list("mvvmmvvm")
   # What the old protocol did: the verifier timed first, the method later.

@@ -9,6 +9,10 @@ which one verifier timing at the start of a run, divided into every later
 point, does not. Compile time is excluded: each input shape is decoded once,
 untimed, by both before any timing.
 
+Python's garbage collector is off while an example's pairs are timed (and
+run in between), as `timeit` does: a collection landing inside one timed
+call would charge one side of a pair for the whole process's garbage.
+
 Per example the median of the repeats is kept. The point's relative latency
 is Σ method / Σ verifier over the examples, and its spread is a bootstrap
 interval over examples (resampling whole pairs), beside the interquartile
@@ -18,6 +22,7 @@ range of the per-example ratios.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import time
 from typing import Any, Callable, Hashable, Sequence
 
@@ -78,12 +83,17 @@ def paired_times(decode_method: Callable[[Any], object],
         decode_verifier(ids)
       seen.add(compile_key(ids))
     times = {"m": [], "v": []}
-    for r in range(repeats):
-      for side in (("m", "v") if r % 2 == 0 else ("v", "m")):
-        fn = decode_method if side == "m" else verifier
-        t0 = time.perf_counter()
-        fn(ids)
-        times[side].append(time.perf_counter() - t0)
+    gc.collect()
+    gc.disable()
+    try:
+      for r in range(repeats):
+        for side in (("m", "v") if r % 2 == 0 else ("v", "m")):
+          fn = decode_method if side == "m" else verifier
+          t0 = time.perf_counter()
+          fn(ids)
+          times[side].append(time.perf_counter() - t0)
+    finally:
+      gc.enable()
     method_s[i] = float(np.median(times["m"]))
     verifier_s[i] = float(np.median(times["v"]))
   return PairedTimes(method_s, verifier_s)
