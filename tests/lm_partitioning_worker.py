@@ -3,17 +3,29 @@
     XLA_FLAGS=--xla_force_host_platform_device_count=8 \
         python tests/lm_partitioning_worker.py OUT_DIR
 
-Two decoder-only LM families, each on the mesh that exercises one K/V rule
-(parallel/lm_axes.py): a Llama-shaped GQA pair (4 query, 2 K/V heads, untied
-head, token 0 real, EOS far from 1) on (data 2, model 4), where the K/V heads
-do not divide by "model" and are replicated; a Gemma 2-shaped pair (sliding
-window 3, attention and final soft-capping, tied) on (4, 2), where they are
-split. Per family: greedy speculative and spec_cascade on ragged prompts
-(input_lengths, pads of nonzero junk) with an explicit eos_id, unsharded and
-through `scj.generate(..., mesh=)`; parameter and cache shardings; the sharded
-HF loader against whole loading then sharding, with every slice it reads.
-Compiles dominate the cost, so all of it runs in one process. Results go to
-OUT_DIR (lm.npz, lm.json); a failed check raises (non-zero exit status).
+All five decoder-only LM families (hf_lm.SUPPORTED_MODEL_TYPES; tiny
+configs: 4 query heads), each on a mesh chosen so that K/V heads are
+replicated (parallel/lm_axes.py) on both meshes and split on (4, 2); none has
+the 4 K/V heads that (2, 4) would split:
+
+  llama        (data 2, model 4)  2 K/V heads, replicated; untied head,
+                                  token 0 real, EOS far from 1
+  gemma3_text  (2, 4)             2 K/V heads, replicated; q/k norms, a local
+                                  (window 3) and a global layer
+  gemma2       (4, 2)             2 K/V heads, split; sliding window 3,
+                                  attention and final soft-capping
+  qwen2        (4, 2)             2 K/V heads, split; q/k/v biases
+  gemma        (4, 2)             1 K/V head (multi-query), replicated
+
+All but llama tie the head to the embedding. Per family: greedy speculative
+and spec_cascade on ragged prompts (input_lengths, pads of nonzero junk) with
+an explicit eos_id, unsharded and through `scj.generate(..., mesh=)`;
+parameter (q/k/v biases and q/k norms included) and cache shardings, with
+the verifier's config for the test to derive its expectations from; the
+sharded HF loader against whole loading then sharding, with every slice it
+reads. Compiles dominate the cost (~20 s a family), so all of it runs in one
+process. Results go to OUT_DIR (lm.npz, lm.json); a failed check raises
+(non-zero exit status).
 """
 
 from __future__ import annotations
@@ -32,8 +44,11 @@ METHODS = (dict(method="speculative"),
            dict(method="spec_cascade", rule="token_v3", alpha=0.3))
 # (model_type, mesh (data, model), init std, drafter noise): weights drawn so
 # that greedy outputs vary from token to token and drafts are partly accepted
-# (a tied Gemma with large weights copies its input token forever).
-FAMILIES = (("llama", (2, 4), 0.5, 0.15), ("gemma2", (4, 2), 0.03, 0.1))
+# (a tied Gemma with large weights copies its input token forever, and so does
+# Qwen2 at std 0.1; Gemma 1 at small std repeats a few tokens).
+FAMILIES = (("llama", (2, 4), 0.5, 0.15), ("gemma2", (4, 2), 0.03, 0.1),
+            ("gemma", (4, 2), 0.3, 0.1), ("gemma3_text", (2, 4), 0.03, 0.1),
+            ("qwen2", (4, 2), 0.5, 0.1))
 
 
 def _spec(x) -> list:
@@ -128,9 +143,14 @@ def run_family(model_type: str, shape, init_std: float, noise: float, out_dir: s
            "mlp/wi_0/kernel": _spec(p["layers_0"]["mlp"]["wi_0"]["kernel"]),
            "mlp/wo/kernel": _spec(p["layers_0"]["mlp"]["wo"]["kernel"]),
            "decoder_norm/scale": _spec(p["decoder_norm"]["scale"])}
+  for name, sub in att.items():                    # q/k/v biases, q/k norms where present
+    for leaf in ("bias", "scale"):
+      if leaf in sub and f"{name}/{leaf}" not in specs:
+        specs[f"{name}/{leaf}"] = _spec(sub[leaf])
   if "logits_dense" in p:
     specs["logits_dense/kernel"] = _spec(p["logits_dense"]["kernel"])
   report["param_specs"] = specs
+  report["config"] = verifier.config.to_dict()
   report["sharded_eos_id"] = list(sv.eos_id)
   rows = NamedSharding(mesh, P("data"))
   ids_sh = jax.device_put(ids, NamedSharding(mesh, P("data", None)))

@@ -1,10 +1,13 @@
 """Sharded decoder-only LMs (parallel/lm_axes.py, partitioning.py, hf_checkpoint.py).
 
 The multi-device checks run in one subprocess (tests/lm_partitioning_worker.py)
-with 8 fake CPU devices, shared by the `lm_run` fixture; see that file for the
-two families and meshes (a Llama-shaped GQA pair whose K/V heads are
-replicated on (2, 4), a Gemma 2-shaped pair whose K/V heads are split on
-(4, 2)). The checks that need one device only run in this process.
+with 8 fake CPU devices, shared by the `lm_run` fixture; it runs every
+supported family (hf_lm.SUPPORTED_MODEL_TYPES), each on the mesh its FAMILIES
+entry names, chosen so that K/V heads are replicated on both (2, 4) and
+(4, 2) meshes and split on (4, 2). The expectations here follow from each
+family's config (tied head or not, K/V heads dividing the "model" axis or
+not, q/k/v biases, q/k norms), not from its name. The checks that need one
+device only run in this process.
 """
 
 from __future__ import annotations
@@ -27,14 +30,32 @@ from spec_cascade_jax.models.hf import HFCheckpointError, HFCheckpointNotFoundEr
 from spec_cascade_jax.models.lm import LMModel
 from spec_cascade_jax.parallel import partitioning as pt
 from spec_cascade_jax.testing import tiny_lm_pair, tiny_t5_pair
+from lm_partitioning_worker import FAMILIES as WORKER_FAMILIES
 from test_partitioning import _env
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, "lm_partitioning_worker.py")
-TIMEOUT_S = 540          # generous: CI machines are shared; normally ~70 s
-FAMILIES = ("llama", "gemma2")
+TIMEOUT_S = 540          # generous: CI machines are shared; normally ~2 min
+FAMILIES = tuple(f[0] for f in WORKER_FAMILIES)
 METHODS = ("speculative", "spec_cascade")
-MODEL_SIZE = {"llama": 4, "gemma2": 2}   # the worker's "model" axis per family
+MODEL_SIZE = {f[0]: f[1][1] for f in WORKER_FAMILIES}   # the worker's "model" axis
+
+
+def _kv_split(family: str) -> bool:
+  """Whether the family's K/V heads divide by its "model" axis (lm_axes.py):
+  then they are split like the query heads, else replicated."""
+  return lm_configs.tiny_config(family).num_kv_heads % MODEL_SIZE[family] == 0
+
+
+def test_families_cover_every_type_mesh_and_kv_rule():
+  """The worker's families: every supported type once, and K/V heads
+  replicated on both meshes and split on some mesh (no family here has 4 K/V
+  heads, which (2, 4) would split)."""
+  assert sorted(FAMILIES) == sorted(hf_lm.SUPPORTED_MODEL_TYPES)
+  meshes = {f: tuple(shape) for f, shape, *_ in WORKER_FAMILIES}
+  assert set(meshes.values()) == {(2, 4), (4, 2)}
+  cases = {(meshes[f], _kv_split(f)) for f in FAMILIES}
+  assert cases == {((2, 4), False), ((4, 2), False), ((4, 2), True)}, cases
 
 
 @pytest.fixture(scope="module")
@@ -81,26 +102,35 @@ def test_sharded_equals_unsharded(lm_run, family, method):
 def test_params_and_caches_sharded_as_rules_say(lm_run, family):
   report = lm_run[0][family]
   specs, cache = report["param_specs"], report["cache_specs"]
-  assert specs["token_embedder/embedding"] == ["model", None]       # (vocab, embed)
-  assert specs["query/kernel"] == [None, "model"]                   # (embed, joined_kv)
-  assert specs["out/kernel"] == ["model", None]
-  assert specs["mlp/wi_0/kernel"] == [None, "model"]
-  assert specs["mlp/wo/kernel"] == ["model", None]
-  assert specs["decoder_norm/scale"] == [None]
+  cfg = report["config"]
+  model = MODEL_SIZE[family]
+  assert lm_run[0][family]["ckpt"]["model_size"] == model
+  assert cfg == lm_configs.tiny_config(family).replace(
+      name=cfg["name"]).to_dict()                   # the worker's verifier: the tiny family
+  # K/V heads split like the query heads when they divide by "model", else
+  # replicated (lm_axes.py); the batch is split either way.
+  kv = "model" if cfg["num_kv_heads"] % model == 0 else None
+  expected = {"token_embedder/embedding": ["model", None],     # (vocab, embed)
+              "query/kernel": [None, "model"],                 # (embed, joined_kv)
+              "key/kernel": [None, kv], "value/kernel": [None, kv],
+              "out/kernel": ["model", None],
+              "mlp/wi_0/kernel": [None, "model"], "mlp/wo/kernel": ["model", None],
+              "decoder_norm/scale": [None]}
+  if not cfg["tie_word_embeddings"]:
+    expected["logits_dense/kernel"] = [None, "model"]          # untied head: vocab split
+  if cfg["qkv_bias"]:                                           # Qwen2
+    expected.update({"query/bias": ["model"], "key/bias": [kv], "value/bias": [kv]})
+  if cfg["out_bias"]:
+    expected["out/bias"] = [None]
+  if cfg["qk_norm"]:                                            # Gemma 3: over head_dim
+    expected.update({"query_norm/scale": [None], "key_norm/scale": [None]})
+  assert specs == expected
   assert cache["offset"] == cache["last_token"] == ["data"]
-  b, kv, slots, dh = report["cache_key_shape"]
-  if family == "llama":
-    # 2 K/V heads on a 4-way model axis: replicated (lm_axes.py), batch split.
-    assert specs["key/kernel"] == specs["value/kernel"] == [None, None]
-    assert specs["logits_dense/kernel"] == [None, "model"]          # untied head
-    assert cache["key"] == ["data", None, None, None]
-    assert report["cache_key_shard_shape"] == [b // 2, kv, slots, dh]
-  else:
-    # 2 K/V heads on a 2-way model axis: split like the query heads.
-    assert specs["key/kernel"] == specs["value/kernel"] == [None, "model"]
-    assert "logits_dense/kernel" not in specs                        # tied
-    assert cache["key"] == ["data", "model", None, None]
-    assert report["cache_key_shard_shape"] == [b // 4, kv // 2, slots, dh]
+  assert cache["key"] == ["data", kv, None, None]
+  b, kv_heads, slots, dh = report["cache_key_shape"]
+  assert kv_heads == cfg["num_kv_heads"]
+  local_kv = kv_heads // model if kv else kv_heads
+  assert report["cache_key_shard_shape"] == [b // (8 // model), local_kv, slots, dh]
   # The compiled while_loop holds per-device caches and never gathers one.
   assert report["hlo"] == {"local_cache": True, "global_cache": False,
                            "all_gather_of_cache": False}
@@ -129,13 +159,23 @@ def test_sharded_hf_checkpoint_reads_own_slices(lm_run, family):
     assert len(blocks) in (1, model), name           # replicated, or one per model shard
     if len(blocks) > 1:
       split.add(re.sub(r"^(model\.)?(layers\.\d+\.)?", "", name))
+  # What the family's config says is split (test_params_and_caches_...); the
+  # rest (norms, q/k norms, o_proj's bias, replicated K/V) is read whole.
+  cfg = lm_run[0][family]["config"]
+  kv_split = cfg["num_kv_heads"] % model == 0
   expected = {"embed_tokens.weight", "self_attn.q_proj.weight", "self_attn.o_proj.weight",
               "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight"}
-  if family == "llama":
-    expected.add("lm_head.weight")                   # K/V replicated: read whole
-  else:
+  if not cfg["tie_word_embeddings"]:
+    expected.add("lm_head.weight")
+  if kv_split:
     expected |= {"self_attn.k_proj.weight", "self_attn.v_proj.weight"}
+  if cfg["qkv_bias"]:
+    expected.add("self_attn.q_proj.bias")
+    if kv_split:
+      expected |= {"self_attn.k_proj.bias", "self_attn.v_proj.bias"}
   assert split == expected
+  if cfg["qk_norm"]:
+    assert len(by_name["model.layers.0.self_attn.q_norm.weight"]) == 1
   # Transposed kernels are read transposed: q_proj [H*Dh, D] split on its out rows.
   for r in by_name["model.layers.0.self_attn.q_proj.weight"]:
     (o0, o1), (i0, i1) = r["index"]
