@@ -9,9 +9,11 @@ which one verifier timing at the start of a run, divided into every later
 point, does not. Compile time is excluded: each input shape is decoded once,
 untimed, by both before any timing.
 
-Python's garbage collector is off while an example's pairs are timed (and
-run in between), as `timeit` does: a collection landing inside one timed
-call would charge one side of a pair for the whole process's garbage.
+Python's garbage collector is off while a point is timed (one collection
+before it), as `timeit` does: a collection landing inside one timed call
+would charge one side of a pair for the whole process's garbage. (A
+collection per example instead cost the main job minutes: each one walks
+the whole heap of a process holding jax and its compilations.)
 
 Per example the median of the repeats is kept. The point's relative latency
 is Σ method / Σ verifier over the examples, and its spread is a bootstrap
@@ -76,26 +78,26 @@ def paired_times(decode_method: Callable[[Any], object],
   verifier = decode_verifier if decode_verifier is not None else decode_method
   seen: set[Hashable] = set()
   method_s, verifier_s = np.zeros(len(inputs)), np.zeros(len(inputs))
-  for i, ids in enumerate(inputs):
-    if compile_key(ids) not in seen:
-      decode_method(ids)  # compile, excluded from the timing
-      if decode_verifier is not None:
-        decode_verifier(ids)
-      seen.add(compile_key(ids))
-    times = {"m": [], "v": []}
-    gc.collect()
-    gc.disable()
-    try:
+  gc.collect()
+  gc.disable()
+  try:
+    for i, ids in enumerate(inputs):
+      if compile_key(ids) not in seen:
+        decode_method(ids)  # compile, excluded from the timing
+        if decode_verifier is not None:
+          decode_verifier(ids)
+        seen.add(compile_key(ids))
+      times = {"m": [], "v": []}
       for r in range(repeats):
         for side in (("m", "v") if r % 2 == 0 else ("v", "m")):
           fn = decode_method if side == "m" else verifier
           t0 = time.perf_counter()
           fn(ids)
           times[side].append(time.perf_counter() - t0)
-    finally:
-      gc.enable()
-    method_s[i] = float(np.median(times["m"]))
-    verifier_s[i] = float(np.median(times["v"]))
+      method_s[i] = float(np.median(times["m"]))
+      verifier_s[i] = float(np.median(times["v"]))
+  finally:
+    gc.enable()
   return PairedTimes(method_s, verifier_s)
 
 
