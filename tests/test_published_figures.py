@@ -1058,31 +1058,27 @@ def test_gpu_results_hold_only_what_gpu_py_writes():
 DEMO_AB = R + "demo_ab.json"
 
 
+def _ab_claim(checks, name, text, lead, path):
+  """'{lead} {k} of {n} points agree within 7%, …' against a compare_sweeps.py file."""
+  devs = lambda: [abs(r["b_over_a"] - 1.0) for r in _load(path)["rows"]]  # noqa: E731
+  checks.claim(name, text, lead + " {k} of {n} points agree within 7%, the median "
+               "disagreement is {med}%, the largest {top}%",
+               k=V(lambda: sum(d <= 0.07 for d in devs()), f"{path} rows within 7%"),
+               n=V(lambda: len(devs()), f"{path} rows"),
+               med=V(lambda: 100 * statistics.median(devs()), f"{path} median |B/A − 1|"),
+               top=V(lambda: 100 * _load(path)["max_abs_deviation"],
+                     f"{path} max_abs_deviation"))
+  assert not _load(path)["quality_differs"], f"{path}: the runs decoded different tokens"
+
+
 def test_two_main_job_runs():
-  """The issue-16 comparison of two main-job runs (benchmarks/compare_sweeps.py)."""
+  """The issue-16 comparisons of main-job runs (benchmarks/compare_sweeps.py):
+  the first pair, and the third run (one collection per point) against the second."""
   with Checks() as checks:
     text = doc("BENCHMARKS.md", "## Main job: do two fresh runs agree?")
     name = "BENCHMARKS.md (two main-job runs)"
-    devs = lambda: [abs(r["b_over_a"] - 1.0) for r in _load(DEMO_AB)["rows"]]  # noqa: E731
-    checks.claim(name, text, "at T = 0. {k} of {n} points agree within 7%, the median "
-                 "disagreement is {med}%, the largest {top}%",
-                 k=V(lambda: sum(d <= 0.07 for d in devs()), f"{DEMO_AB} rows within 7%"),
-                 n=V(lambda: len(devs()), f"{DEMO_AB} rows"),
-                 med=V(lambda: 100 * statistics.median(devs()), f"{DEMO_AB} median |B/A − 1|"),
-                 top=V(lambda: 100 * _load(DEMO_AB)["max_abs_deviation"],
-                       f"{DEMO_AB} max_abs_deviation"))
-    assert not _load(DEMO_AB)["quality_differs"], "the runs decoded different tokens"
-    # The third run (one collection per point) against the second.
-    third = R + "demo_ab_pointgc.json"
-    devs3 = lambda: [abs(r["b_over_a"] - 1.0) for r in _load(third)["rows"]]  # noqa: E731
-    checks.claim(name, text, "against the second: {k} of {n} points agree within 7%, the "
-                 "median disagreement is {med}%, the largest {top}%",
-                 k=V(lambda: sum(d <= 0.07 for d in devs3()), f"{third} rows within 7%"),
-                 n=V(lambda: len(devs3()), f"{third} rows"),
-                 med=V(lambda: 100 * statistics.median(devs3()), f"{third} median |B/A − 1|"),
-                 top=V(lambda: 100 * _load(third)["max_abs_deviation"],
-                       f"{third} max_abs_deviation"))
-    assert not _load(third)["quality_differs"], "the runs decoded different tokens"
+    _ab_claim(checks, name, text, "at T = 0.", DEMO_AB)
+    _ab_claim(checks, name, text, "against the second:", R + "demo_ab_pointgc.json")
 
 
 LM_VS_HF, LM_VS_HF_TORCH1 = R + "lm_vs_hf.json", R + "lm_vs_hf_torch1.json"

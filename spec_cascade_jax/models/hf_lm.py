@@ -276,35 +276,42 @@ def _np_dtype(code: str):
   return np.dtype(table[code])
 
 
+def safetensors_files(path: str) -> list[str]:
+  """The weight files of a Hugging Face directory: model.safetensors, or the
+  shards that model.safetensors.index.json lists (each checked to exist)."""
+  single = os.path.join(path, "model.safetensors")
+  index = os.path.join(path, "model.safetensors.index.json")
+  if os.path.isfile(single):
+    return [single]
+  if not os.path.isfile(index):
+    others = [f for f in ("pytorch_model.bin", "pytorch_model.bin.index.json")
+              if os.path.isfile(os.path.join(path, f))]
+    hint = (f" Found {others[0]}: convert it to safetensors (transformers: "
+            "`model.save_pretrained(dir, safe_serialization=True)`)." if others else "")
+    raise HFCheckpointNotFoundError(
+        f"No weights in {path}: expected model.safetensors or "
+        f"model.safetensors.index.json with its shards.{hint}")
+  try:
+    with open(index) as f:
+      weight_map = json.load(f)["weight_map"]
+    shards = sorted(set(weight_map.values()))
+  except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+    raise HFCheckpointError(f"{index}: not a valid shard index ({e}); re-download "
+                            "it.") from e
+  files = [os.path.join(path, s) for s in shards]
+  for shard in files:
+    if not os.path.isfile(shard):
+      raise HFCheckpointNotFoundError(f"{shard} (listed in {index}) is missing; "
+                                      "download every shard.")
+  return files
+
+
 class _SafetensorsDir:
   """Tensor name -> (file, dtype, shape, byte range), across shards; arrays on demand."""
 
   def __init__(self, path: str):
     self.path, self.entries, self._maps = path, {}, {}
-    single = os.path.join(path, "model.safetensors")
-    index = os.path.join(path, "model.safetensors.index.json")
-    if os.path.isfile(single):
-      files = [single]
-    elif os.path.isfile(index):
-      try:
-        with open(index) as f:
-          weight_map = json.load(f)["weight_map"]
-      except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise HFCheckpointError(f"{index}: not a valid shard index ({e}); re-download "
-                                "it.") from e
-      files = [os.path.join(path, s) for s in sorted(set(weight_map.values()))]
-      for shard in files:
-        if not os.path.isfile(shard):
-          raise HFCheckpointNotFoundError(f"{shard} (listed in {index}) is missing; "
-                                          "download every shard.")
-    else:
-      others = [f for f in ("pytorch_model.bin", "pytorch_model.bin.index.json")
-                if os.path.isfile(os.path.join(path, f))]
-      hint = (f" Found {others[0]}: convert it to safetensors (transformers: "
-              "`model.save_pretrained(dir, safe_serialization=True)`)." if others else "")
-      raise HFCheckpointNotFoundError(
-          f"No weights in {path}: expected model.safetensors or "
-          f"model.safetensors.index.json with its shards.{hint}")
+    files = safetensors_files(path)
     for file in files:
       self._read_header(file)
 

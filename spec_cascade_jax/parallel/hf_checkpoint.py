@@ -27,7 +27,6 @@ stored dtype (float32, float16, bfloat16), as `load_hf_lm`.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 
 import jax
@@ -45,29 +44,6 @@ def _read_st_block(name: str, tensor, index: Index) -> np.ndarray:
   """One safetensors slice read, `index` in the stored layout (a seam: tests
   record the blocks read here)."""
   return np.asarray(tensor[index])
-
-
-def _files(path: str) -> list[str]:
-  """The safetensors files of a model directory (one file, or the shards of an index)."""
-  single = os.path.join(path, "model.safetensors")
-  index = os.path.join(path, "model.safetensors.index.json")
-  if os.path.isfile(single):
-    return [single]
-  if not os.path.isfile(index):
-    raise HFCheckpointNotFoundError(
-        f"No weights in {path}: expected model.safetensors or model.safetensors.index.json"
-        " with its shards.")
-  try:
-    with open(index) as f:
-      shards = sorted(set(json.load(f)["weight_map"].values()))
-  except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
-    raise HFCheckpointError(f"{index}: not a valid shard index ({e}); re-download it.") from e
-  files = [os.path.join(path, s) for s in shards]
-  for file in files:
-    if not os.path.isfile(file):
-      raise HFCheckpointNotFoundError(f"{file} (listed in {index}) is missing; download "
-                                      "every shard.")
-  return files
 
 
 class _Tensor:
@@ -134,7 +110,7 @@ def load_hf_lm_sharded(path: str, mesh: Mesh, rules: pt.Rules = pt.STANDARD_RULE
 
   with contextlib.ExitStack() as stack:
     where = {}
-    for file in _files(path):
+    for file in hf_lm.safetensors_files(path):
       handle = stack.enter_context(safe_open(file, framework="numpy"))
       where.update({name: (file, handle) for name in handle.keys()})
     prefix = "model." if "model.embed_tokens.weight" in where else ""
