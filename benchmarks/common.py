@@ -146,6 +146,16 @@ def hf_cache():
   return EncoderDecoderCache(DynamicCache(), DynamicCache())
 
 
+def load_hf_clean(model_cls, path: str):
+  """`model_cls.from_pretrained(path)` (a transformers class), float32, eval;
+  fails when any weight is missing, unexpected or mismatched."""
+  model, info = model_cls.from_pretrained(path, output_loading_info=True)
+  bad = {k: v for k, v in info.items() if v}
+  if bad:
+    raise RuntimeError(f"transformers did not load {path} cleanly: {bad}")
+  return model.float().eval()
+
+
 def machine() -> dict[str, object]:
   """What the figures were measured on (for BENCHMARKS.md and the JSON files)."""
   cpu = platform.processor() or platform.machine()

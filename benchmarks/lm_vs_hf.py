@@ -122,11 +122,7 @@ def build_pair(root: str, args) -> dict:
 def load_hf_lm(path: str):
   """AutoModelForCausalLM from `path`, float32, eval; fails on key mismatches."""
   from transformers import AutoModelForCausalLM
-  model, info = AutoModelForCausalLM.from_pretrained(path, output_loading_info=True)
-  bad = {k: v for k, v in info.items() if v}  # missing / unexpected / mismatched keys
-  if bad:
-    raise RuntimeError(f"transformers did not load {path} cleanly: {bad}")
-  return model.float().eval()
+  return common.load_hf_clean(AutoModelForCausalLM, path)
 
 
 def random_prompts(args) -> list[list[int]]:

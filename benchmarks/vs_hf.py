@@ -48,11 +48,7 @@ from spec_cascade_jax.models.hf import save_hf_t5  # noqa: E402
 def load_hf(path: str):
   """T5ForConditionalGeneration from `path`, float32, eval; fails on key mismatches."""
   from transformers import T5ForConditionalGeneration
-  model, info = T5ForConditionalGeneration.from_pretrained(path, output_loading_info=True)
-  bad = {k: v for k, v in info.items() if v}  # missing / unexpected / mismatched keys
-  if bad:
-    raise RuntimeError(f"transformers did not load {path} cleanly: {bad}")
-  return model.float().eval()
+  return common.load_hf_clean(T5ForConditionalGeneration, path)
 
 
 def hf_tokens(seq, max_new: int) -> np.ndarray:
