@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from spec_cascade_jax.models.protocol import ModelWrapper
+
 
 @flax.struct.dataclass
 class BigramModel:
@@ -111,29 +113,16 @@ def tiny_lm_pair(rng=None, model_type: str = "llama", vocab_size: int = 128,
 
 
 @flax.struct.dataclass
-class NoEos:
+class NoEos(ModelWrapper):
   """Wraps a model and forbids its EOS ids (1 for T5), so every row decodes to
   max length.
 
   Benchmarks use it so that runs of different methods decode the same number
   of tokens and their times compare.
   """
-  model: object
 
-  @property
-  def vocab_size(self):
-    return self.model.vocab_size
-
-  @property
-  def eos_id(self):
-    return getattr(self.model, "eos_id", 1)
-
-  def init_cache(self, input_ids, max_length, **kw):
-    return self.model.init_cache(input_ids, max_length, **kw)
-
-  def step(self, tokens, cache, positions):
-    logits, cache = self.model.step(tokens, cache, positions)
+  def transform_logits(self, logits):
     eos = self.eos_id
     for e in (eos if isinstance(eos, tuple) else (eos,)):
       logits = logits.at[..., e].set(-1e9)
-    return logits, cache
+    return logits

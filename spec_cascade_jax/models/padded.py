@@ -22,44 +22,21 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
+from spec_cascade_jax.models.protocol import ModelWrapper
+
 NEG_INF = -1e30   # finite: exp underflows to 0 without inf arithmetic
 
 
 @flax.struct.dataclass
-class PaddedVocabulary:
-  """`model` with `vocab_size` outputs (protocol.DecoderModel)."""
-  model: object
-  padded_size: int = flax.struct.field(pytree_node=False)
+class PaddedVocabulary(ModelWrapper):
+  """`model` with `padded_size` outputs (protocol.DecoderModel)."""
+  padded_size: int = flax.struct.field(pytree_node=False, default=0)
 
   @property
   def vocab_size(self) -> int:
     return self.padded_size
 
-  @property
-  def config(self):
-    return self.model.config
-
-  @property
-  def eos_id(self):
-    return getattr(self.model, "eos_id", 1)
-
-  @property
-  def decoder_only(self) -> bool:
-    return bool(getattr(self.model, "decoder_only", False))
-
-  def init_cache(self, input_ids, max_length, input_lengths=None):
-    if input_lengths is None:
-      return self.model.init_cache(input_ids, max_length)
-    return self.model.init_cache(input_ids, max_length, input_lengths)
-
-  def step(self, tokens, cache, positions):
-    logits, cache = self.model.step(tokens, cache, positions)
-    return self._pad(logits), cache
-
-  def logits(self, *args, **kwargs) -> jax.Array:
-    return self._pad(self.model.logits(*args, **kwargs))
-
-  def _pad(self, logits: jax.Array) -> jax.Array:
+  def transform_logits(self, logits: jax.Array) -> jax.Array:
     extra = self.padded_size - logits.shape[-1]
     fill = jnp.full(logits.shape[:-1] + (extra,), NEG_INF, logits.dtype)
     return jnp.concatenate([logits, fill], axis=-1)

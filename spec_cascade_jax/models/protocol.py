@@ -51,6 +51,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
+import flax.struct
 import jax
 
 Cache = Any  # a pytree of arrays whose leading axis is the batch
@@ -77,6 +78,47 @@ class DecoderModel(Protocol):
   def step(self, tokens: jax.Array, cache: Cache,
            positions: jax.Array) -> tuple[jax.Array, Cache]:
     """tokens [B, k] int32, positions [B] int32 -> (logits [B, k, V] f32, cache)."""
+
+
+@flax.struct.dataclass
+class ModelWrapper:
+  """A model that delegates every part of the protocol to `model` and passes
+  its logits through `transform_logits` (identity here). Subclasses change
+  the distribution a wrapped model gives (models/padded.py widens its
+  vocabulary; testing.NoEos forbids EOS) and stay a pytree of the wrapped
+  model's parameters."""
+  model: Any
+
+  @property
+  def vocab_size(self) -> int:
+    return self.model.vocab_size
+
+  @property
+  def eos_id(self):
+    return getattr(self.model, "eos_id", 1)
+
+  @property
+  def decoder_only(self) -> bool:
+    return is_decoder_only(self.model)
+
+  @property
+  def config(self):
+    return self.model.config
+
+  def transform_logits(self, logits: jax.Array) -> jax.Array:
+    return logits
+
+  def init_cache(self, input_ids, max_length, input_lengths=None):
+    if input_lengths is None:  # models whose init_cache takes two arguments
+      return self.model.init_cache(input_ids, max_length)
+    return self.model.init_cache(input_ids, max_length, input_lengths)
+
+  def step(self, tokens, cache, positions):
+    logits, cache = self.model.step(tokens, cache, positions)
+    return self.transform_logits(logits), cache
+
+  def logits(self, *args, **kwargs) -> jax.Array:
+    return self.transform_logits(self.model.logits(*args, **kwargs))
 
 
 def is_decoder_only(model) -> bool:
