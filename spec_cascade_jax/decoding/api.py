@@ -140,6 +140,12 @@ def _eos_tuple(value, name: str) -> tuple[int, ...]:
   return tuple(out)
 
 
+def model_eos_ids(model, name: str = "model") -> tuple[int, ...]:
+  """The ids that end `model`'s rows: its `eos_id` attribute (protocol.py), 1
+  (T5's) where it has none; validated, as a tuple."""
+  return _eos_tuple(getattr(model, "eos_id", kernel.EOS), f"{name}.eos_id")
+
+
 def _resolve_eos(drafter, verifier, eos_id) -> tuple[int, ...]:
   """The static EOS ids: `eos_id` if given, else the models' own `eos_id`
   attribute (protocol.py; 1 where a model has none). The models used must agree."""
@@ -149,8 +155,7 @@ def _resolve_eos(drafter, verifier, eos_id) -> tuple[int, ...]:
   if eos_id is not None:
     eos = _eos_tuple(eos_id, "eos_id")
   else:
-    own = {n: _eos_tuple(getattr(m, "eos_id", kernel.EOS), f"{n}.eos_id")
-           for n, m in models}
+    own = {n: model_eos_ids(m, n) for n, m in models}
     if len(set(own.values())) > 1:
       raise ValueError(
           f"drafter and verifier end generations with different EOS ids (drafter: "

@@ -210,12 +210,6 @@ def decode_kwargs(point: grids.Point, max_new_tokens: int) -> dict:
   return kw
 
 
-def eos_ids(model) -> tuple[int, ...]:
-  """The ids that end `model`'s rows (its `eos_id`; 1, T5's, where it has none)."""
-  eos = getattr(model, "eos_id", 1)
-  return (int(eos),) if isinstance(eos, (int, np.integer)) else tuple(int(e) for e in eos)
-
-
 def cut_at_eos(row: list[int], eos: Sequence[int]) -> list[int]:
   """`row` up to and including its first EOS."""
   for j, t in enumerate(row):
@@ -246,6 +240,7 @@ def decode_batched(drafter, verifier, input_ids: Sequence[Sequence[int]],
   batch b uses PRNG fold_in(PRNGKey(seed), b).
   """
   import jax
+  from spec_cascade_jax.decoding import api
   from spec_cascade_jax.decoding.api import generate
   if batch_size < 1:
     raise ValueError(f"batch_size must be >= 1; got {batch_size}")
@@ -259,7 +254,7 @@ def decode_batched(drafter, verifier, input_ids: Sequence[Sequence[int]],
   tokens: list[list[int]] = [[] for _ in range(n)]
   stats: dict[str, np.ndarray] = {}
   base = jax.random.PRNGKey(point.seed)
-  eos = eos_ids(verifier)
+  eos = api.model_eos_ids(verifier, "verifier")
   it = batches
   if progress:
     from tqdm.auto import tqdm
