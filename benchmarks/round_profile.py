@@ -43,7 +43,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import common  # noqa: E402
-from spec_cascade_jax.decoding import api, kernel  # noqa: E402
+from spec_cascade_jax.decoding import api, loop  # noqa: E402
 from spec_cascade_jax.evaluation import grids  # noqa: E402
 
 PHASES = ("encode", "draft", "verify", "target", "accept", "commit", "step", "sample")
@@ -169,18 +169,18 @@ def main(argv=None):
            common.gettext_examples(args.examples, max_input_tokens=args.input_length)]
     rows = [common.pad_batch(exs[i:i + args.batch], length=args.input_length)
             for i in range(0, len(exs) - args.batch + 1, args.batch)]
-  d, v, (alpha, temp, top_p), rng, statics = api._prepare(
+  d, v, (alpha, temp, top_p), rng, statics = api.prepare(
       drafter, verifier, jnp.asarray(rows[0]), method=args.method,
       rule=args.rule if api.method_takes_rule(args.method) else None,
       alpha=args.alpha if api.method_takes_alpha(args.method) else None,
       num_draft_tokens=args.num_draft_tokens, temperature=args.temperature, top_k=0,
       top_p=1.0, max_new_tokens=args.max_new_tokens, rng=None, seq_confidence="mean",
       ngram_size=args.ngram_size)
-  params = kernel.DecodeParams(alpha=jnp.asarray(alpha), temperature=jnp.asarray(temp),
+  params = loop.DecodeParams(alpha=jnp.asarray(alpha), temperature=jnp.asarray(temp),
                                top_p=jnp.asarray(top_p))
   inputs = [jnp.asarray(r) for r in rows]
-  call = lambda ids: api._generate_jit(d, v, ids, params, rng, **statics)
-  phases = op_phases(api._generate_jit.lower(d, v, inputs[0], params, rng, **statics)
+  call = lambda ids: api.jitted_decode(d, v, ids, params, rng, **statics)
+  phases = op_phases(api.jitted_decode.lower(d, v, inputs[0], params, rng, **statics)
                      .compile().as_text())
   stats = [jax.device_get(common.block(call(ids))[1]) for ids in inputs]  # also compiles
   per_call = "rounds" if args.method in grids.SPECULATIVE_METHODS else "num_tokens"

@@ -137,13 +137,13 @@ def test_an_xla_variant_that_fails_reports_its_output(tmp_path):
 @pytest.mark.slow
 def test_round_profile_finds_every_phase_of_a_speculative_round():
   import round_profile
-  from spec_cascade_jax.decoding import api, kernel
+  from spec_cascade_jax.decoding import api, loop
   from spec_cascade_jax.testing import tiny_t5_pair
   drafter, verifier = tiny_t5_pair(jax.random.PRNGKey(0), verifier_layers=1, drafter_layers=1)
   ids = jnp.ones((1, 5), jnp.int32)
-  params = kernel.DecodeParams(alpha=jnp.full((1,), 0.2), temperature=jnp.zeros((1,)),
+  params = loop.DecodeParams(alpha=jnp.full((1,), 0.2), temperature=jnp.zeros((1,)),
                                top_p=jnp.ones((1,)))
-  text = api._generate_jit.lower(
+  text = api.jitted_decode.lower(
       drafter, verifier, ids, params, jax.random.PRNGKey(0), method="spec_cascade",
       rule="token_v1", gamma=2, top_k=0, max_new_tokens=4, seq_confidence="",
       ngram=0).compile().as_text()
@@ -210,3 +210,40 @@ def test_interleaved_times_rewarm_times_only_warm_calls():
   calls.clear()
   common.interleaved_times(fns, repeats=2, warmup=False)
   assert calls == ["a", "b", "a", "b"]
+
+
+def _speed_report(ms: dict, tok_s: dict) -> dict:
+  return {"tables": {"T=0": [{"label": m, "ms_per_example": ms[m], "tok_s_b8": tok_s[m],
+                              "tok_s_b8_best": 1e9, "speedup_median": 9.0}
+                             for m in ms]}}
+
+
+def test_ab_speed_compares_each_pair_and_reports_the_median_and_range(tmp_path):
+  import ab_speed
+  pairs = [(_speed_report({"verifier": 10.0, "speculative": 5.0}, {"verifier": 100.0,
+                                                                   "speculative": 200.0}),
+            _speed_report({"verifier": 11.0, "speculative": 5.0}, {"verifier": 90.0,
+                                                                   "speculative": 200.0})),
+           (_speed_report({"verifier": 20.0, "speculative": 4.0}, {"verifier": 100.0,
+                                                                   "speculative": 100.0}),
+            _speed_report({"verifier": 19.0, "speculative": 6.0}, {"verifier": 100.0,
+                                                                   "speculative": 300.0}))]
+  rows = {(r["method"], r["metric"]): r for r in ab_speed.compare(pairs)}
+  # Only latency and median throughput are compared (not speed-ups, not "_best").
+  assert set(rows) == {(m, k) for m in ("verifier", "speculative")
+                       for k in ("latency", "tok_s_b8")}
+  lat = rows[("verifier", "latency")]
+  # Ratios are taken within each pair (1.1 and 0.95), not across medians.
+  assert lat["ratio_min"] == pytest.approx(0.95) and lat["ratio_max"] == pytest.approx(1.1)
+  assert lat["ratio_median"] == pytest.approx((1.1 + 0.95) / 2)
+  assert rows[("speculative", "latency")]["ratio_max"] == pytest.approx(1.5)
+  assert rows[("speculative", "tok_s_b8")]["ratio_median"] == pytest.approx((1.0 + 3.0) / 2)
+
+
+def test_ab_speed_refuses_a_tree_whose_package_is_not_imported(tmp_path):
+  """A tree without its own package would silently time the installed one."""
+  import ab_speed
+  tree = tmp_path / "tree"
+  tree.mkdir()
+  with pytest.raises(RuntimeError, match="not this tree's package"):
+    ab_speed.run_speed(str(tree), [], str(tmp_path / "out.json"))

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from spec_cascade_jax.decoding import api, generate, kernel, methods
+from spec_cascade_jax.decoding import api, generate, kernel, loop, methods
 from spec_cascade_jax.testing import BigramModel, bigram_from_probs
 
 # ------------------------------------------------------------- one round by hand
@@ -31,7 +31,7 @@ def test_docstring_round_example():
   assert (int(n[0]), int(z[0])) == (0, 3)
   # Committing [a, b, d] after 4 tokens: length 4 -> 7, written at positions 5..7.
   seq = jnp.zeros((1, 12), jnp.int32)
-  seq, length, done, count = kernel.commit(seq, jnp.array([4]), jnp.array([False]),
+  seq, length, done, count = loop.commit(seq, jnp.array([4]), jnp.array([False]),
                                            jnp.array([[0, 1, 3, 2]]) + 2, jnp.array([3]),
                                            max_new_tokens=10)
   np.testing.assert_array_equal(seq[0], [0, 0, 0, 0, 0, 2, 3, 5, 0, 0, 0, 0])
@@ -41,7 +41,7 @@ def test_docstring_round_example():
 def test_commit_truncates_after_eos_and_at_max_new():
   seq = jnp.zeros((3, 10), jnp.int32)
   window = jnp.array([[5, 1, 4, 4], [5, 6, 7, 8], [5, 6, 7, 8]])
-  seq, length, done, count = kernel.commit(
+  seq, length, done, count = loop.commit(
       seq, jnp.array([0, 4, 2]), jnp.array([False, False, True]), window,
       jnp.array([4, 4, 4]), max_new_tokens=6)
   np.testing.assert_array_equal(count, [2, 2, 0])        # EOS; max_new; already done
@@ -206,8 +206,8 @@ def test_pad_single_row_changes_nothing_t5(t5_pair, monkeypatch):
   returns the first: the same tokens and stats, sampled ones included."""
   drafter, verifier, ids, _, _ = t5_pair
   shapes = []
-  jitted = api._generate_jit
-  monkeypatch.setattr(api, "_generate_jit",
+  jitted = api.jitted_decode
+  monkeypatch.setattr(api, "jitted_decode",
                       lambda *a, **k: (shapes.append(a[2].shape), jitted(*a, **k))[1])
   kw = dict(method="speculative", num_draft_tokens=3, max_new_tokens=MAX_NEW,
             temperature=1.0, rng=jax.random.PRNGKey(7))
@@ -317,7 +317,7 @@ def test_methods_without_rule_or_alpha_run_when_neither_is_passed(method):
   ids = jnp.ones((2, 3), jnp.int32)
   res = generate(d, d, ids, method=method, max_new_tokens=3)
   assert res.tokens.shape == (2, 3) and res.tokens.dtype == np.int32
-  assert set(res.stats) == set(kernel.STAT_NAMES)
+  assert set(res.stats) == set(loop.STAT_NAMES)
 
 
 @pytest.mark.slow

@@ -24,7 +24,7 @@ import law_reference as ref
 from test_sampling_exact import chi_square_pvalue, ref_seq_cascade_law, seq_alpha
 
 import spec_cascade_jax as scj
-from spec_cascade_jax.decoding import kernel
+from spec_cascade_jax.decoding import loop
 from spec_cascade_jax.models.configs import PRESETS
 from spec_cascade_jax.models.t5 import T5Model
 from spec_cascade_jax.testing import BigramModel, bigram_from_probs, tiny_lm_pair
@@ -148,12 +148,12 @@ def test_commit_with_eos_ids():
   window = jnp.array([[5, 4, 3, 2], [7, 7, 7, 7]])
   args = (jnp.zeros((2, 8), jnp.int32), jnp.zeros(2, jnp.int32), jnp.zeros(2, bool), window,
           jnp.full(2, 4, jnp.int32))
-  _, length, done, _ = kernel.commit(*args, max_new_tokens=6, eos_ids=(3, 4))
+  _, length, done, _ = loop.commit(*args, max_new_tokens=6, eos_ids=(3, 4))
   np.testing.assert_array_equal(length, [2, 4])
   np.testing.assert_array_equal(done, [True, False])
-  _, length, _, _ = kernel.commit(*args, max_new_tokens=6, eos_ids=())  # no EOS at all
+  _, length, _, _ = loop.commit(*args, max_new_tokens=6, eos_ids=())  # no EOS at all
   np.testing.assert_array_equal(length, [4, 4])
-  _, length, _, _ = kernel.commit(*args, max_new_tokens=6)             # T5's EOS 1
+  _, length, _, _ = loop.commit(*args, max_new_tokens=6)             # T5's EOS 1
   np.testing.assert_array_equal(length, [4, 4])
 
 

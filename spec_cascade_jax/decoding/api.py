@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import functools
+import inspect
+import types
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from spec_cascade_jax.decoding import baselines, kernel, lookup, methods, targets
+from spec_cascade_jax.decoding import baselines, kernel, lookup, loop, methods, targets
 
 try:  # public in every jax this package supports; the fallback guards a rename
   from jax.core import Tracer as _Tracer
@@ -54,7 +55,7 @@ class GenerateResult:
   included, 0 after it (stats["num_tokens"] gives each row's length where 0 is
   a real token, as for Llama 3 and Qwen 2.5).
 
-  stats: {name: [B] int32} with names kernel.STAT_NAMES:
+  stats: {name: [B] int32} with names loop.STAT_NAMES:
     rounds: verifier calls (speculative rounds; sequential calls for baselines);
     drafter_steps: one-token drafter calls; draft_tokens: drafts proposed;
     accepted: drafts accepted by the test (before truncation at EOS / length);
@@ -68,12 +69,18 @@ class GenerateResult:
   stats: dict[str, np.ndarray]
 
 
-@functools.partial(jax.jit, static_argnames=("method", "rule", "gamma", "top_k",
-                                             "max_new_tokens", "seq_confidence", "ngram",
-                                             "eos_ids"))
-def _generate_jit(drafter, verifier, input_ids, params, rng, input_lengths=None, *,
-                  method, rule, gamma, top_k, max_new_tokens, seq_confidence, ngram,
-                  eos_ids=(kernel.EOS,)):
+# The static arguments of `decode` (the keys of `prepare`'s statics).
+STATIC_ARGNAMES = ("method", "rule", "gamma", "top_k", "max_new_tokens", "seq_confidence",
+                   "ngram", "eos_ids")
+
+
+def decode(drafter, verifier, input_ids, params, rng, input_lengths=None, *,
+           method, rule, gamma, top_k, max_new_tokens, seq_confidence, ngram,
+           eos_ids=(loop.EOS,)):
+  """The function `generate` compiles: the loop of `method` (methods.py), on
+  prepared arguments (`prepare`). Not jitted itself: `jitted_decode` is its
+  jit, and the sharded entry point (parallel/generate.py) jits it with
+  explicit shardings. Returns (tokens [B, max_new_tokens], stats {name: [B]})."""
   TRACE_COUNTS[method] += 1  # Python side effect: runs once per trace only.
   common = dict(top_k=top_k, max_new_tokens=max_new_tokens, eos_ids=eos_ids,
                 input_lengths=input_lengths)
@@ -97,6 +104,9 @@ def _generate_jit(drafter, verifier, input_ids, params, rng, input_lengths=None,
                                     target_fn=targets.get_target(method, rule), **common)
   return baselines.seq_cascade(drafter, verifier, input_ids, params, rng,
                                confidence=seq_confidence, **common)
+
+
+jitted_decode = jax.jit(decode, static_argnames=STATIC_ARGNAMES)
 
 
 def _per_row(name, value, batch):
@@ -143,7 +153,7 @@ def _eos_tuple(value, name: str) -> tuple[int, ...]:
 def model_eos_ids(model, name: str = "model") -> tuple[int, ...]:
   """The ids that end `model`'s rows: its `eos_id` attribute (protocol.py), 1
   (T5's) where it has none; validated, as a tuple."""
-  return _eos_tuple(getattr(model, "eos_id", kernel.EOS), f"{name}.eos_id")
+  return _eos_tuple(getattr(model, "eos_id", loop.EOS), f"{name}.eos_id")
 
 
 def _resolve_eos(drafter, verifier, eos_id) -> tuple[int, ...]:
@@ -283,11 +293,12 @@ def _validate(drafter, verifier, input_ids, method, rule, gamma, max_new_tokens,
           "vocabulary (0 pads, 1 is EOS).")
 
 
-def _prepare(drafter, verifier, input_ids, *, method, rule, alpha, num_draft_tokens,
-             temperature, top_k, top_p, max_new_tokens, rng, seq_confidence, ngram_size,
-             eos_id=None, input_lengths=None):
+def prepare(drafter, verifier, input_ids, *, method, rule, alpha, num_draft_tokens,
+            temperature, top_k, top_p, max_new_tokens, rng, seq_confidence, ngram_size,
+            eos_id=None, input_lengths=None):
   """Validation and static normalisation shared by `generate` and the sharded
-  entry point (parallel/generate.py).
+  entry point (parallel/generate.py): every check runs here, before anything
+  is traced.
 
   Returns (drafter, verifier, (alpha, temperature, top_p) as numpy [B],
   rng, statics): unused models become None (no transfer, no cache-key effect).
@@ -328,14 +339,18 @@ def _prepare(drafter, verifier, input_ids, *, method, rule, alpha, num_draft_tok
   return drafter, verifier, (alpha, temperature, top_p), rng, statics
 
 
-def generate(drafter, verifier, input_ids, method: str = "spec_cascade",
-             rule: str | None = None, alpha=None, num_draft_tokens: int = 5,
+def generate(drafter, verifier, input_ids, method: str = methods.DEFAULT_METHOD,
+             rule: str | None = None, alpha=None,
+             num_draft_tokens: int = methods.DEFAULT_NUM_DRAFT_TOKENS,
              temperature=0.0, top_k: int = 0, top_p=1.0, max_new_tokens: int = 64,
-             rng=None, seq_confidence: str = "mean", mesh=None,
-             rules=None, ngram_size: int = 3,
+             rng=None, seq_confidence: str = "mean",
+             ngram_size: int = methods.DEFAULT_NGRAM_SIZE,
              pad_single_row: bool | None = None, eos_id=None,
              input_lengths=None) -> GenerateResult:
   """Decodes `input_ids` [B, S] (0 = pad) with `method`; see docs/design.md §3.
+
+  `spec_cascade_jax.generate` is this function, plus `mesh=` / `rules=` for
+  sharded decoding (spec_cascade_jax/generation.py).
 
   drafter / verifier: models implementing models.protocol.DecoderModel (either
   may be None for the method that does not use it). alpha, temperature, top_p:
@@ -343,23 +358,19 @@ def generate(drafter, verifier, input_ids, method: str = "spec_cascade",
   rule: for spec_cascade and oracle_cascade (default None: "token_v3") and
   token_cascade ("chow", its only rule); the other methods take no rule and
   raise if one is passed. alpha: for the cascades, lossy, bild and seq_cascade
-  (default None: 0.3; its range per rule or method: targets.ALPHA_RANGES);
+  (default None: 0.3; its range per rule or method: methods.ALPHA_RANGES);
   drafter, verifier, speculative and prompt_lookup take none and raise if one
   is passed. For token_cascade, num_draft_tokens + 1 is the verifier's
   catch-up chunk size.
   method="prompt_lookup" needs no drafter: it drafts num_draft_tokens tokens by
   matching the last ngram_size tokens in the output and the input
   (decoding/lookup.py; lossless, like "speculative").
-  mesh: a ("data", "model") jax.sharding.Mesh (`spec_cascade_jax.parallel.make_mesh`):
-  decode sharded over it with `parallel.sharded_generate` (input_ids is then the
-  global batch; rules: logical axis rules, default `parallel.STANDARD_RULES`).
-  pad_single_row (ignored with mesh=): decode a one-row batch as two copies of
-  the row and return the first; None (default) does so on GPU backends only.
-  With one row, XLA:GPU emits each projection of a one-token step as a
-  reduction: BENCHMARKS.md measured 1.57 ms per T5-large step on an H200,
-  against 0.94 ms for 8 rows and 1.04 ms for a 6-token chunk (GEMMs). Tokens
-  and stats are unchanged: rows decode independently, each with its own
-  random stream.
+  pad_single_row: decode a one-row batch as two copies of the row and return
+  the first; None (default) does so on GPU backends only. With one row,
+  XLA:GPU emits each projection of a one-token step as a reduction:
+  BENCHMARKS.md measured 1.57 ms per T5-large step on an H200, against 0.94 ms
+  for 8 rows and 1.04 ms for a 6-token chunk (GEMMs). Tokens and stats are
+  unchanged: rows decode independently, each with its own random stream.
 
   Decoder-only LMs (models/lm.py) continue each prompt; two settings serve
   families whose token ids differ from T5's (models/protocol.py):
@@ -370,25 +381,11 @@ def generate(drafter, verifier, input_ids, method: str = "spec_cascade",
   (right padding of any value after it); for Llama 3 and Qwen 2.5, whose token
   0 is a real token. None (default): each model's own pad convention (T5 and
   Gemma: 0 pads; a model without a pad id reads every row as unpadded).
-  Both work with mesh= too.
   """
   if pad_single_row is not None and not isinstance(pad_single_row, bool):
     raise ValueError(f"pad_single_row must be True, False or None (automatic: on GPU "
                      f"only); got {pad_single_row!r}.")
-  if mesh is not None:
-    # Imported here: parallel imports this module.
-    from spec_cascade_jax.parallel import STANDARD_RULES, sharded_generate
-    return sharded_generate(
-        drafter, verifier, input_ids, mesh=mesh,
-        rules=STANDARD_RULES if rules is None else rules, method=method, rule=rule,
-        alpha=alpha, num_draft_tokens=num_draft_tokens, temperature=temperature,
-        top_k=top_k, top_p=top_p, max_new_tokens=max_new_tokens, rng=rng,
-        seq_confidence=seq_confidence, ngram_size=ngram_size, eos_id=eos_id,
-        input_lengths=input_lengths)
-  if rules is not None:
-    raise ValueError("rules= is used only with mesh=; pass a mesh "
-                     "(spec_cascade_jax.parallel.make_mesh) or drop rules.")
-  drafter, verifier, (alpha, temperature, top_p), rng, statics = _prepare(
+  drafter, verifier, (alpha, temperature, top_p), rng, statics = prepare(
       drafter, verifier, input_ids, method=method, rule=rule, alpha=alpha,
       num_draft_tokens=num_draft_tokens, temperature=temperature, top_k=top_k,
       top_p=top_p, max_new_tokens=max_new_tokens, rng=rng,
@@ -403,9 +400,9 @@ def generate(drafter, verifier, input_ids, method: str = "spec_cascade",
     ids = jnp.concatenate([ids, ids])
     alpha, temperature, top_p = (np.concatenate([a, a]) for a in (alpha, temperature, top_p))
     lengths = None if lengths is None else np.concatenate([lengths, lengths])
-  params = kernel.DecodeParams(alpha=jnp.asarray(alpha), temperature=jnp.asarray(temperature),
+  params = loop.DecodeParams(alpha=jnp.asarray(alpha), temperature=jnp.asarray(temperature),
                                top_p=jnp.asarray(top_p))
-  tokens, stats = _generate_jit(
+  tokens, stats = jitted_decode(
       drafter, verifier, ids, params, rng,
       input_lengths=None if lengths is None else jnp.asarray(lengths), **statics)
   if pad:
@@ -413,3 +410,10 @@ def generate(drafter, verifier, input_ids, method: str = "spec_cascade",
   tokens, stats = jax.device_get((tokens, stats))
   return GenerateResult(tokens=np.asarray(tokens, np.int32),
                         stats={k: np.asarray(v, np.int32) for k, v in stats.items()})
+
+
+# generate()'s defaults, read from its signature (their one place): the
+# sharded entry point and the main job take theirs from here.
+GENERATE_DEFAULTS = types.MappingProxyType({
+    name: p.default for name, p in inspect.signature(generate).parameters.items()
+    if p.default is not inspect.Parameter.empty})

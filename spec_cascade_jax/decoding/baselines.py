@@ -13,7 +13,8 @@
 
 All share the per-position target math of targets.py with the speculative
 kernel, so TokenCascade[rule] and SpecCascade[rule] have one distribution.
-Each one-token loop uses one fold_in per row and step (kernel.round_uniforms).
+Each one-token loop uses one fold_in per row and step (loop.round_uniforms); the
+state and bookkeeping they share with the other loops is loop.py's.
 `eos_ids` (static) and `input_lengths` ([B] or None) as in kernel.py.
 """
 
@@ -25,52 +26,36 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from spec_cascade_jax.decoding import sampling, targets
-from spec_cascade_jax.decoding.kernel import (EOS, DecodeParams, commit, init_cache,
-                                              last_token, round_uniforms, row_keys,
-                                              zero_stats)
+from spec_cascade_jax.decoding import loop, sampling, targets
+from spec_cascade_jax.decoding.loop import EOS, DecodeParams
 
 
 @flax.struct.dataclass
 class LoopState:
-  """State of the one-token-per-step loops."""
-  step: jax.Array       # [] int32
-  seq: jax.Array        # [B, S] int32 decoder tokens, seq[:, 0] = 0
-  length: jax.Array     # [B] int32 generated tokens committed
-  done: jax.Array       # [B] bool
+  """What the one-token-per-step loops carry: the loop core's cursor, the
+  models' caches and the loop's own extras (verifier cursor, confidence sums)."""
+  cursor: loop.Cursor
   caches: Any           # tuple of model caches
-  extra: Any            # per-loop extras (verifier cursor, confidence sums)
-  stats: dict[str, jax.Array]
+  extra: Any
 
 
-def _init(input_ids, models, cache_len: int, seq_len: int, extra, done=None,
-          input_lengths=None) -> LoopState:
-  batch = input_ids.shape[0]
+def _start(input_ids, models, max_new_tokens: int, window: int, extra, done=None,
+           input_lengths=None) -> LoopState:
+  """The first state of a loop committing one token per step whose caches are
+  read `window` positions ahead (token_cascade's catch-up chunk; 1 otherwise)."""
+  cache_len, seq_len = loop.buffer_lengths(max_new_tokens, window)
   return LoopState(
-      step=jnp.zeros((), jnp.int32),
-      seq=jnp.zeros((batch, seq_len), jnp.int32),
-      length=jnp.zeros((batch,), jnp.int32),
-      done=jnp.zeros((batch,), bool) if done is None else done,
-      caches=tuple(init_cache(m, input_ids, cache_len, input_lengths) for m in models),
-      extra=extra, stats=zero_stats(batch))
-
-
-def _loop(state: LoopState, body) -> LoopState:
-  return jax.lax.while_loop(lambda s: jnp.any(~s.done), body, state)
+      cursor=loop.Cursor.start(input_ids.shape[0], seq_len, done),
+      caches=tuple(loop.init_cache(m, input_ids, cache_len, input_lengths) for m in models),
+      extra=extra)
 
 
 def _advance(s: LoopState, token, caches, extra, max_new_tokens: int,
-             eos_ids: tuple[int, ...], **stat_incr):
-  """Commits one token per active row; adds stat_incr[name] [B] for active rows."""
-  act = (~s.done).astype(jnp.int32)
-  seq, length, done, _ = commit(s.seq, s.length, s.done, token[:, None],
-                                jnp.ones_like(s.length), max_new_tokens, eos_ids)
-  stats = dict(s.stats)
-  for name, inc in stat_incr.items():
-    stats[name] = stats[name] + act * inc.astype(jnp.int32)
-  stats["num_tokens"] = length
-  return LoopState(step=s.step + 1, seq=seq, length=length, done=done, caches=caches,
-                   extra=extra, stats=stats)
+             eos_ids: tuple[int, ...], **increments) -> LoopState:
+  """Commits one token per active row; adds increments[name] [B] for active rows."""
+  cursor, _ = s.cursor.advance(token[:, None], jnp.ones_like(s.cursor.length),
+                               max_new_tokens, eos_ids, **increments)
+  return LoopState(cursor=cursor, caches=caches, extra=extra)
 
 
 def _one_step(model, cache, token, length, params: DecodeParams, top_k: int):
@@ -79,11 +64,6 @@ def _one_step(model, cache, token, length, params: DecodeParams, top_k: int):
   probs, unscaled = sampling.distributions(logits[:, 0], params.temperature, top_k,
                                            params.top_p)
   return probs, unscaled, cache
-
-
-def _all_greedy(params: DecodeParams):
-  """[] bool (traced): every row decodes greedily, so sampling is an argmax."""
-  return jnp.all(params.temperature <= 0.0)
 
 
 def autoregressive(model, input_ids, params: DecodeParams, rng, *, top_k: int,
@@ -99,37 +79,36 @@ def autoregressive(model, input_ids, params: DecodeParams, rng, *, top_k: int,
   done[b] = True at the start are not decoded (their tokens are 0, steps 0).
   """
   batch = input_ids.shape[0]
-  keys = row_keys(rng, batch, stream)
+  keys = loop.row_keys(rng, batch, stream)
   extra = (jnp.zeros((batch,), jnp.float32), jnp.ones((batch,), jnp.float32))
 
   def body(s: LoopState):
-    last = last_token(s.seq, s.length)
-    u = round_uniforms(keys, s.step, 1)[:, 0]
+    last = s.cursor.last_token()
+    u = loop.round_uniforms(keys, s.cursor.step, 1)[:, 0]
     if not confidences:
       with jax.named_scope("step"):  # labels for profiles (benchmarks/round_profile.py)
-        logits, cache = model.step(last[:, None], s.caches[0], s.length)
+        logits, cache = model.step(last[:, None], s.caches[0], s.cursor.length)
       with jax.named_scope("sample"):
         token = sampling.next_token(u, logits[:, 0], params.temperature, top_k,
-                                    params.top_p, _all_greedy(params))
-      return _advance(s, token, (cache,), s.extra, max_new_tokens, eos_ids,
-                      drafter_steps=jnp.ones_like(s.length))
+                                    params.top_p, params.all_greedy())
+      return _advance(s, token, (cache,), s.extra, max_new_tokens, eos_ids, drafter_steps=1)
     with jax.named_scope("step"):
-      probs, unscaled, cache = _one_step(model, s.caches[0], last, s.length, params, top_k)
+      probs, unscaled, cache = _one_step(model, s.caches[0], last, s.cursor.length, params,
+                                         top_k)
     with jax.named_scope("sample"):
-      token = sampling.sample_or_argmax(u, probs, _all_greedy(params))
+      token = sampling.sample_or_argmax(u, probs, params.all_greedy())
       conf = jnp.max(unscaled, axis=-1)
-    active = ~s.done
+    active = s.cursor.active
     conf_sum = s.extra[0] + jnp.where(active, conf, 0.0)
     conf_min = jnp.where(active, jnp.minimum(s.extra[1], conf), s.extra[1])
     return _advance(s, token, (cache,), (conf_sum, conf_min), max_new_tokens, eos_ids,
-                    drafter_steps=jnp.ones_like(s.length))
+                    drafter_steps=1)
 
   with jax.named_scope("encode"):
-    state = _init(input_ids, (model,), max_new_tokens + 1, max_new_tokens + 2, extra, done,
-                  input_lengths)
-  state = _loop(state, body)
-  steps = state.stats["drafter_steps"]
-  return state.seq[:, 1:max_new_tokens + 1], steps, state.extra[0], state.extra[1]
+    state = _start(input_ids, (model,), max_new_tokens, 1, extra, done, input_lengths)
+  state = loop.run(state, body)
+  steps = state.cursor.stats.drafter_steps
+  return state.cursor.tokens(max_new_tokens), steps, state.extra[0], state.extra[1]
 
 
 def single_model(model, input_ids, params: DecodeParams, rng, *, top_k: int,
@@ -139,14 +118,12 @@ def single_model(model, input_ids, params: DecodeParams, rng, *, top_k: int,
   tokens, steps, _, _ = autoregressive(model, input_ids, params, rng, top_k=top_k,
                                        max_new_tokens=max_new_tokens, confidences=False,
                                        eos_ids=eos_ids, input_lengths=input_lengths)
-  stats = zero_stats(input_ids.shape[0])
-  stats["num_tokens"] = steps
-  if is_verifier:
-    stats["rounds"] = stats["sequential_verifier_calls"] = steps
-    stats["deferrals"] = stats["num_tokens"]
+  stats = loop.Stats.zeros(input_ids.shape[0]).replace(num_tokens=steps)
+  if is_verifier:  # every token is the verifier's: a call and a deferral each
+    stats = stats.replace(rounds=steps, sequential_verifier_calls=steps, deferrals=steps)
   else:
-    stats["drafter_steps"] = steps
-  return tokens, stats
+    stats = stats.replace(drafter_steps=steps)
+  return tokens, stats.as_dict()
 
 
 def oracle_cascade(drafter, verifier, input_ids, params: DecodeParams, rng, *,
@@ -154,27 +131,26 @@ def oracle_cascade(drafter, verifier, input_ids, params: DecodeParams, rng, *,
                    eos_ids: tuple[int, ...] = (EOS,), input_lengths=None):
   """Both models every token; the token is sampled from π (any rule)."""
   batch = input_ids.shape[0]
-  keys = row_keys(rng, batch, stream=0)
+  keys = loop.row_keys(rng, batch, stream=0)
 
   def body(s: LoopState):
-    last = last_token(s.seq, s.length)
-    q, q0, dcache = _one_step(drafter, s.caches[0], last, s.length, params, top_k)
-    p, p0, vcache = _one_step(verifier, s.caches[1], last, s.length, params, top_k)
+    last = s.cursor.last_token()
+    q, q0, dcache = _one_step(drafter, s.caches[0], last, s.cursor.length, params, top_k)
+    p, p0, vcache = _one_step(verifier, s.caches[1], last, s.cursor.length, params, top_k)
     pi, defer = target_fn(q, p, q0, p0, params.alpha)
-    u = round_uniforms(keys, s.step, 2)
-    greedy = _all_greedy(params)
+    u = loop.round_uniforms(keys, s.cursor.step, 2)
+    greedy = params.all_greedy()
     x = sampling.sample_or_argmax(u[:, 0], q, greedy)  # the drafter's proposal: the statistic
     token = sampling.sample_or_argmax(u[:, 1], pi, greedy)
     deferred = jnp.take_along_axis(defer, x[:, None], axis=1)[:, 0]
-    ones = jnp.ones_like(s.length)
     return _advance(s, token, (dcache, vcache), None, max_new_tokens, eos_ids,
-                    drafter_steps=ones, rounds=ones, sequential_verifier_calls=ones,
+                    drafter_steps=1, rounds=1, sequential_verifier_calls=1,
                     deferrals=deferred)
 
-  state = _init(input_ids, (drafter, verifier), max_new_tokens + 1, max_new_tokens + 2, None,
-                input_lengths=input_lengths)
-  state = _loop(state, body)
-  return state.seq[:, 1:max_new_tokens + 1], state.stats
+  state = _start(input_ids, (drafter, verifier), max_new_tokens, 1, None,
+                 input_lengths=input_lengths)
+  state = loop.run(state, body)
+  return state.cursor.tokens(max_new_tokens), state.cursor.stats.as_dict()
 
 
 def _catch_up(verifier, vcache, seq, vlen, length, need, chunk: int):
@@ -219,29 +195,28 @@ def token_cascade(drafter, verifier, input_ids, params: DecodeParams, rng, *,
   The verifier's cache lags behind the drafter: `extra` holds its cursor vlen.
   """
   batch = input_ids.shape[0]
-  keys = row_keys(rng, batch, stream=0)
+  keys = loop.row_keys(rng, batch, stream=0)
 
   def body(s: LoopState):
-    last = last_token(s.seq, s.length)
-    q, q0, dcache = _one_step(drafter, s.caches[0], last, s.length, params, top_k)
-    defer = targets.chow_defer(q0, params.alpha) & ~s.done
-    vcache, vlen, p_logits, calls = _catch_up(verifier, s.caches[1], s.seq, s.extra,
-                                              s.length, defer, chunk)
+    last = s.cursor.last_token()
+    q, q0, dcache = _one_step(drafter, s.caches[0], last, s.cursor.length, params, top_k)
+    defer = targets.chow_defer(q0, params.alpha) & s.cursor.active
+    vcache, vlen, p_logits, calls = _catch_up(verifier, s.caches[1], s.cursor.seq, s.extra,
+                                              s.cursor.length, defer, chunk)
     p, p0 = sampling.distributions(p_logits, params.temperature, top_k, params.top_p)
     # Where no verifier call happened p is a placeholder; chow's π = q there.
     pi, _ = targets.chow(q, p, q0, p0, params.alpha)
-    token = sampling.sample_or_argmax(round_uniforms(keys, s.step, 1)[:, 0], pi,
-                                      _all_greedy(params))
+    token = sampling.sample_or_argmax(loop.round_uniforms(keys, s.cursor.step, 1)[:, 0], pi,
+                                      params.all_greedy())
     return _advance(s, token, (dcache, vcache), vlen, max_new_tokens, eos_ids,
-                    drafter_steps=jnp.ones_like(s.length), rounds=calls,
+                    drafter_steps=1, rounds=calls,
                     sequential_verifier_calls=calls, deferrals=defer)
 
   # The catch-up reads seq[vlen : vlen + chunk] with vlen ≤ max_new_tokens.
-  cache_len = max_new_tokens + chunk
-  state = _init(input_ids, (drafter, verifier), cache_len, max_new_tokens + chunk + 1,
-                jnp.zeros((batch,), jnp.int32), input_lengths=input_lengths)
-  state = _loop(state, body)
-  return state.seq[:, 1:max_new_tokens + 1], state.stats
+  state = _start(input_ids, (drafter, verifier), max_new_tokens, chunk,
+                 jnp.zeros((batch,), jnp.int32), input_lengths=input_lengths)
+  state = loop.run(state, body)
+  return state.cursor.tokens(max_new_tokens), state.cursor.stats.as_dict()
 
 
 def seq_cascade(drafter, verifier, input_ids, params: DecodeParams, rng, *,
@@ -266,9 +241,8 @@ def seq_cascade(drafter, verifier, input_ids, params: DecodeParams, rng, *,
       verifier, input_ids, params, rng, top_k=top_k, max_new_tokens=max_new_tokens,
       stream=2, done=~defer, eos_ids=eos_ids, input_lengths=input_lengths)
   tokens = jnp.where(defer[:, None], v_tokens, d_tokens)
-  stats = zero_stats(input_ids.shape[0])
-  stats["drafter_steps"] = d_steps
-  stats["rounds"] = stats["sequential_verifier_calls"] = v_steps
-  stats["deferrals"] = defer.astype(jnp.int32)
-  stats["num_tokens"] = jnp.where(defer, v_steps, d_steps)
-  return tokens, stats
+  stats = loop.Stats(rounds=v_steps, drafter_steps=d_steps,
+                     draft_tokens=jnp.zeros_like(d_steps), accepted=jnp.zeros_like(d_steps),
+                     deferrals=defer.astype(jnp.int32), sequential_verifier_calls=v_steps,
+                     num_tokens=jnp.where(defer, v_steps, d_steps))
+  return tokens, stats.as_dict()

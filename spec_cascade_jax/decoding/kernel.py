@@ -56,85 +56,11 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from spec_cascade_jax.decoding import sampling, targets
+from spec_cascade_jax.decoding import loop, sampling, targets
+from spec_cascade_jax.decoding.loop import EOS, DecodeParams
 
-EOS = 1  # T5's, and the default of models that do not say (protocol.py)
 # Drafts of up to this many drafter steps (γ + 1) are unrolled (see _draft).
 _UNROLL_MAX = 8
-STAT_NAMES = ("rounds", "drafter_steps", "draft_tokens", "accepted", "deferrals",
-              "sequential_verifier_calls", "num_tokens")
-
-
-@flax.struct.dataclass
-class DecodeParams:
-  """Traced per-row decoding parameters (a sweep over them never recompiles)."""
-  alpha: jax.Array        # [B] float32
-  temperature: jax.Array  # [B] float32, 0 = greedy
-  top_p: jax.Array        # [B] float32 in (0, 1]
-
-
-def zero_stats(batch: int) -> dict[str, jax.Array]:
-  return {k: jnp.zeros((batch,), jnp.int32) for k in STAT_NAMES}
-
-
-def row_keys(rng, batch: int, stream: int):
-  """Per-row PRNG keys [B]: independent of the batch size (fold_in, not split)."""
-  base = jax.random.fold_in(rng, stream)
-  return jax.vmap(lambda b: jax.random.fold_in(base, b))(jnp.arange(batch))
-
-
-def round_uniforms(keys, step, n: int):
-  """One fold_in per row and round -> [B, n] uniforms in [0, 1)."""
-  return jax.vmap(lambda k: jax.random.uniform(jax.random.fold_in(k, step), (n,)))(keys)
-
-
-def last_token(seq, length):
-  """seq [B, S] int32, length [B] -> the last committed token [B] (start token 0 at 0)."""
-  return jnp.take_along_axis(seq, length[:, None], axis=1)[:, 0]
-
-
-def init_cache(model, input_ids, max_length: int, input_lengths=None):
-  """model.init_cache, with the prompt lengths [B] only when they are given."""
-  if input_lengths is None:
-    return model.init_cache(input_ids, max_length)
-  return model.init_cache(input_ids, max_length, input_lengths=input_lengths)
-
-
-def is_eos(tokens, eos_ids: tuple[int, ...]):
-  """tokens [...] int -> bool [...]: the token is one of the static `eos_ids`."""
-  out = jnp.zeros(tokens.shape, bool)
-  for e in eos_ids:
-    out = out | (tokens == e)
-  return out
-
-
-def commit(seq, length, done, window, n_valid, max_new_tokens: int,
-           eos_ids: tuple[int, ...] = (EOS,)):
-  """Writes up to n_valid tokens of `window` after each row's last token.
-
-  Args:
-    seq: [B, S] int32 decoder tokens (S ≥ max_new_tokens + W + 1).
-    length: [B] int32 generated tokens so far; done: [B] bool.
-    window: [B, W] int32 candidate tokens; n_valid: [B] int32 in [1, W].
-    eos_ids: static tuple of the ids that end a row (empty: none does).
-  Returns:
-    (seq, length, done, count): count [B] = tokens committed (0 for done rows),
-    cut after the first EOS and at max_new_tokens; positions of the window past
-    `count` are written as 0, so the output holds 0 after EOS.
-  """
-  width = window.shape[1]
-  j = jnp.arange(width)[None, :]                                  # [1, W]
-  is_eos_ = is_eos(window, eos_ids) & (j < n_valid[:, None])
-  first_eos = jnp.where(jnp.any(is_eos_, axis=1), jnp.argmax(is_eos_, axis=1), width)
-  count = jnp.minimum(jnp.minimum(n_valid, first_eos + 1), max_new_tokens - length)
-  count = jnp.where(done, 0, jnp.maximum(count, 0))
-  window = jnp.where(j < count[:, None], window, 0)
-  seq = jax.vmap(jax.lax.dynamic_update_slice)(seq, window.astype(jnp.int32),
-                                               (length + 1)[:, None])
-  eos_hit = first_eos < count
-  new_length = length + count
-  done = done | eos_hit | (new_length >= max_new_tokens)
-  return seq, new_length, done, count
 
 
 def accept_and_correct(x, q, pi, u_accept, u_residual, all_greedy=False):
@@ -170,14 +96,11 @@ def accept_and_correct(x, q, pi, u_accept, u_residual, all_greedy=False):
 
 @flax.struct.dataclass
 class SpecState:
-  """What the speculative while_loop carries."""
-  step: jax.Array            # [] int32 loop iteration = round index of active rows
-  seq: jax.Array             # [B, max_new + γ + 2] int32 decoder tokens, seq[:, 0] = 0
-  length: jax.Array          # [B] int32 generated tokens committed
-  done: jax.Array            # [B] bool
+  """What the speculative while_loop carries: the loop core's cursor
+  (loop.Cursor, its buffer [B, max_new + γ + 2]) and both models' caches."""
+  cursor: loop.Cursor
   drafter_cache: Any
   verifier_cache: Any
-  stats: dict[str, jax.Array]  # STAT_NAMES -> [B] int32
 
 
 def _draft(drafter, cache, last, length, u_draft, params: DecodeParams, top_k: int,
@@ -220,13 +143,11 @@ def spec_round(state: SpecState, drafter, verifier, params: DecodeParams, keys, 
                target_fn, gamma: int, top_k: int, max_new_tokens: int,
                eos_ids: tuple[int, ...] = (EOS,)) -> SpecState:
   """One speculative round for every row (see the module docstring)."""
-  length, active = state.length, ~state.done
-  last = last_token(state.seq, length)                                   # [B]
-  u = round_uniforms(keys, state.step, 2 * gamma + 2)                   # [B, 2γ+2]
+  cur = state.cursor
+  length, last = cur.length, cur.last_token()                           # [B]
+  u = loop.round_uniforms(keys, cur.step, 2 * gamma + 2)                # [B, 2γ+2]
   u_draft, u_accept, u_res = u[:, :gamma + 1], u[:, gamma + 1:2 * gamma + 1], u[:, -1]
-
-  # Traced, so a batch of greedy rows skips every inverse CDF without a recompile.
-  all_greedy = jnp.all(params.temperature <= 0.0)
+  all_greedy = params.all_greedy()
   # The named scopes label the HLO ops of each phase for profiles
   # (benchmarks/round_profile.py); they change nothing else.
   with jax.named_scope("draft"):
@@ -244,20 +165,14 @@ def spec_round(state: SpecState, drafter, verifier, params: DecodeParams, keys, 
   with jax.named_scope("commit"):
     j = jnp.arange(gamma + 1)[None, :]
     window = jnp.where(j < n[:, None], x, z[:, None])                    # [B, γ+1]
-    seq, new_length, done, count = commit(state.seq, length, state.done, window, n + 1,
-                                          max_new_tokens, eos_ids)
+    new, count = cur.advance(window, n + 1, max_new_tokens, eos_ids, rounds=1,
+                             drafter_steps=gamma + 1, draft_tokens=gamma, accepted=n)
 
   deferred = jnp.take_along_axis(defer, x[..., None], axis=-1)[..., 0]  # [B, γ+1]
-  act = active.astype(jnp.int32)
-  stats = dict(state.stats)
-  stats["rounds"] += act
-  stats["drafter_steps"] += act * (gamma + 1)
-  stats["draft_tokens"] += act * gamma
-  stats["accepted"] += act * n
-  stats["deferrals"] += jnp.sum(deferred & (j < count[:, None]), axis=1).astype(jnp.int32)
-  stats["num_tokens"] = new_length
-  return SpecState(step=state.step + 1, seq=seq, length=new_length, done=done,
-                   drafter_cache=dcache, verifier_cache=vcache, stats=stats)
+  # Counted over the committed positions only (count is 0 for done rows).
+  deferrals = jnp.sum(deferred & (j < count[:, None]), axis=1)
+  new = new.replace(stats=new.stats.add(cur.active, deferrals=deferrals))
+  return SpecState(cursor=new, drafter_cache=dcache, verifier_cache=vcache)
 
 
 def spec_decode(drafter, verifier, input_ids, params: DecodeParams, rng, *,
@@ -276,25 +191,19 @@ def spec_decode(drafter, verifier, input_ids, params: DecodeParams, rng, *,
     tokens [B, max_new_tokens] int32, stats {name: [B] int32}.
   """
   batch = input_ids.shape[0]
-  # Positions reach length + γ with length ≤ max_new_tokens (done rows keep stepping).
-  cache_len = max_new_tokens + gamma + 1
+  # A round commits up to γ + 1 tokens (positions length .. length + γ).
+  cache_len, seq_len = loop.buffer_lengths(max_new_tokens, gamma + 1)
   with jax.named_scope("encode"):
-    caches = (init_cache(drafter, input_ids, cache_len, input_lengths),
-              init_cache(verifier, input_ids, cache_len, input_lengths))
-  state = SpecState(
-      step=jnp.zeros((), jnp.int32),
-      seq=jnp.zeros((batch, max_new_tokens + gamma + 2), jnp.int32),
-      length=jnp.zeros((batch,), jnp.int32),
-      done=jnp.zeros((batch,), bool),
-      drafter_cache=caches[0],
-      verifier_cache=caches[1],
-      stats=zero_stats(batch))
-  keys = row_keys(rng, batch, stream=0)
+    caches = (loop.init_cache(drafter, input_ids, cache_len, input_lengths),
+              loop.init_cache(verifier, input_ids, cache_len, input_lengths))
+  state = SpecState(cursor=loop.Cursor.start(batch, seq_len), drafter_cache=caches[0],
+                    verifier_cache=caches[1])
+  keys = loop.row_keys(rng, batch, stream=0)
 
   def body(s):
     return spec_round(s, drafter, verifier, params, keys, target_fn=target_fn,
                       gamma=gamma, top_k=top_k, max_new_tokens=max_new_tokens,
                       eos_ids=eos_ids)
 
-  state = jax.lax.while_loop(lambda s: jnp.any(~s.done), body, state)
-  return state.seq[:, 1:max_new_tokens + 1], state.stats
+  state = loop.run(state, body)
+  return state.cursor.tokens(max_new_tokens), state.cursor.stats.as_dict()

@@ -37,10 +37,8 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from spec_cascade_jax.decoding import sampling, targets
-from spec_cascade_jax.decoding.kernel import (EOS, DecodeParams, commit, init_cache,
-                                              last_token, round_uniforms, row_keys,
-                                              zero_stats)
+from spec_cascade_jax.decoding import loop, sampling, targets
+from spec_cascade_jax.decoding.loop import EOS, DecodeParams
 
 
 def _match_ends(hay, key):
@@ -99,7 +97,7 @@ def ngram_draft(seq, length, source, *, ngram: int, gamma: int, source_valid=Non
   src_draft = jnp.where(src_pos < src_len, src_draft, 0)   # past the source's end: pad
   found = has_key & (found_gen | found_src)
   draft = jnp.where(found_gen[:, None], gen_draft, src_draft)
-  draft = jnp.where(found[:, None], draft, last_token(seq, length)[:, None])
+  draft = jnp.where(found[:, None], draft, loop.last_token(seq, length)[:, None])
   return draft.astype(jnp.int32), found
 
 
@@ -139,18 +137,16 @@ def accept_greedy(x, logits, matched):
 
 @flax.struct.dataclass
 class LookupState:
-  step: jax.Array        # [] int32 round index
-  seq: jax.Array         # [B, max_new + γ + 2] int32, seq[:, 0] = 0
-  length: jax.Array      # [B] int32
-  done: jax.Array        # [B] bool
+  """The loop core's cursor (its buffer [B, max_new + γ + 2]), the next
+  round's draft and the verifier's cache."""
+  cursor: loop.Cursor
   draft: jax.Array       # [B, γ] int32 the next round's draft (ngram_draft)
   found: jax.Array       # [B] bool the draft comes from a match
   cache: object          # the verifier's cache
-  stats: dict
 
   def matched(self):
     """[] bool: some active row has a match (the next round is a chunk)."""
-    return jnp.any(self.found & ~self.done)
+    return jnp.any(self.found & self.cursor.active)
 
 
 def lookup_round(state: LookupState, verifier, source, params: DecodeParams, keys, *,
@@ -159,10 +155,10 @@ def lookup_round(state: LookupState, verifier, source, params: DecodeParams, key
                  source_valid=None) -> LookupState:
   """One round for every row: the (γ+1)-token chunk on the drafts (`chunk`,
   static), or one verifier step; then the next round's draft."""
-  length, active, x, found = state.length, ~state.done, state.draft, state.found
-  last = last_token(state.seq, length)
-  u = round_uniforms(keys, state.step, gamma + 1)
-  all_greedy = jnp.all(params.temperature <= 0.0)
+  cur, x, found = state.cursor, state.draft, state.found
+  length, last = cur.length, cur.last_token()
+  u = loop.round_uniforms(keys, cur.step, gamma + 1)
+  all_greedy = params.all_greedy()
   if chunk:
     with jax.named_scope("verify"):
       tokens = jnp.concatenate([last[:, None], x], axis=1)             # [B, γ+1]
@@ -186,20 +182,13 @@ def lookup_round(state: LookupState, verifier, source, params: DecodeParams, key
   with jax.named_scope("commit"):
     j = jnp.arange(gamma + 1)[None, :]
     window = jnp.where(j < n[:, None], jnp.pad(x, ((0, 0), (0, 1))), z[:, None])
-    seq, new_length, done, _ = commit(state.seq, length, state.done, window, n + 1,
-                                      max_new_tokens, eos_ids)
+    # Rows without a match take one token; their filler drafts are not counted.
+    counted = dict(draft_tokens=gamma * found.astype(jnp.int32), accepted=n) if chunk else {}
+    new, _ = cur.advance(window, n + 1, max_new_tokens, eos_ids, rounds=1, **counted)
   with jax.named_scope("draft"):
-    draft, new_found = ngram_draft(seq, new_length, source, ngram=ngram, gamma=gamma,
+    draft, new_found = ngram_draft(new.seq, new.length, source, ngram=ngram, gamma=gamma,
                                    source_valid=source_valid)
-  act = active.astype(jnp.int32)
-  stats = dict(state.stats)
-  stats["rounds"] += act
-  if chunk:
-    stats["draft_tokens"] += act * gamma * found.astype(jnp.int32)
-    stats["accepted"] += act * n
-  stats["num_tokens"] = new_length
-  return LookupState(step=state.step + 1, seq=seq, length=new_length, done=done,
-                     draft=draft, found=new_found, cache=cache, stats=stats)
+  return LookupState(cursor=new, draft=draft, found=new_found, cache=cache)
 
 
 def lookup_decode(verifier, input_ids, params: DecodeParams, rng, *, ngram: int,
@@ -213,22 +202,21 @@ def lookup_decode(verifier, input_ids, params: DecodeParams, rng, *, ngram: int,
   of the conditional every round: 4% of a round here.)
 
   Returns tokens [B, max_new_tokens] int32 and stats {name: [B] int32}
-  (kernel.STAT_NAMES; drafter_steps and deferrals stay 0).
+  (loop.STAT_NAMES; drafter_steps and deferrals stay 0).
   """
   batch = input_ids.shape[0]
+  # A chunk round commits up to γ + 1 tokens, as the speculative kernel's.
+  cache_len, seq_len = loop.buffer_lengths(max_new_tokens, gamma + 1)
   with jax.named_scope("encode"):
-    cache = init_cache(verifier, input_ids, max_new_tokens + gamma + 1, input_lengths)
+    cache = loop.init_cache(verifier, input_ids, cache_len, input_lengths)
   source = input_ids.astype(jnp.int32)
   source_valid = None if input_lengths is None else (
       jnp.arange(source.shape[1])[None, :] < input_lengths[:, None])
-  seq = jnp.zeros((batch, max_new_tokens + gamma + 2), jnp.int32)
-  length = jnp.zeros((batch,), jnp.int32)
-  draft, found = ngram_draft(seq, length, source, ngram=ngram, gamma=gamma,
+  cursor = loop.Cursor.start(batch, seq_len)
+  draft, found = ngram_draft(cursor.seq, cursor.length, source, ngram=ngram, gamma=gamma,
                              source_valid=source_valid)
-  state = LookupState(step=jnp.zeros((), jnp.int32), seq=seq, length=length,
-                      done=jnp.zeros((batch,), bool), draft=draft, found=found,
-                      cache=cache, stats=zero_stats(batch))
-  keys = row_keys(rng, batch, stream=0)
+  state = LookupState(cursor=cursor, draft=draft, found=found, cache=cache)
+  keys = loop.row_keys(rng, batch, stream=0)
 
   def rounds(chunk):
     return lambda s: lookup_round(s, verifier, source, params, keys, chunk=chunk,
@@ -236,11 +224,9 @@ def lookup_decode(verifier, input_ids, params: DecodeParams, rng, *, ngram: int,
                                   max_new_tokens=max_new_tokens, eos_ids=eos_ids,
                                   source_valid=source_valid)
 
-  busy = lambda s: jnp.any(~s.done)
-
   def body(s):
-    s = jax.lax.while_loop(lambda s: busy(s) & ~s.matched(), rounds(False), s)
-    return jax.lax.while_loop(lambda s: busy(s) & s.matched(), rounds(True), s)
+    s = loop.run(s, rounds(False), lambda s: loop.busy(s) & ~s.matched())
+    return loop.run(s, rounds(True), lambda s: loop.busy(s) & s.matched())
 
-  state = jax.lax.while_loop(busy, body, state)
-  return state.seq[:, 1:max_new_tokens + 1], state.stats
+  state = loop.run(state, body)
+  return state.cursor.tokens(max_new_tokens), state.cursor.stats.as_dict()

@@ -32,7 +32,7 @@ ALPHA_RANGES: dict[str, tuple[float, float, bool]] = {
     "seq_cascade": (0.0, 1.0, True),
 }
 
-# The loops a method can run in (api._generate_jit dispatches on them).
+# The loops a method can run in (api.decode dispatches on them).
 LOOPS = ("kernel", "lookup", "single", "token_cascade", "oracle_cascade", "seq_cascade")
 
 
@@ -77,8 +77,13 @@ class Method:
     return self.takes_rule or self.name in ALPHA_RANGES
 
 
+# generate()'s defaults, used by every entry point (the sweep's points, the
+# main job's infer/evaluate, the sharded call).
+DEFAULT_METHOD = "spec_cascade"
 DEFAULT_RULE = "token_v3"
 DEFAULT_ALPHA = 0.3
+DEFAULT_NUM_DRAFT_TOKENS = 5
+DEFAULT_NGRAM_SIZE = 3
 
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("drafter", "single", uses_verifier=False, uses_gamma=False),

@@ -42,7 +42,7 @@ class Point:
   method: str
   rule: str = ""
   alpha: float = 0.0
-  num_draft_tokens: int = 5
+  num_draft_tokens: int = methods.DEFAULT_NUM_DRAFT_TOKENS
   temperature: float = 0.0
   seed: int = 0
 

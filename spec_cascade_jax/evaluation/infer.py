@@ -28,6 +28,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from spec_cascade_jax.data.padding import pad_batch
+from spec_cascade_jax.decoding import methods
 from spec_cascade_jax.evaluation import grids, prompts
 from spec_cascade_jax.models.protocol import is_decoder_only
 
@@ -374,8 +375,9 @@ def _write_jsonl(path: str, rows: Sequence[dict]) -> None:
 
 
 def infer(drafter, verifier, output_dir: str, task: str = GETTEXT_TASK,
-          split: str = "validation", method: str = "spec_cascade", rule: str = "token_v3",
-          alpha: float = 0.3, num_draft_tokens: int = 5, temperature: float = 0.0,
+          split: str = "validation", method: str = methods.DEFAULT_METHOD,
+          rule: str | None = None, alpha: float = methods.DEFAULT_ALPHA,
+          num_draft_tokens: int = methods.DEFAULT_NUM_DRAFT_TOKENS, temperature: float = 0.0,
           seed: int = 0, num_examples: int | None = None, batch_size: int = 64,
           max_new_tokens: int = 64, max_input_length: int = 128,
           buckets: Sequence[int] = DEFAULT_BUCKETS, vocabulary: str = "demo",
@@ -388,7 +390,8 @@ def infer(drafter, verifier, output_dir: str, task: str = GETTEXT_TASK,
   """
   data = load_task(task, split, vocabulary, max_input_length, num_examples, t5_vocab_path)
   rows, _, _ = _infer_rows(resolve_model(drafter), resolve_model(verifier), data,
-                           grids.Point("infer", method, rule, float(alpha), num_draft_tokens,
+                           grids.Point("infer", method, rule or "", float(alpha),
+                                       num_draft_tokens,
                                        float(temperature), int(seed)),
                            batch_size, max_new_tokens, buckets)
   path = os.path.join(output_dir, "predictions.jsonl")
@@ -408,8 +411,9 @@ def _infer_rows(drafter, verifier, data, point, batch_size, max_new_tokens, buck
 
 
 def evaluate(drafter, verifier, output_dir: str, task: str = GETTEXT_TASK,
-             split: str = "validation", method: str = "spec_cascade",
-             rule: str = "token_v3", alpha: float = 0.3, num_draft_tokens: int = 5,
+             split: str = "validation", method: str = methods.DEFAULT_METHOD,
+             rule: str | None = None, alpha: float = methods.DEFAULT_ALPHA,
+             num_draft_tokens: int = methods.DEFAULT_NUM_DRAFT_TOKENS,
              temperature: float = 0.0, seed: int = 0, num_examples: int | None = None,
              batch_size: int = 64, max_new_tokens: int = 64, max_input_length: int = 128,
              buckets: Sequence[int] = DEFAULT_BUCKETS, vocabulary: str = "demo",
@@ -424,7 +428,7 @@ def evaluate(drafter, verifier, output_dir: str, task: str = GETTEXT_TASK,
   """
   data = load_task(task, split, vocabulary, max_input_length, num_examples, t5_vocab_path)
   q_model, p_model = resolve_model(drafter), resolve_model(verifier)
-  point = grids.Point("eval", method, rule, float(alpha), num_draft_tokens,
+  point = grids.Point("eval", method, rule or "", float(alpha), num_draft_tokens,
                       float(temperature), int(seed))
   t0 = time.perf_counter()
   rows, preds, stats = _infer_rows(q_model, p_model, data, point, batch_size,

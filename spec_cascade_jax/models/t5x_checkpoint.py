@@ -42,7 +42,8 @@ _ORBAX_MARKERS = ("_METADATA", "manifest.ocdbt", "_CHECKPOINT_METADATA", "_shard
 # t5x aims for 64 MiB zarr chunks: large enough for object stores, small
 # enough that any partitioning writes whole chunks.
 _CHUNK_BYTES = 64 * 1024 * 1024
-_ATTN_BLOCKS = ("attention", "self_attention", "encoder_decoder_attention")
+# The attention blocks whose t5x kernels are stored 3-D ([D, H, Dkv] or [H, Dkv, D]).
+ATTN_BLOCKS = ("attention", "self_attention", "encoder_decoder_attention")
 
 
 # ----------------------------------------------------------------------------
@@ -202,7 +203,7 @@ def _to_2d_attention(flat: dict[str, Any]) -> dict[str, Any]:
   out = {}
   for p, x in flat.items():
     parts = p.split("/")
-    if np.ndim(x) == 3 and len(parts) >= 3 and parts[-3] in _ATTN_BLOCKS:
+    if np.ndim(x) == 3 and len(parts) >= 3 and parts[-3] in ATTN_BLOCKS:
       x = np.asarray(x)
       x = x.reshape(-1, x.shape[-1]) if parts[-2] == "out" else x.reshape(x.shape[0], -1)
     out[p] = x
@@ -292,12 +293,15 @@ def find_t5x_checkpoint(path: str) -> tuple[str, str]:
 # ----------------------------------------------------------------------------
 
 
-def _is_ts_spec(x: Any) -> bool:
+def is_tensorstore_spec(x: Any) -> bool:
+  """Whether a msgpack leaf is a TensorStore spec (an array stored beside it)."""
   return isinstance(x, Mapping) and "driver" in x and ("kvstore" in x or "path" in x)
 
 
-def _resolve_spec(spec: Mapping[str, Any], ckpt_dir: str, param: str) -> dict[str, Any]:
-  """A spec whose kvstore is a local file path under `ckpt_dir`."""
+def resolve_tensorstore_spec(spec: Mapping[str, Any], ckpt_dir: str,
+                             param: str) -> dict[str, Any]:
+  """A spec whose kvstore is a local file path under `ckpt_dir` (also used by
+  the sharded reader, parallel/checkpoint.py)."""
   spec = dict(spec)
   kv = spec.get("kvstore")
   kv = dict(kv) if isinstance(kv, Mapping) else {}
@@ -328,7 +332,7 @@ def _resolve_spec(spec: Mapping[str, Any], ckpt_dir: str, param: str) -> dict[st
 def _read_ts(spec: Mapping[str, Any], ckpt_dir: str, param: str) -> np.ndarray:
   import tensorstore as ts
 
-  spec = _resolve_spec(spec, ckpt_dir, param)
+  spec = resolve_tensorstore_spec(spec, ckpt_dir, param)
   try:
     return np.asarray(ts.open(spec, open=True, read=True).result().read().result())
   except Exception as e:  # tensorstore raises ValueError with a status string
@@ -337,7 +341,8 @@ def _read_ts(spec: Mapping[str, Any], ckpt_dir: str, param: str) -> np.ndarray:
                      " missing or corrupt; copy the checkpoint directory again.") from e
 
 
-def _target_subtree(contents: Any, source: str) -> Mapping[str, Any]:
+def target_subtree(contents: Any, source: str) -> Mapping[str, Any]:
+  """The parameter tree of a t5x checkpoint's msgpack contents (any VERSION)."""
   if not isinstance(contents, Mapping):
     raise ValueError(f"{source}: expected a dict at the top, got {type(contents).__name__}.")
   if "optimizer" in contents:     # t5x VERSION >= 1
@@ -371,14 +376,14 @@ def _read_msgpack(file: str) -> dict[str, np.ndarray]:
         f"{file!r} is not a readable t5x msgpack checkpoint ({type(e).__name__}: {e});"
         f" it is probably truncated ({len(raw)} bytes) or not a checkpoint. Copy it"
         " again from the source.") from e
-  target = _target_subtree(contents, repr(file))
+  target = target_subtree(contents, repr(file))
   ckpt_dir = os.path.dirname(os.path.abspath(file))
   flat = {}
   # A TensorStore spec is itself a dict: stop descending there.
   def walk(node, prefix):
     for k, v in node.items():
       path = f"{prefix}/{k}" if prefix else str(k)
-      if _is_ts_spec(v):
+      if is_tensorstore_spec(v):
         flat[path] = _read_ts(v, ckpt_dir, path)
       elif isinstance(v, Mapping):
         walk(v, path)
@@ -398,7 +403,7 @@ def _read_orbax(directory: str) -> dict[str, np.ndarray]:
   except Exception as e:
     raise ValueError(f"Orbax checkpoint {directory!r} could not be restored"
                      f" ({type(e).__name__}: {e}). Copy the whole directory again.") from e
-  target = _target_subtree(contents, repr(directory))
+  target = target_subtree(contents, repr(directory))
   return {p: np.asarray(x) for p, x in flatten_params(target).items()}
 
 

@@ -49,7 +49,7 @@ class _Source:
     self.name, self.stored_shape, self._read = name, tuple(stored_shape), read
     parts = name.split("/")
     self.layout = None                      # None: stored as used
-    if len(self.stored_shape) == 3 and len(parts) >= 3 and parts[-3] in t5x._ATTN_BLOCKS:
+    if len(self.stored_shape) == 3 and len(parts) >= 3 and parts[-3] in t5x.ATTN_BLOCKS:
       self.layout = "out" if parts[-2] == "out" else "in"
     s = self.stored_shape
     self.shape = {None: s, "in": (s[0], s[1] * s[2]) if len(s) == 3 else s,
@@ -86,15 +86,15 @@ def _sources(file: str) -> dict[str, _Source]:
   except Exception as e:
     raise ValueError(f"{file!r} is not a readable t5x msgpack checkpoint ({e}); copy it"
                      " again from the source.") from e
-  target = t5x._target_subtree(contents, repr(file))
+  target = t5x.target_subtree(contents, repr(file))
   ckpt_dir = os.path.dirname(os.path.abspath(file))
   out: dict[str, _Source] = {}
 
   def walk(node, prefix):
     for k, v in node.items():
       path = f"{prefix}/{k}" if prefix else str(k)
-      if t5x._is_ts_spec(v):
-        spec = t5x._resolve_spec(v, ckpt_dir, path)
+      if t5x.is_tensorstore_spec(v):
+        spec = t5x.resolve_tensorstore_spec(v, ckpt_dir, path)
         try:
           store = ts.open(spec, open=True, read=True).result()   # metadata only
         except Exception as e:

@@ -1,8 +1,8 @@
 """`sharded_generate`: `scj.generate` on a ("data", "model") mesh, one jit.
 
-The decode function is the very one `decoding.api.generate` compiles (the
-same kernel, baselines and targets); here it is jitted with explicit
-`in_shardings` / `out_shardings`:
+The decode function is the very one `decoding.api.generate` compiles
+(`api.decode`: the same kernel, baselines and targets); here it is jitted
+with explicit `in_shardings` / `out_shardings`:
 
   drafter, verifier params   by the logical axis rules (heads/mlp/vocab over "model")
   input_ids [B, S]           P("data", None)
@@ -36,7 +36,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from spec_cascade_jax.decoding import api, kernel
+from spec_cascade_jax.decoding import api, loop
 from spec_cascade_jax.parallel import partitioning as pt
 
 # (treedefs, shardings, statics) -> jitted function; a new jax.jit object per
@@ -67,17 +67,17 @@ def _jitted(drafter, verifier, mesh: Mesh, statics: dict):
   rows = NamedSharding(mesh, P(pt.DATA))
   # The last one, input_lengths [B] or None (no leaves: the sharding then covers nothing).
   in_shardings = (*model_sh, NamedSharding(mesh, P(pt.DATA, None)),
-                  kernel.DecodeParams(alpha=rows, temperature=rows, top_p=rows),
+                  loop.DecodeParams(alpha=rows, temperature=rows, top_p=rows),
                   NamedSharding(mesh, P()), rows)
   out_shardings = (NamedSharding(mesh, P(pt.DATA, None)), rows)  # stats: prefix tree
   key = (jax.tree.structure(drafter), jax.tree.structure(verifier),
          tuple(jax.tree.leaves(model_sh)), mesh, tuple(sorted(statics.items())))
   if key not in _JIT_CACHE:
-    # `_generate_jit.__wrapped__` is api's undecorated decode function: the
-    # same dispatch over methods, compiled here with shardings. The statics
-    # are bound first (jit takes no kwargs alongside in_shardings); the cache
-    # key holds them, so each setting compiles once.
-    fn = functools.partial(api._generate_jit.__wrapped__, **statics)
+    # api.decode is the function `scj.generate` jits: the same dispatch over
+    # methods, compiled here with shardings. The statics are bound first (jit
+    # takes no kwargs alongside in_shardings); the cache key holds them, so
+    # each setting compiles once.
+    fn = functools.partial(api.decode, **statics)
     _JIT_CACHE[key] = jax.jit(fn, in_shardings=in_shardings, out_shardings=out_shardings)
   return _JIT_CACHE[key]
 
@@ -90,20 +90,19 @@ def lower_sharded_generate(drafter, verifier, input_ids, *, mesh: Mesh,
   return fn.lower(*args), args
 
 
-# rule / alpha None: the method's default; a method that takes no rule (no α)
-# rejects one passed explicitly (api._resolve_rule_alpha), as `scj.generate` does.
-_DEFAULTS = dict(method="spec_cascade", rule=None, alpha=None, num_draft_tokens=5,
-                 temperature=0.0, top_k=0, top_p=1.0, max_new_tokens=64, rng=None,
-                 seq_confidence="mean", ngram_size=3, eos_id=None, input_lengths=None)
+# generate()'s keyword arguments and defaults (rule / alpha None: the
+# method's default; a method that takes no rule or α rejects one passed
+# explicitly, as `scj.generate` does). pad_single_row is a one-device setting.
+_KWARGS = {k: v for k, v in api.GENERATE_DEFAULTS.items() if k != "pad_single_row"}
 
 
 def _setup(drafter, verifier, input_ids, mesh, rules, generate_kwargs):
-  unknown = sorted(set(generate_kwargs) - set(_DEFAULTS))
+  unknown = sorted(set(generate_kwargs) - set(_KWARGS))
   if unknown:
-    raise TypeError(f"Unknown generate arguments {unknown}; valid: {sorted(_DEFAULTS)}.")
+    raise TypeError(f"Unknown generate arguments {unknown}; valid: {sorted(_KWARGS)}.")
   mesh, rules = pt._check_mesh(mesh), pt._check_rules(rules)
-  kw = {**_DEFAULTS, **generate_kwargs}
-  drafter, verifier, (alpha, temperature, top_p), rng, statics = api._prepare(
+  kw = {**_KWARGS, **generate_kwargs}
+  drafter, verifier, (alpha, temperature, top_p), rng, statics = api.prepare(
       drafter, verifier, input_ids, **kw)
   lengths = kw["input_lengths"]
   batch, data = int(input_ids.shape[0]), mesh.shape[pt.DATA]
@@ -123,7 +122,7 @@ def _setup(drafter, verifier, input_ids, mesh, rules, generate_kwargs):
   else:
     input_ids = np.asarray(input_ids, np.int32)
   input_ids = pt.place(input_ids, NamedSharding(mesh, P(pt.DATA, None)))
-  params = kernel.DecodeParams(alpha=pt.place(alpha, rows),
+  params = loop.DecodeParams(alpha=pt.place(alpha, rows),
                                temperature=pt.place(temperature, rows),
                                top_p=pt.place(top_p, rows))
   rng = pt.place(rng, NamedSharding(mesh, P()))

@@ -59,7 +59,7 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
-from spec_cascade_jax.decoding import kernel
+from spec_cascade_jax.decoding import loop
 from spec_cascade_jax.parallel import lm_axes
 
 DATA, MODEL = "data", "model"
@@ -356,7 +356,7 @@ class ShardedModel:
   @property
   def eos_id(self):
     """The wrapped model's EOS ids (models/protocol.py; 1 where it has none)."""
-    return getattr(self.model, "eos_id", kernel.EOS)
+    return getattr(self.model, "eos_id", loop.EOS)
 
   @property
   def decoder_only(self) -> bool:
@@ -375,8 +375,8 @@ class ShardedModel:
 
   def init_cache(self, input_ids: jax.Array, max_length: int, input_lengths=None):
     """As the wrapped model's; input_ids [B, S] (input_lengths [B], passed on only
-    when given, as decoding.kernel.init_cache does) -> cache pinned to its sharding."""
-    cache = kernel.init_cache(self.model, input_ids, max_length, input_lengths)
+    when given, as decoding.loop.init_cache does) -> cache pinned to its sharding."""
+    cache = loop.init_cache(self.model, input_ids, max_length, input_lengths)
     return self.constrain_cache(cache)
 
   def step(self, tokens: jax.Array, cache, positions: jax.Array):
@@ -469,7 +469,12 @@ class Partitioner:
   logical_axis_rules: see the module docstring; default STANDARD_RULES.
 
       partitioner = Partitioner(num_partitions=2)
-      res = partitioner.generate(drafter, verifier, input_ids, method="speculative")
+      res = scj.generate(drafter, verifier, input_ids, method="speculative",
+                         mesh=partitioner.mesh, rules=partitioner.logical_axis_rules)
+
+  Like t5x's partitioner it holds the mesh and the rules and decodes nothing
+  itself: `scj.generate(mesh=)` (parallel/generate.py) does, on top of this
+  module.
   """
   num_partitions: int = 1
   logical_axis_rules: Rules = STANDARD_RULES
@@ -485,9 +490,3 @@ class Partitioner:
 
   def shard_model(self, model, mesh: Mesh | None = None) -> ShardedModel:
     return shard_model(model, mesh or self.mesh, self.logical_axis_rules)
-
-  def generate(self, drafter, verifier, input_ids, **generate_kwargs):
-    """`parallel.sharded_generate` on this partitioner's mesh and rules."""
-    from spec_cascade_jax.parallel.generate import sharded_generate
-    return sharded_generate(drafter, verifier, input_ids, mesh=self.mesh,
-                            rules=self.logical_axis_rules, **generate_kwargs)
