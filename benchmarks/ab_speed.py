@@ -104,7 +104,8 @@ def compare(pairs: list[tuple[dict, dict]]) -> list[dict]:
 
 
 def main(argv=None):
-  argv = sys.argv[1:] if argv is None else argv
+  argv = sys.argv[1:] if argv is None else list(argv)
+  command = " ".join(["python benchmarks/ab_speed.py", *argv])
   speed_args = argv[argv.index("--") + 1:] if "--" in argv else []
   argv = argv[:argv.index("--")] if "--" in argv else argv
   ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -123,7 +124,7 @@ def main(argv=None):
                                        else "-" + os.path.basename(new_tree))
   runs_dir = os.path.join(args.workdir, f"runs-{name}")
   os.makedirs(runs_dir, exist_ok=True)
-  pairs = []
+  pairs, runs = [], []
   for i in range(args.pairs):
     order = [("old", old_tree), ("new", new_tree)]
     if i % 2:
@@ -131,10 +132,14 @@ def main(argv=None):
     got = {side: run_speed(tree, speed_args, os.path.join(runs_dir, f"{i}-{side}.json"))
            for side, tree in order}
     pairs.append((got["old"], got["new"]))
+    runs += [{"pair": i, "side": side, "date": got[side]["machine"]["date"],
+              "load_avg_1m": got[side]["machine"]["load_avg_1m"]} for side, _ in order]
   rows = compare(pairs)
   info = common.machine()
-  print(f"\n{common.header(info)}  old: {args.old} ({os.path.basename(old_tree)})  "
-        f"new: {args.new}  pairs: {args.pairs}  speed.py {' '.join(speed_args)}")
+  loads = [r["load_avg_1m"] for r in runs]
+  print(f"\n# runs {runs[0]['date']} to {runs[-1]['date']}  {info['cpu']} x{info['cpu_count']}"
+        f"  jax {info['jax']}  load {min(loads)}-{max(loads)}  old: {args.old} "
+        f"({os.path.basename(old_tree)})  new: {args.new}  pairs: {args.pairs}")
   print(common.format_table(rows, [("table", "table", ""), ("method", "method", ""),
                                    ("metric", "metric", ""), ("old", "old", ".1f"),
                                    ("new", "new", ".1f"),
@@ -143,9 +148,10 @@ def main(argv=None):
   print("latency: ms per example at batch 1 (new/old < 1: new faster); tok_s_bN: "
         "tokens/s at batch N (new/old > 1: new faster).")
   if args.json:
-    common.write_json(args.json, {"machine": info, "old": args.old,
+    common.write_json(args.json, {"machine": info, "command": command, "old": args.old,
                                   "old_sha": os.path.basename(old_tree), "new": args.new,
-                                  "speed_args": speed_args, "rows": rows})
+                                  "pairs": args.pairs, "speed_args": speed_args,
+                                  "runs": runs, "rows": rows})
   return rows
 
 

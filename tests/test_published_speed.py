@@ -522,3 +522,47 @@ def test_lm_vs_hf():
                  x=one("ratios", same, "ratio"), y=one("ratios", "HF greedy / ours verifier", "ratio"))
     checks.claim(name, text, "({a} against {b} ms per prompt for speculative decoding)",
                  a=lm(spec, "ms"), b=row_value(LM_VS_HF_TORCH1, ("rows",), {"name": spec}, "ms"))
+
+
+AB_LOOP_CORE = R + "ab_loop_core.json"
+
+
+def test_loop_core_ab():
+  """Issue 14's speed A/B of the loop core (benchmarks/ab_speed.py): the pasted
+  table, the command and the prose ranges, against the results file."""
+  with Checks() as checks:
+    text = doc("BENCHMARKS.md", "## One loop core: speed A/B")
+    name = "BENCHMARKS.md (loop-core A/B)"
+    run = load_json(AB_LOOP_CORE)
+    start = text.index("python benchmarks/ab_speed.py")
+    quoted = " ".join(text[start:text.index("\n\n", start)].replace("\\\n", " ").split())
+    assert quoted == run["command"], (
+        f"{name}: the quoted command {quoted!r} is not the one of {AB_LOOP_CORE}: "
+        f"{run['command']!r}")
+    rows = {(r["method"], r["metric"]): r for r in run["rows"]}
+    block = code_block(text, "new/old (med)")
+    for line in block.splitlines():
+      cells = line.split()
+      if not cells or not cells[0].startswith("T="):
+        continue
+      metric = cells[-6]
+      method = " ".join(cells[1:-6])
+      r = rows.pop((method, metric))
+      for printed, key in zip(cells[-5:], ("old", "new", "ratio_median", "ratio_min",
+                                           "ratio_max")):
+        checks.number(f"{name}: {method} {metric} {key}", printed,
+                      V(lambda r=r, key=key: r[key], f"{AB_LOOP_CORE} {method} {metric}"))
+    assert not rows, f"{name}: rows of {AB_LOOP_CORE} missing from the table: {sorted(rows)}"
+    lat = [V(lambda r=r: r["ratio_median"], r["method"]) for r in run["rows"]
+           if r["metric"] == "latency"]
+    thr = [V(lambda r=r: r["ratio_median"], r["method"]) for r in run["rows"]
+           if r["metric"] != "latency"]
+    spec_thr = [V(lambda r=r, k=k: r[k], r["method"]) for r in run["rows"]
+                if r["metric"] != "latency" and r["method"] not in ("verifier", "drafter")
+                for k in ("ratio_min", "ratio_max")]
+    checks.claim(name, text, "below 1\n({lo}–{hi})", lo=range_of(lat, min),
+                 hi=range_of(lat, max))
+    checks.claim(name, text, "above 1 ({lo}–{hi})", lo=range_of(thr, min),
+                 hi=range_of(thr, max))
+    checks.claim(name, text, "the noisiest, {lo}–{hi}", lo=range_of(spec_thr, min),
+                 hi=range_of(spec_thr, max))
