@@ -145,8 +145,8 @@ def test_round_profile_finds_every_phase_of_a_speculative_round():
                                top_p=jnp.ones((1,)))
   text = api.jitted_decode.lower(
       drafter, verifier, ids, params, jax.random.PRNGKey(0), method="spec_cascade",
-      rule="token_v1", gamma=2, top_k=0, max_new_tokens=4, seq_confidence="",
-      ngram=0).compile().as_text()
+      rule="token_v1", num_draft_tokens=2, top_k=0, max_new_tokens=4, seq_confidence="",
+      ngram_size=0).compile().as_text()
   found = set(round_profile.op_phases(text).values())
   for phase in ("encode/model", "draft/model", "draft/kernel", "verify/model",
                 "verify/kernel", "target/kernel", "accept/kernel", "commit/kernel"):

@@ -70,12 +70,12 @@ class GenerateResult:
 
 
 # The static arguments of `decode` (the keys of `prepare`'s statics).
-STATIC_ARGNAMES = ("method", "rule", "gamma", "top_k", "max_new_tokens", "seq_confidence",
-                   "ngram", "eos_ids")
+STATIC_ARGNAMES = ("method", "rule", "num_draft_tokens", "top_k", "max_new_tokens",
+                   "seq_confidence", "ngram_size", "eos_ids")
 
 
 def decode(drafter, verifier, input_ids, params, rng, input_lengths=None, *,
-           method, rule, gamma, top_k, max_new_tokens, seq_confidence, ngram,
+           method, rule, num_draft_tokens, top_k, max_new_tokens, seq_confidence, ngram_size,
            eos_ids=(loop.EOS,)):
   """The function `generate` compiles: the loop of `method` (methods.py), on
   prepared arguments (`prepare`). Not jitted itself: `jitted_decode` is its
@@ -86,11 +86,12 @@ def decode(drafter, verifier, input_ids, params, rng, input_lengths=None, *,
                 input_lengths=input_lengths)
   loop = methods.get(method).loop
   if loop == "lookup":
-    return lookup.lookup_decode(verifier, input_ids, params, rng, ngram=ngram,
-                                gamma=gamma, **common)
+    return lookup.lookup_decode(verifier, input_ids, params, rng, ngram=ngram_size,
+                                gamma=num_draft_tokens, **common)
   if loop == "kernel":
     return kernel.spec_decode(drafter, verifier, input_ids, params, rng,
-                              target_fn=targets.get_target(method, rule), gamma=gamma,
+                              target_fn=targets.get_target(method, rule),
+                              gamma=num_draft_tokens,
                               **common)
   if loop == "single":
     model = drafter if method == "drafter" else verifier
@@ -98,7 +99,7 @@ def decode(drafter, verifier, input_ids, params, rng, input_lengths=None, *,
                                   is_verifier=method == "verifier", **common)
   if loop == "token_cascade":
     return baselines.token_cascade(drafter, verifier, input_ids, params, rng,
-                                   chunk=gamma + 1, **common)
+                                   chunk=num_draft_tokens + 1, **common)
   if loop == "oracle_cascade":
     return baselines.oracle_cascade(drafter, verifier, input_ids, params, rng,
                                     target_fn=targets.get_target(method, rule), **common)
@@ -231,8 +232,8 @@ def _resolve_rule_alpha(method, rule, alpha):
   return rule, alpha
 
 
-def _validate(drafter, verifier, input_ids, method, rule, gamma, max_new_tokens, top_k,
-              seq_confidence, ngram_size):
+def _validate(drafter, verifier, input_ids, method, rule, num_draft_tokens, max_new_tokens,
+              top_k, seq_confidence, ngram_size):
   spec = methods.get(method)   # an unknown method raises here
   if spec.takes_rule and rule not in RULES:
     raise ValueError(f"Unknown rule {rule!r}; valid rules: {RULES}.")
@@ -260,8 +261,9 @@ def _validate(drafter, verifier, input_ids, method, rule, gamma, max_new_tokens,
                        "Where they share a tokenizer and one embedding only has extra "
                        "padding rows (Qwen 2.5 0.5B and 7B), widen the smaller: "
                        "spec_cascade_jax.models.padded.pad_vocabulary(model, size).")
-  if not isinstance(gamma, (int, np.integer)) or isinstance(gamma, bool) or gamma < 1:
-    raise ValueError(f"num_draft_tokens must be an int >= 1; got {gamma!r}.")
+  if (not isinstance(num_draft_tokens, (int, np.integer)) or isinstance(num_draft_tokens, bool)
+      or num_draft_tokens < 1):
+    raise ValueError(f"num_draft_tokens must be an int >= 1; got {num_draft_tokens!r}.")
   if (not isinstance(max_new_tokens, (int, np.integer)) or isinstance(max_new_tokens, bool)
       or max_new_tokens < 1):
     raise ValueError(f"max_new_tokens must be an int >= 1; got {max_new_tokens!r}.")
@@ -322,13 +324,13 @@ def prepare(drafter, verifier, input_ids, *, method, rule, alpha, num_draft_toke
   rng = jax.random.PRNGKey(0) if rng is None else rng
   # Normalise the statics so equal settings hit the same compiled function.
   statics = dict(method=method, rule=rule if method_takes_rule(method) else "",
-                 gamma=int(num_draft_tokens), top_k=int(top_k),
+                 num_draft_tokens=int(num_draft_tokens), top_k=int(top_k),
                  max_new_tokens=int(max_new_tokens),
                  seq_confidence=seq_confidence if method == "seq_cascade" else "",
-                 ngram=int(ngram_size) if method == "prompt_lookup" else 0)
+                 ngram_size=int(ngram_size) if method == "prompt_lookup" else 0)
   spec = methods.get(method)
-  if not spec.uses_gamma:
-    statics["gamma"] = 1  # unused by the method: do not recompile per γ
+  if not spec.uses_num_draft_tokens:
+    statics["num_draft_tokens"] = 1  # unused by the method: do not recompile per γ
   if not spec.uses_verifier:
     verifier = None
   if not spec.uses_drafter:

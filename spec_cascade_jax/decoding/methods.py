@@ -49,8 +49,9 @@ class Method:
     take no rule (`generate` rejects one passed to them).
   drafts: proposals are verified in rounds, so acceptance and rejection
     rates mean something (the speculative kernel's methods, prompt lookup).
-  uses_gamma: `num_draft_tokens` matters (a draft length, or token_cascade's
-    chunk); where it does not, `generate` compiles one function for every γ.
+  uses_num_draft_tokens: `num_draft_tokens` (γ) matters (a draft length, or
+    token_cascade's chunk); where it does not, `generate` compiles one
+    function for every γ.
   """
   name: str
   loop: str
@@ -58,7 +59,7 @@ class Method:
   uses_verifier: bool = True
   default_rule: str | None = None
   drafts: bool = False
-  uses_gamma: bool = True
+  uses_num_draft_tokens: bool = True
 
   def __post_init__(self):
     if self.loop not in LOOPS:
@@ -86,16 +87,17 @@ DEFAULT_NUM_DRAFT_TOKENS = 5
 DEFAULT_NGRAM_SIZE = 3
 
 METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("drafter", "single", uses_verifier=False, uses_gamma=False),
-    Method("verifier", "single", uses_drafter=False, uses_gamma=False),
+    Method("drafter", "single", uses_verifier=False, uses_num_draft_tokens=False),
+    Method("verifier", "single", uses_drafter=False, uses_num_draft_tokens=False),
     Method("speculative", "kernel", drafts=True),
     Method("lossy", "kernel", drafts=True),
     Method("spec_cascade", "kernel", default_rule=DEFAULT_RULE, drafts=True),
     # Calls the verifier only where the rule defers, so the rule may read q
     # alone: chow is its one rule.
     Method("token_cascade", "token_cascade", default_rule="chow"),
-    Method("oracle_cascade", "oracle_cascade", default_rule=DEFAULT_RULE, uses_gamma=False),
-    Method("seq_cascade", "seq_cascade", uses_gamma=False),
+    Method("oracle_cascade", "oracle_cascade", default_rule=DEFAULT_RULE,
+           uses_num_draft_tokens=False),
+    Method("seq_cascade", "seq_cascade", uses_num_draft_tokens=False),
     Method("bild", "kernel", drafts=True),
     Method("prompt_lookup", "lookup", uses_drafter=False, drafts=True),
 )}
