@@ -31,7 +31,7 @@ import jax.numpy as jnp  # noqa: E402
 
 # The project's one padding helper, as `common.pad_batch` for the scripts.
 from spec_cascade_jax.data.padding import pad_batch  # noqa: E402,F401
-from spec_cascade_jax.models.configs import T5Config  # noqa: E402
+from spec_cascade_jax.models.t5 import T5Config  # noqa: E402
 
 # The bundled pair's architectures (configs/models/demo_*.gin), for random
 # weights when the trained models are not installed.

@@ -52,7 +52,7 @@ common=(
   --gin_bindings="trainer.TrainConfig.checkpoint_every = 500"
   --gin_bindings="trainer.TrainConfig.log_every = 100"
   --gin_bindings="recipes.train_gettext.bleu_examples = $BLEU_EXAMPLES"
-  --gin_bindings="configs.T5Config.dtype = 'bfloat16'"
+  --gin_bindings="t5.T5Config.dtype = 'bfloat16'"
   --gin_bindings="recipes.train_gettext.param_dtype = 'bfloat16'"
 )
 step train_verifier 420 python -m spec_cascade_jax.main \
@@ -61,9 +61,9 @@ step train_verifier 420 python -m spec_cascade_jax.main \
   --gin_bindings="WORKDIR = '$WORK/verifier'" \
   --gin_bindings="TRAIN_STEPS = $VERIFIER_STEPS" \
   --gin_bindings="trainer.TrainConfig.eval_every = $((VERIFIER_STEPS / 3 + 1))" \
-  --gin_bindings="configs.T5Config.d_model = $VERIFIER_D_MODEL" \
-  --gin_bindings="configs.T5Config.d_ff = $((VERIFIER_D_MODEL * 4))" \
-  --gin_bindings="configs.T5Config.num_heads = $HEADS"
+  --gin_bindings="t5.T5Config.d_model = $VERIFIER_D_MODEL" \
+  --gin_bindings="t5.T5Config.d_ff = $((VERIFIER_D_MODEL * 4))" \
+  --gin_bindings="t5.T5Config.num_heads = $HEADS"
 step train_drafter 300 python -m spec_cascade_jax.main \
   --gin_file=configs/train/demo_drafter_v2.gin "${common[@]}" \
   --gin_bindings="MODEL_DIR = '$OUT/demo-drafter-v2'" \

@@ -52,8 +52,7 @@ import numpy as np  # noqa: E402
 import common  # noqa: E402
 from spec_cascade_jax.testing import NoEos  # noqa: E402
 from spec_cascade_jax.decoding import generate  # noqa: E402
-from spec_cascade_jax.models.configs import PRESETS, T5Config  # noqa: E402
-from spec_cascade_jax.models.t5 import T5Model  # noqa: E402
+from spec_cascade_jax.models.t5 import PRESETS, T5Config, T5Model  # noqa: E402
 
 SMOKE_DRAFTER = T5Config(name="smoke-d", vocab_size=512, d_model=64, d_kv=16, d_ff=128,
                          num_heads=4, num_layers=2, num_decoder_layers=1)

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from spec_cascade_jax.decoding import generate
-from spec_cascade_jax.models.configs import PRESETS
+from spec_cascade_jax.models.t5 import PRESETS
 from spec_cascade_jax.testing import NoEos, random_bigram
 
 

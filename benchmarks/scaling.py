@@ -38,7 +38,7 @@ def _parse(argv):
   p.add_argument("--fake-devices", type=int, default=8,
                  help="number of fake CPU devices (--platform cpu only)")
   p.add_argument("--verifier", default="bench-verifier",
-                 help="T5 preset name (configs.PRESETS) or bench-verifier")
+                 help="T5 preset name (models.t5.PRESETS) or bench-verifier")
   p.add_argument("--drafter", default="bench-drafter")
   p.add_argument("--meshes", default="1x1,2x1,4x1,8x1,4x2,2x4",
                  help="comma-separated DATAxMODEL meshes (skipped if too large)")
@@ -64,8 +64,7 @@ def main(argv=None):
 
   import spec_cascade_jax as scj
   from spec_cascade_jax import parallel
-  from spec_cascade_jax.models.configs import PRESETS
-  from spec_cascade_jax.models.t5 import T5Model
+  from spec_cascade_jax.models.t5 import PRESETS, T5Model
 
   from spec_cascade_jax.testing import NoEos
 

@@ -1,7 +1,7 @@
 """Our speculative decoding against Hugging Face assisted generation, same weights.
 
 Exports the pair (bundled, or random weights of its shapes) to Hugging Face T5
-directories with `models.hf.save_hf_t5`, loads them with transformers
+directories with `models.t5.save_hf_t5`, loads them with transformers
 unchanged (no missing / unexpected keys, checked), and decodes the same
 gettext_en_de validation inputs greedily at batch 1 with
   - ours: `generate(method="speculative", num_draft_tokens=γ)`, verifier-only,
@@ -42,7 +42,7 @@ import numpy as np  # noqa: E402
 
 import common  # noqa: E402
 from spec_cascade_jax.decoding import generate  # noqa: E402
-from spec_cascade_jax.models.hf import save_hf_t5  # noqa: E402
+from spec_cascade_jax.models.t5 import save_hf_t5  # noqa: E402
 
 
 def load_hf(path: str):

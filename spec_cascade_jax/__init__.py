@@ -23,9 +23,9 @@ _LAZY = {
     "load_model": ("spec_cascade_jax.models.loading", "load_model"),
     "save_model": ("spec_cascade_jax.models.checkpoint", "save_model"),
     "T5Model": ("spec_cascade_jax.models.t5", "T5Model"),
-    "T5Config": ("spec_cascade_jax.models.configs", "T5Config"),
+    "T5Config": ("spec_cascade_jax.models.t5", "T5Config"),
     "LMModel": ("spec_cascade_jax.models.lm", "LMModel"),
-    "LMConfig": ("spec_cascade_jax.models.lm_configs", "LMConfig"),
+    "LMConfig": ("spec_cascade_jax.models.lm", "LMConfig"),
     "load_vocabulary": ("spec_cascade_jax.data.vocab", "load_vocabulary"),
 }
 _SUBMODULES = ("testing", "models", "decoding", "data", "training", "evaluation", "tasks",

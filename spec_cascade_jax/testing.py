@@ -68,8 +68,7 @@ def tiny_t5_pair(rng=None, vocab_size: int = 64, verifier_layers: int = 3,
   random weights, so the two disagree often (a useful test of rejections).
   """
   # Imported here: the bigram tools above must not need the T5 code.
-  from spec_cascade_jax.models.configs import PRESETS
-  from spec_cascade_jax.models.t5 import T5Model
+  from spec_cascade_jax.models.t5 import PRESETS, T5Model
 
   rng = jax.random.PRNGKey(0) if rng is None else rng
   base = PRESETS["tiny-v1.0"].replace(vocab_size=vocab_size, d_model=d_model)
@@ -83,7 +82,7 @@ def tiny_lm_pair(rng=None, model_type: str = "llama", vocab_size: int = 128,
                  verifier_layers: int = 2, drafter_layers: int = 1,
                  init_std: float | None = None, **config):
   """Random (drafter, verifier) decoder-only LMs of one family sharing a
-  vocabulary (models/lm_configs.tiny_config; `config` overrides fields).
+  vocabulary (models/lm/config.py's tiny_config; `config` overrides fields).
 
   The drafter is a shallower copy of the verifier's architecture with its
   own weights. init_std: draw every parameter from N(0, init_std²) instead
@@ -91,8 +90,7 @@ def tiny_lm_pair(rng=None, model_type: str = "llama", vocab_size: int = 128,
   path for tests); larger values give peakier next-token distributions than
   Hugging Face's init, which a tiny random model makes nearly uniform.
   """
-  from spec_cascade_jax.models.lm import LMModel
-  from spec_cascade_jax.models.lm_configs import tiny_config
+  from spec_cascade_jax.models.lm import LMModel, tiny_config
 
   rng = jax.random.PRNGKey(0) if rng is None else rng
   base = tiny_config(model_type, vocab_size=vocab_size, **config)

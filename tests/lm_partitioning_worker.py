@@ -3,7 +3,7 @@
     XLA_FLAGS=--xla_force_host_platform_device_count=8 \
         python tests/lm_partitioning_worker.py OUT_DIR
 
-All five decoder-only LM families (hf_lm.SUPPORTED_MODEL_TYPES; tiny
+All five decoder-only LM families (models.lm.hf.SUPPORTED_MODEL_TYPES; tiny
 configs: 4 query heads), each on a mesh chosen so that K/V heads are
 replicated (parallel/lm_axes.py) on both meshes and split on (4, 2); none has
 the 4 K/V heads that (2, 4) would split:
@@ -107,7 +107,7 @@ def run_family(model_type: str, shape, init_std: float, noise: float, out_dir: s
   import spec_cascade_jax as scj
   from jax.sharding import NamedSharding, PartitionSpec as P
   from spec_cascade_jax import parallel
-  from spec_cascade_jax.models import hf_lm
+  from spec_cascade_jax.models.lm import hf as hf_lm
   from spec_cascade_jax.parallel import hf_checkpoint
 
   drafter, verifier = pair(model_type, init_std, noise)

@@ -38,8 +38,7 @@ def tiny_pair():
   """
   import jax
   import jax.numpy as jnp
-  from spec_cascade_jax.models.configs import PRESETS
-  from spec_cascade_jax.models.t5 import T5Model
+  from spec_cascade_jax.models.t5 import PRESETS, T5Model
 
   cfg = PRESETS["tiny-v1.1"].replace(d_ff=64, num_layers=1, num_decoder_layers=1,
                                      name="tiny-parallel")
@@ -75,7 +74,7 @@ def run_mesh(out_dir: str):
   import spec_cascade_jax as scj
   from jax.sharding import NamedSharding, PartitionSpec as P
   from spec_cascade_jax import parallel
-  from spec_cascade_jax.models import t5x_checkpoint
+  from spec_cascade_jax.models.t5 import t5x_checkpoint
   from spec_cascade_jax.parallel import checkpoint as pckpt
 
   assert jax.device_count() == 8, jax.devices()

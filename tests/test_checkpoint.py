@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 
 from spec_cascade_jax.models import checkpoint as ck
-from spec_cascade_jax.models import hf
 from spec_cascade_jax.models import loading
-from spec_cascade_jax.models import t5x_checkpoint as tc
-from spec_cascade_jax.models.configs import PRESETS
-from spec_cascade_jax.models.t5 import T5Model
+from spec_cascade_jax.models.lm import MODEL_TYPES, LMModel
+from spec_cascade_jax.models.t5 import PRESETS, T5Model
+from spec_cascade_jax.models.t5 import hf
+from spec_cascade_jax.models.t5 import t5x_checkpoint as tc
+from spec_cascade_jax.testing import tiny_lm_pair
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +122,7 @@ def test_load_model_dispatch(tmp_path, model, monkeypatch):
 
 
 def test_load_model_hugging_face_directory(tmp_path, model):
-  # 3. A Hugging Face directory goes through models/hf.py (safetensors, no torch).
+  # 3. A Hugging Face directory goes through models/t5/hf.py (safetensors, no torch).
   d = str(tmp_path / "hf")
   hf.save_hf_t5(model, d)
   assert os.path.isfile(os.path.join(d, "config.json"))
@@ -163,3 +164,58 @@ def test_saved_files_follow_the_umask(tmp_path, model):
     os.umask(old)
   for f in ("config.json", "params.msgpack"):
     assert os.stat(os.path.join(d, f)).st_mode & 0o777 == 0o644, f
+
+
+# ------------------------------------------------------------------ families
+
+
+def test_config_json_records_the_family(tmp_path, model):
+  d = tmp_path / "m"
+  ck.save_model(model, str(d))
+  cfg = json.loads((d / "config.json").read_text())
+  assert cfg["family"] == "t5"
+  # Without the key (the bundled models predate it) the file reads as T5.
+  del cfg["family"]
+  (d / "config.json").write_text(json.dumps(cfg))
+  _assert_same_model(ck.load_saved_model(str(d)), model)
+  with open(os.path.join(loading.ASSETS_DIR, "demo-drafter", "config.json")) as f:
+    assert "family" not in json.load(f)
+
+
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
+def test_lm_round_trip_through_our_format(tmp_path, model_type):
+  _, lm = tiny_lm_pair(model_type=model_type, init_std=0.5)
+  d = str(tmp_path / "lm")
+  ck.save_model(lm, d)
+  cfg = json.loads((tmp_path / "lm" / "config.json").read_text())
+  assert cfg["family"] == "lm" and cfg["model_type"] == model_type
+  for got in (ck.load_saved_model(d), loading.load_model(d)):
+    assert isinstance(got, LMModel)
+    _assert_same_model(got, lm)
+    ids = np.array([[5, 9, 17, 3], [7, 2, 0, 0]], np.int32)
+    np.testing.assert_array_equal(np.asarray(got.logits(ids)), np.asarray(lm.logits(ids)))
+  assert ck.load_saved_model(d, dtype="bfloat16").config.dtype == "bfloat16"
+  # Weights that do not fit the config: the parameter is named.
+  cfg["num_layers"], cfg["layer_types"] = 1, cfg["layer_types"][:1]
+  (tmp_path / "lm" / "config.json").write_text(json.dumps(cfg))
+  with pytest.raises(ValueError, match=r"'layers_1/.*' is unexpected"):
+    ck.load_saved_model(d)
+
+
+def test_unknown_family_is_a_clear_error(tmp_path, model):
+  d = tmp_path / "m"
+  ck.save_model(model, str(d))
+  cfg = json.loads((d / "config.json").read_text())
+  (d / "config.json").write_text(json.dumps(dict(cfg, family="rnn")))
+  for load in (ck.load_saved_model, loading.load_model):
+    with pytest.raises(ValueError, match=r"config\.json.*'rnn'.*valid families:"
+                                         r" \['lm', 't5'\]"):
+      load(str(d))
+
+
+def test_save_model_needs_a_family_model(tmp_path):
+  from spec_cascade_jax.testing import BigramModel
+  toy = BigramModel(logits=np.zeros((4, 4), np.float32))
+  with pytest.raises(TypeError, match=r"families \['lm', 't5'\].*BigramModel"):
+    ck.save_model(toy, str(tmp_path / "toy"))
+  assert not os.path.exists(tmp_path / "toy")

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from spec_cascade_jax.decoding import api
-from spec_cascade_jax.models.configs import PRESETS
-from spec_cascade_jax.models.t5 import T5Model
+from spec_cascade_jax.models.t5 import PRESETS, T5Model
 from spec_cascade_jax.training import distill
 
 

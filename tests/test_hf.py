@@ -15,10 +15,10 @@ import torch  # the test extra (setup.py): a missing one is a broken install
 import transformers
 from safetensors.numpy import load_file, save_file
 
-from spec_cascade_jax.models.configs import PRESETS
-from spec_cascade_jax.models.hf import (
+from spec_cascade_jax.models.t5 import PRESETS
+from spec_cascade_jax.models.t5.hf import (
     HFCheckpointError, HFCheckpointNotFoundError, load_hf_t5, save_hf_t5)
-from spec_cascade_jax.models.t5 import T5Model, relative_position_bucket
+from spec_cascade_jax.models.t5.model import T5Model, relative_position_bucket
 
 pytestmark = pytest.mark.slow  # parity with transformers' PyTorch T5 (the fast tier leaves it out)
 

@@ -1,4 +1,4 @@
-"""Hugging Face decoder-only LMs (models/hf_lm.py): parity with transformers.
+"""Hugging Face decoder-only LMs (models/lm/hf.py): parity with transformers.
 
 Random-weight models of every supported model_type are made and saved by
 transformers itself (tiny configs, no hub), loaded by us, and compared at
@@ -20,9 +20,9 @@ import torch  # the test extra (setup.py): a missing one is a broken install
 import transformers
 
 import spec_cascade_jax as scj
-from spec_cascade_jax.models import hf_lm, lm_configs
-from spec_cascade_jax.models.hf import HFCheckpointError, HFCheckpointNotFoundError
-from spec_cascade_jax.models.lm import LMModel
+from spec_cascade_jax.models.lm import HFCheckpointError, HFCheckpointNotFoundError, LMModel
+from spec_cascade_jax.models.lm import config as lm_configs
+from spec_cascade_jax.models.lm import hf as hf_lm
 
 pytestmark = pytest.mark.slow  # parity with transformers' PyTorch LMs
 

@@ -1,4 +1,4 @@
-"""Decoder-only LMs (models/lm.py): published sizes, prefill + chunks = full forward."""
+"""Decoder-only LMs (models/lm/model.py): published sizes, prefill + chunks = full forward."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from spec_cascade_jax.models import lm_configs
-from spec_cascade_jax.models.lm import LMModel, count_params, rope_inv_freq
-from spec_cascade_jax.models.lm_configs import LMConfig, tiny_config
+from spec_cascade_jax.models.lm import LMConfig, LMModel, count_params, tiny_config
+from spec_cascade_jax.models.lm import config as lm_configs
+from spec_cascade_jax.models.lm.model import rope_inv_freq
 from spec_cascade_jax.testing import tiny_lm_pair
 
 # Published totals. Gemma 2 and Gemma 3: the technical reports' tables

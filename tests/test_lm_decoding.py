@@ -25,8 +25,7 @@ from test_sampling_exact import chi_square_pvalue, ref_seq_cascade_law, seq_alph
 
 import spec_cascade_jax as scj
 from spec_cascade_jax.decoding import loop
-from spec_cascade_jax.models.configs import PRESETS
-from spec_cascade_jax.models.t5 import T5Model
+from spec_cascade_jax.models.t5 import PRESETS, T5Model
 from spec_cascade_jax.testing import BigramModel, bigram_from_probs, tiny_lm_pair
 
 # Ragged rows of 6, 2 and 4 tokens; token 0 is real (row 1); pads are 7s.

@@ -25,9 +25,9 @@ from jax.sharding import PartitionSpec as P
 
 import spec_cascade_jax as scj
 from spec_cascade_jax import parallel
-from spec_cascade_jax.models import hf_lm, lm_configs
-from spec_cascade_jax.models.hf import HFCheckpointError, HFCheckpointNotFoundError
-from spec_cascade_jax.models.lm import LMModel
+from spec_cascade_jax.models.lm import HFCheckpointError, HFCheckpointNotFoundError, LMModel
+from spec_cascade_jax.models.lm import config as lm_configs
+from spec_cascade_jax.models.lm import hf as hf_lm
 from spec_cascade_jax.parallel import partitioning as pt
 from spec_cascade_jax.testing import tiny_lm_pair, tiny_t5_pair
 from lm_partitioning_worker import FAMILIES as WORKER_FAMILIES

@@ -24,7 +24,7 @@ from spec_cascade_jax.data import hf_tokenizer
 from spec_cascade_jax.data.dataset import load_split
 from spec_cascade_jax.data.vocab import load_vocabulary
 from spec_cascade_jax.evaluation import grids, infer, prompts
-from spec_cascade_jax.models.hf_lm import save_hf_lm
+from spec_cascade_jax.models.lm import save_hf_lm
 from spec_cascade_jax.models.padded import NEG_INF, pad_vocabulary
 from spec_cascade_jax.testing import tiny_lm_pair
 

@@ -9,8 +9,7 @@ import numpy as np
 import optax
 import pytest
 
-from spec_cascade_jax.models.configs import PRESETS
-from spec_cascade_jax.models.t5 import T5Model, segment_positions
+from spec_cascade_jax.models.t5 import PRESETS, T5Model, segment_positions
 from spec_cascade_jax.training import batching, trainer
 
 

@@ -20,8 +20,7 @@ import numpy as np
 import pytest
 
 from spec_cascade_jax import parallel
-from spec_cascade_jax.models.configs import PRESETS
-from spec_cascade_jax.models.t5 import T5Model
+from spec_cascade_jax.models.t5 import PRESETS, T5Model
 from spec_cascade_jax.parallel import partitioning as pt
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from spec_cascade_jax.models import protocol
-from spec_cascade_jax.models.configs import PRESETS, T5Config
-from spec_cascade_jax.models.t5 import T5Model, count_params, relative_position_bucket
+from spec_cascade_jax.models.t5 import (PRESETS, T5Config, T5Model, count_params,
+                                        relative_position_bucket)
 
 # Inputs padded differently per row (0 = pad); row 2 is short.
 INPUT_IDS = np.array([[5, 6, 7, 8, 9, 10],

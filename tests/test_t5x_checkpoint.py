@@ -12,8 +12,8 @@ import pytest
 import tensorstore as ts
 from flax import serialization
 
-from spec_cascade_jax.models import t5x_checkpoint as tc
-from spec_cascade_jax.models.configs import PRESETS
+from spec_cascade_jax.models.t5 import PRESETS
+from spec_cascade_jax.models.t5 import t5x_checkpoint as tc
 
 CONFIGS = ["tiny-v1.0", "tiny-v1.1"]
 

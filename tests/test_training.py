@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from spec_cascade_jax.models.configs import PRESETS
+from spec_cascade_jax.models.t5 import PRESETS
 from spec_cascade_jax.training import batching, trainer
 
 

@@ -36,7 +36,7 @@ FAST_TESTS = ("tests/test_targets.py", "tests/test_kernel.py", "tests/test_greed
               "tests/test_t5.py", "tests/test_sampling_exact.py::test_speculative_targets_exact")
 TARGETS = "spec_cascade_jax/decoding/targets.py"
 KERNEL = "spec_cascade_jax/decoding/kernel.py"
-T5 = "spec_cascade_jax/models/t5.py"
+T5 = "spec_cascade_jax/models/t5/model.py"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -337,23 +337,23 @@ def load_checked_model(path_or_name: str, preset: str | None = None,
 
   Used by configs/models/*.gin so that a T5-base checkpoint passed where a
   T5-small is expected (or a Gemma 2 9B where the 2B is) fails here, not as a
-  silently odd latency curve. `preset`: a T5 preset (models/configs.py) or a
-  decoder-only one (models/lm_configs.py).
+  silently odd latency curve. `preset`: a T5 preset (models/t5/config.py) or a
+  decoder-only one (models/lm/config.py).
   """
-  from spec_cascade_jax.models import configs, lm_configs
+  from spec_cascade_jax.models import lm, t5
   from spec_cascade_jax.models.loading import load_model
   model = load_model(path_or_name, dtype=dtype)
   if not preset:
     return model
-  if preset not in lm_configs.PRESETS and preset not in configs.PRESETS:
-    raise ValueError(f"unknown preset {preset!r}: use a T5 preset {sorted(configs.PRESETS)} "
-                     f"or a decoder-only one {sorted(lm_configs.PRESETS)}.")
-  if preset in lm_configs.PRESETS:
-    want = lm_configs.PRESETS[preset]
+  if preset not in lm.PRESETS and preset not in t5.PRESETS:
+    raise ValueError(f"unknown preset {preset!r}: use a T5 preset {sorted(t5.PRESETS)} "
+                     f"or a decoder-only one {sorted(lm.PRESETS)}.")
+  if preset in lm.PRESETS:
+    want = lm.PRESETS[preset]
     fields = ("model_type", "vocab_size", "hidden_size", "intermediate_size", "num_layers",
               "num_heads", "num_kv_heads", "head_dim")
   else:
-    want = configs.get_config(preset)
+    want = t5.get_config(preset)
     fields = ("d_model", "d_kv", "d_ff", "num_heads", "num_layers", "feed_forward_proj")
   got = model.config
   diff = {f: (getattr(got, f, None), getattr(want, f)) for f in fields

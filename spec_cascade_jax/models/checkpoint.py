@@ -1,10 +1,14 @@
 """The project's own model format: a directory with two files.
 
-    config.json      T5Config.to_dict() + {"format": "spec_cascade_jax", "format_version": 1}
-    params.msgpack   flax.serialization.msgpack_serialize(params), t5x parameter names,
-                     float32 or bfloat16 ("param_storage_dtype" in config.json)
+    config.json      config.to_dict() + {"family": "t5" | "lm", "format": "spec_cascade_jax",
+                     "format_version": 1}
+    params.msgpack   flax.serialization.msgpack_serialize(params), the family's parameter
+                     names, float32 or bfloat16 ("param_storage_dtype" in config.json)
 
-The bundled models (`spec_cascade_jax/assets/models/<name>/`) use it. The
+Any family of `models/families.py` (T5Model, LMModel) is saved and loaded
+through the registry: `"family"` picks the config class and the model
+builder; a config.json without it is a T5 (the bundled models,
+`spec_cascade_jax/assets/models/<name>/`, were written before the key). The
 `format` key tells it apart from a Hugging Face `config.json`. Each file is
 written under a temporary name and renamed, so an interrupted save leaves
 either the old file or the new one, never half of one; params go first and
@@ -20,15 +24,16 @@ from typing import Any
 
 import numpy as np
 
-from spec_cascade_jax.models.configs import T5Config
-from spec_cascade_jax.models.t5x_checkpoint import (flatten_params, make_model,
-                                                    unflatten_params)
+from spec_cascade_jax.models import families
+from spec_cascade_jax.models.t5.t5x_checkpoint import flatten_params, unflatten_params
 
 FORMAT_NAME = "spec_cascade_jax"
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 PARAMS_FILE = "params.msgpack"
-_MARKER_KEYS = ("format", "format_version", "param_storage_dtype")
+_MARKER_KEYS = ("family", "format", "format_version", "param_storage_dtype")
+# The family of a config.json without a "family" key (written before it existed).
+DEFAULT_FAMILY = "t5"
 
 
 def _umask() -> int:
@@ -57,7 +62,8 @@ _STORAGE_DTYPES = ("float32", "bfloat16")
 
 
 def save_model(model: Any, directory: str, param_dtype: str = "float32") -> str:
-  """Writes `model` (a T5Model: `.config`, `.params`) to `directory`; returns it.
+  """Writes `model` (a family's model, models/families.py: T5Model, LMModel) to
+  `directory`; returns it.
 
   `param_dtype="bfloat16"` stores the weights rounded to bfloat16 (half the
   bytes, as t5x checkpoints often do); loading casts them back to float32, so
@@ -67,14 +73,20 @@ def save_model(model: Any, directory: str, param_dtype: str = "float32") -> str:
 
   if param_dtype not in _STORAGE_DTYPES:
     raise ValueError(f"param_dtype={param_dtype!r}; use one of {_STORAGE_DTYPES}.")
+  family = families.family_of(model)
+  if family is None:
+    raise TypeError(f"save_model writes a model of one of the families"
+                    f" {sorted(families.FAMILIES)} (T5Model, LMModel); got a"
+                    f" {type(model).__name__}. A wrapper (e.g. PaddedVocabulary): save the"
+                    " model it wraps.")
   directory = os.fspath(directory)
   os.makedirs(directory, exist_ok=True)
   # numpy, not jax arrays: msgpack_serialize needs host buffers anyway.
   dtype = storage_dtype(param_dtype)
   params = {p: np.asarray(x).astype(dtype) for p, x in flatten_params(model.params).items()}
   blob = serialization.msgpack_serialize(unflatten_params(params))
-  config = dict(model.config.to_dict(), format=FORMAT_NAME, format_version=FORMAT_VERSION,
-                param_storage_dtype=param_dtype)
+  config = dict(family.config_to_dict(model.config), family=family.name, format=FORMAT_NAME,
+                format_version=FORMAT_VERSION, param_storage_dtype=param_dtype)
   _atomic_write(os.path.join(directory, PARAMS_FILE), blob)
   _atomic_write(os.path.join(directory, CONFIG_FILE),
                 (json.dumps(config, indent=2, sort_keys=True) + "\n").encode())
@@ -140,7 +152,12 @@ def load_saved_model(directory: str, dtype: str | None = None):
     raise ValueError(f"{cfg_path!r} has format_version {cfg['format_version']}; this"
                      f" spec_cascade_jax reads up to {FORMAT_VERSION}. Upgrade the package.")
   try:
-    config = T5Config.from_dict({k: v for k, v in cfg.items() if k not in _MARKER_KEYS})
+    family = families.get_family(cfg.get("family", DEFAULT_FAMILY))
+  except ValueError as e:
+    raise ValueError(f"{cfg_path!r}: {e} The file was written by another version of"
+                     " spec_cascade_jax, or edited.") from None
+  try:
+    config = family.config_from_dict({k: v for k, v in cfg.items() if k not in _MARKER_KEYS})
   except (TypeError, ValueError) as e:
     raise ValueError(f"{cfg_path!r}: invalid model config ({e}).") from e
   params_path = os.path.join(directory, PARAMS_FILE)
@@ -158,4 +175,4 @@ def load_saved_model(directory: str, dtype: str | None = None):
   if not isinstance(params, dict):
     raise ValueError(f"{params_path!r} holds a {type(params).__name__}, not a parameter"
                      " dict.")
-  return make_model(flatten_params(params), config, repr(params_path), dtype)
+  return family.make_model(flatten_params(params), config, repr(params_path), dtype)

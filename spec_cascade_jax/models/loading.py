@@ -5,10 +5,11 @@ Dispatch, first match wins:
   2. a directory whose config.json carries our format marker -> `checkpoint`;
   3. a directory with a Hugging Face config.json and weights
      (model.safetensors, pytorch_model.bin or a sharded index), the family
-     chosen by config.json's `model_type` (`HF_MODEL_TYPES`): T5 -> `hf`,
-     Gemma / Gemma 2 / Gemma 3 (text) / Llama / Qwen 2 -> `hf_lm`;
+     chosen by config.json's `model_type` through the registry
+     (`families.HF_MODEL_TYPES`): T5 -> `t5.hf`, Gemma / Gemma 2 / Gemma 3
+     (text) / Llama / Qwen 2 -> `lm.hf`; no `model_type` reads as T5;
   4. a t5x checkpoint: the msgpack `checkpoint` file, a `checkpoint_<step>`
-     directory (msgpack or Orbax) or their parent -> `t5x_checkpoint`.
+     directory (msgpack or Orbax) or their parent -> `t5.t5x_checkpoint`.
 Anything else is an error that says what was found and what is expected.
 """
 
@@ -17,7 +18,8 @@ from __future__ import annotations
 import os
 
 from spec_cascade_jax.models import checkpoint as own
-from spec_cascade_jax.models import t5x_checkpoint
+from spec_cascade_jax.models import families
+from spec_cascade_jax.models.t5 import t5x_checkpoint
 
 ASSETS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                           "assets", "models")
@@ -25,9 +27,8 @@ _HF_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_mod
                "pytorch_model.bin.index.json")
 # A file inside a model directory stands for its directory.
 _DIR_FILES = (own.CONFIG_FILE, own.PARAMS_FILE) + _HF_WEIGHTS
-# Hugging Face `model_type` -> family: the registry `load_model` dispatches on.
-HF_MODEL_TYPES = {"t5": "t5", "mt5": "t5", "gemma": "lm", "gemma2": "lm",
-                  "gemma3_text": "lm", "llama": "lm", "qwen2": "lm"}
+# Hugging Face `model_type` -> family name (the registry's, models/families.py).
+HF_MODEL_TYPES = families.HF_MODEL_TYPES
 
 
 def bundled_models() -> list[str]:
@@ -70,21 +71,17 @@ def _load_directory(path: str, dtype: str | None):
 
 
 def _load_hf(path: str, cfg: dict, dtype: str | None):
-  """A Hugging Face directory, by its config.json's model_type."""
-  kw = {} if dtype is None else {"dtype": dtype}
+  """A Hugging Face directory, by its config.json's model_type (none: T5's
+  older files)."""
   model_type = cfg.get("model_type")
-  family = HF_MODEL_TYPES.get(model_type, "t5" if model_type is None else None)
+  family = families.family_for_hf_model_type("t5" if model_type is None else model_type)
   if family is None:
-    from spec_cascade_jax.models.hf import HFCheckpointError
+    from spec_cascade_jax.models.t5.hf import HFCheckpointError
     raise HFCheckpointError(
         f"{os.path.join(path, 'config.json')}: model_type={model_type!r} is not supported;"
         f" supported model types: {sorted(HF_MODEL_TYPES)}. Point to a checkpoint of one"
         " of these families.")
-  if family == "t5":
-    from spec_cascade_jax.models.hf import load_hf_t5
-    return load_hf_t5(path, **kw)
-  from spec_cascade_jax.models.hf_lm import load_hf_lm
-  return load_hf_lm(path, **kw)
+  return family.load_hf(path, dtype)
 
 
 def load_model(path_or_name: str, dtype: str | None = None):
@@ -96,8 +93,9 @@ def load_model(path_or_name: str, dtype: str | None = None):
     dtype: activation dtype ("float32" / "bfloat16"); None keeps the stored
       config's. Parameters are always float32.
   Returns:
-    a `spec_cascade_jax.models.t5.T5Model`, or a `models.lm.LMModel` for a
-    Hugging Face decoder-only LM directory.
+    a model of one of the families (models/families.py): a
+    `spec_cascade_jax.models.t5.T5Model`, or a `models.lm.LMModel` (a Hugging
+    Face decoder-only LM directory, or one saved in our format).
   """
   name = os.fspath(path_or_name)
   bundled = bundled_models()

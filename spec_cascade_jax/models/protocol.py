@@ -18,7 +18,7 @@ returns `logits[b, i]`: the next-token logits for position
 so rolling a row back is metadata only: call the next step with a smaller
 position and the stale slots are masked, then overwritten.
 
-Decoder-only LMs (models/lm.py) have no start token: a generation continues
+Decoder-only LMs (models/lm/model.py) have no start token: a generation continues
 the prompt. They map the positions onto their cache: `init_cache` prefills
 every prompt token but the last and records each row's prompt length; decoder
 position t of a row with an n-token prompt is cache slot (and rope position)
@@ -41,7 +41,7 @@ need them; for T5 nothing observable changes):
   Drafter and verifier must agree.
 
 One optional attribute for input pipelines (the kernel never reads it):
-`decoder_only` (True on models/lm.py's LMModel; absent: False). Inputs of such
+`decoder_only` (True on models/lm/model.py's LMModel; absent: False). Inputs of such
 a model are prompts that the generation continues, so a pipeline (the main
 job's `evaluation/infer.py`) builds prompts, passes `input_lengths` and ends
 rows at the model's `eos_id`; `is_decoder_only(model)` reads it.

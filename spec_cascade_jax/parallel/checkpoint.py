@@ -1,6 +1,6 @@
 """Load a t5x checkpoint straight into sharded arrays, reading only local shards.
 
-`models.t5x_checkpoint.load_t5x_checkpoint` reads every array whole onto the
+`models.t5.t5x_checkpoint.load_t5x_checkpoint` reads every array whole onto the
 host. For a verifier larger than one device (or one host), this loader:
 
   1. reads the msgpack file only (array *specs* and the small inline arrays);
@@ -26,8 +26,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from spec_cascade_jax.models import t5x_checkpoint as t5x
-from spec_cascade_jax.models.configs import T5Config
+from spec_cascade_jax.models.t5 import t5x_checkpoint as t5x
+from spec_cascade_jax.models.t5.config import T5Config
 from spec_cascade_jax.parallel import partitioning as pt
 
 Index = tuple[slice, ...]

@@ -1,6 +1,6 @@
 """Load a Hugging Face decoder-only LM straight into sharded arrays, reading only local slices.
 
-`models.hf_lm.load_hf_lm` reads every tensor whole onto the host. For an LM
+`models.lm.hf.load_hf_lm` reads every tensor whole onto the host. For an LM
 larger than one device (or one host), `load_hf_lm_sharded`:
 
   1. reads config.json and the safetensors headers only (names, dtypes,
@@ -15,7 +15,7 @@ larger than one device (or one host), `load_hf_lm_sharded`:
      distinct block in a process. A (2, 4) mesh reads a quarter of each
      "model"-sharded kernel per device.
 
-Names and layouts are models/hf_lm.py's (`weight_names`): HF Linear weights
+Names and layouts are models/lm/hf.py's (`weight_names`): HF Linear weights
 are [out, in] and our kernels [in, out], so a kernel block [i0:i1, o0:o1] is
 the transpose of HF's slice [o0:o1, i0:i1] (read transposed, never whole).
 The five supported families store q/k/v and gate/up as separate tensors, so
@@ -33,8 +33,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from spec_cascade_jax.models import hf_lm
-from spec_cascade_jax.models.hf import HFCheckpointError, HFCheckpointNotFoundError
+from spec_cascade_jax.models.lm import hf as hf_lm
+from spec_cascade_jax.models.lm.hf import HFCheckpointError, HFCheckpointNotFoundError
 from spec_cascade_jax.parallel import partitioning as pt
 
 Index = tuple[slice, ...]

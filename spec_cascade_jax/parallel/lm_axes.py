@@ -1,4 +1,4 @@
-"""Logical axes of the decoder-only LMs (models/lm.py), in t5x names.
+"""Logical axes of the decoder-only LMs (models/lm/model.py), in t5x names.
 
 `partitioning.py` shards every model family through one dispatch; this
 module is the LM's table (`partitioning.lm_param_logical_axes` and
@@ -7,7 +7,7 @@ module is the LM's table (`partitioning.lm_param_logical_axes` and
   kv_heads        key/value heads (H_kv; joined with head_dim in the
                   2-D k/v kernels and biases)                 -> "model"
 
-LM parameters (models/lm.py, all kernels 2-D [in, out]):
+LM parameters (models/lm/model.py, all kernels 2-D [in, out]):
   token_embedder/embedding [V, D]               (vocab, embed)
   layers_i/attention/query/kernel [D, H*Dh]     (embed, joined_kv);  bias (joined_kv,)
   layers_i/attention/{key,value}/kernel [D, Hkv*Dh]

@@ -28,7 +28,7 @@ T5 parameters (t5x names, all kernels 2-D):
   */relpos_bias/rel_embedding [H, buckets](heads, relpos_buckets)
   */*_norm/scale [D]                      (embed,)
   decoder/logits_dense/kernel [D, V]      (embed, vocab)
-T5 cache (models/t5.py):
+T5 cache (models/t5/model.py):
   self_attention/*/{key,value} [B, H, L, Dkv]  (batch, heads, length, kv)
   cross_attention/*/{key,value} [B, H, S, Dkv] (batch, heads, length, kv)
   encoder_mask [B, S]                          (batch, length)
@@ -37,13 +37,15 @@ Sharding joined_kv = heads * d_kv over "model" puts whole heads on each device
 attention keeps the head split that the caches carry, and no cache is ever
 gathered.
 
-Decoder-only LMs (models/lm.py): their table, and why grouped-query K/V heads
-are replicated when num_kv_heads does not divide by "model", is in lm_axes.py.
+Decoder-only LMs (models/lm/model.py): their table, and why grouped-query K/V
+heads are replicated when num_kv_heads does not divide by "model", is in
+lm_axes.py.
 
-One dispatch serves every family (`_family`): a model family gives its
-parameter axes, cache axes and head counts; `param_shardings`, `shard_model`
-and `ShardedModel`'s cache shardings look the family up there and nowhere
-else. Any other model (e.g. testing.BigramModel) is replicated, its cache
+One dispatch serves every family (`_family`): the registry
+(models/families.py) names a model's family, whose sharding table here
+(SHARDED_FAMILIES) gives its parameter axes, cache axes and head counts;
+`param_shardings`, `shard_model` and `ShardedModel`'s cache shardings look the
+family up there and nowhere else. Any other model (e.g. testing.BigramModel) is replicated, its cache
 split by batch only.
 """
 
@@ -60,6 +62,7 @@ import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 from spec_cascade_jax.decoding import loop
+from spec_cascade_jax.models import families
 from spec_cascade_jax.parallel import lm_axes
 
 DATA, MODEL = "data", "model"
@@ -273,17 +276,21 @@ _T5_FAMILY = _Family(
     lambda c: ({"heads": ("num_heads", c.num_heads),
                 "joined_kv": ("num_heads", c.num_heads)}, {}))
 _LM_FAMILY = _Family(lm_param_logical_axes, lm_cache_logical_axes, lm_axes.head_counts)
+# Sharding table of each family of the registry (models/families.py), by name.
+SHARDED_FAMILIES = {"t5": _T5_FAMILY, "lm": _LM_FAMILY}
 
 
 def _family(x) -> _Family | None:
-  """The family of a model object (T5Model, LMModel), or None for anything else."""
-  from spec_cascade_jax.models.lm import LMModel
-  from spec_cascade_jax.models.t5 import T5Model
-  if isinstance(x, T5Model):
-    return _T5_FAMILY
-  if isinstance(x, LMModel):
-    return _LM_FAMILY
-  return None
+  """The sharding table of a model object's family (models/families.py:
+  T5Model, LMModel), or None for anything else."""
+  family = families.family_of(x)
+  if family is None:
+    return None
+  if family.name not in SHARDED_FAMILIES:
+    raise NotImplementedError(
+        f"model family {family.name!r} has no sharding table; add one to"
+        " parallel/partitioning.py (SHARDED_FAMILIES).")
+  return SHARDED_FAMILIES[family.name]
 
 
 def _is_family_model(x) -> bool:

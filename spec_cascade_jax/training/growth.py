@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from spec_cascade_jax.models.configs import T5Config
+from spec_cascade_jax.models.t5.config import T5Config
 
 # Parameters whose output feeds the residual stream: zero makes a block the identity.
 _OUTPUT_PROJECTIONS = ("out", "wo")

@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from spec_cascade_jax.decoding.greedy import greedy_translate
-from spec_cascade_jax.models.configs import T5Config
+from spec_cascade_jax.models.t5 import T5Config
 from spec_cascade_jax.training.trainer import TrainConfig, train
 
 

@@ -29,8 +29,7 @@ import numpy as np
 import optax
 from flax import serialization
 
-from spec_cascade_jax.models.configs import T5Config
-from spec_cascade_jax.models.t5 import T5Model
+from spec_cascade_jax.models.t5 import T5Config, T5Model
 from spec_cascade_jax.training.batching import Batch, BucketedBatcher, PackedBatcher
 
 Example = tuple[Sequence[int], Sequence[int]]

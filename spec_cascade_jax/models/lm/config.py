@@ -2,7 +2,7 @@
 
 One frozen, hashable dataclass (static for jit) describes every family; the
 family's Hugging Face `model_type` selects the weight names and config.json
-format (models/hf_lm.py). What differs between families is a handful of
+format (models/lm/hf.py). What differs between families is a handful of
 switches:
 
 | feature                         | gemma | gemma2 | gemma3_text | llama | qwen2 |

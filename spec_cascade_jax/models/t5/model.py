@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from spec_cascade_jax.models.configs import T5Config
+from spec_cascade_jax.models.t5.config import T5Config
 
 # Added to masked attention logits (float32). Finite, so a row whose keys are
 # all masked (an all-pad encoder input) gives a uniform softmax, not NaN.

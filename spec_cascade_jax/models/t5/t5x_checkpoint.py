@@ -31,7 +31,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from spec_cascade_jax.models.configs import T5Config
+from spec_cascade_jax.models.t5.config import T5Config
 
 _VERSION = 3                           # the t5x msgpack VERSION we write
 _MSGPACK_NAME = "checkpoint"
@@ -218,7 +218,7 @@ def make_model(flat: Mapping[str, Any], config: T5Config, source: str,
   activation dtype of the returned model's config ("float32" / "bfloat16").
   """
   import jax.numpy as jnp  # local: keeps the file readers importable without jax init
-  from spec_cascade_jax.models.t5 import T5Model
+  from spec_cascade_jax.models.t5.model import T5Model
 
   check_param_shapes(flat, config, source)
   if dtype is not None:

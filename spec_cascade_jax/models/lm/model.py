@@ -5,7 +5,7 @@
 is static), so jitted decoding code compiles once per configuration.
 Parameter names follow t5x's habits (`token_embedder/embedding`,
 `layers_{i}/attention/query/kernel`, `layers_{i}/mlp/wi_0/kernel`, ...; all
-kernels 2-D [in, out]); models/hf_lm.py maps them to Hugging Face's names.
+kernels 2-D [in, out]); models/lm/hf.py maps them to Hugging Face's names.
 
 Shapes: B batch, S prompt length, k chunk length, L cache slots, D
 hidden_size, H query heads, Hkv key/value heads (G = H / Hkv queries share
@@ -29,9 +29,9 @@ metadata only, as for T5).
 
 Cache layout: per layer {"key", "value"} [B, Hkv, L, Dh] (T5's head-major
 layout: both attention contractions are batched GEMMs without a transpose of
-the cache; see models/t5.py), L = S - 1 + max_length. Local (sliding-window)
-layers keep all L slots too and mask by distance, so rollback stays metadata
-only; a ring buffer would save memory on long prompts.
+the cache; see models/t5/model.py), L = S - 1 + max_length. Local
+(sliding-window) layers keep all L slots too and mask by distance, so rollback
+stays metadata only; a ring buffer would save memory on long prompts.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from spec_cascade_jax.models.lm_configs import LMConfig
-from spec_cascade_jax.models.t5 import count_params  # noqa: F401  (re-exported)
+from spec_cascade_jax.models.lm.config import LMConfig
+from spec_cascade_jax.models.t5.model import count_params  # noqa: F401  (re-exported)
 
 # Added to masked attention logits (float32), after soft-capping; finite, so a
 # row with every key masked gets a uniform softmax, never NaN.
@@ -444,3 +444,37 @@ class LMModel:
     new_cache = dict(cache)
     new_cache["layers"] = dict(zip(names, new))
     return logits, new_cache
+
+
+def make_model(flat: dict[str, Any], config: LMConfig, source: str,
+               dtype: str | None = None) -> LMModel:
+  """An LMModel from {"a/b/c": array} parameters (our own format's loader).
+
+  Checks every name and shape against `config` (ValueError naming `source`,
+  the parameter and the fix), casts to float32; `dtype` sets the activation
+  dtype of the returned model's config.
+  """
+  from flax import traverse_util
+
+  abstract = jax.eval_shape(lambda: LMModel.init(config, jax.random.PRNGKey(0), jit=False))
+  expected = {"/".join(k): tuple(x.shape)
+              for k, x in traverse_util.flatten_dict(abstract.params).items()}
+  missing = [p for p in expected if p not in flat]
+  extra = sorted(p for p in flat if p not in expected)
+  if missing or extra:
+    bad, what = (missing, "missing") if missing else (extra, "unexpected")
+    raise ValueError(
+        f"{source}: parameter {bad[0]!r} is {what} ({len(bad)} {what} in all:"
+        f" {bad[:5]}{' ...' if len(bad) > 5 else ''}) for config {config.name!r}: the"
+        " weights and the config belong to different models. Save the model again.")
+  for p, shape in expected.items():
+    got = tuple(np.shape(flat[p]))
+    if got != shape:
+      raise ValueError(f"{source}: parameter {p!r} has shape {got}, but config"
+                       f" {config.name!r} expects {shape}: the weights and the config"
+                       " belong to different models. Save the model again.")
+  if dtype is not None:
+    config = config.replace(dtype=dtype)
+  params = traverse_util.unflatten_dict(
+      {tuple(p.split("/")): jnp.asarray(np.asarray(x, np.float32)) for p, x in flat.items()})
+  return LMModel(config=config, params=params)

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from spec_cascade_jax.models.configs import T5Config
-from spec_cascade_jax.models.t5 import T5Model
+from spec_cascade_jax.models.t5.config import T5Config
+from spec_cascade_jax.models.t5.model import T5Model
 
 
 class HFCheckpointError(ValueError):

@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from spec_cascade_jax.models.hf import HFCheckpointError, HFCheckpointNotFoundError
-from spec_cascade_jax.models.lm_configs import MODEL_TYPES, LMConfig, alternating
+from spec_cascade_jax.models.lm.config import MODEL_TYPES, LMConfig, alternating
+from spec_cascade_jax.models.t5.hf import HFCheckpointError, HFCheckpointNotFoundError
 
 SUPPORTED_MODEL_TYPES = MODEL_TYPES
 ARCHITECTURES = {"gemma": "GemmaForCausalLM", "gemma2": "Gemma2ForCausalLM",
@@ -446,7 +446,7 @@ def load_hf_lm(path: str, dtype: str = "float32"):
     warnings.warn(f"{path}: {len(unused)} tensors not used by {cfg.model_type}: "
                   f"{unused[:5]}{' ...' if len(unused) > 5 else ''}")
   import jax.numpy as jnp  # after the checks: a bad directory fails fast
-  from spec_cascade_jax.models.lm import LMModel
+  from spec_cascade_jax.models.lm.model import LMModel
   to_jax = lambda t: ({k: to_jax(v) for k, v in t.items()} if isinstance(t, dict)  # noqa: E731
                       else jnp.asarray(np.ascontiguousarray(t), jnp.float32))
   return LMModel(config=cfg, params=to_jax(params))
