@@ -36,6 +36,7 @@ FAST_TESTS = ("tests/test_targets.py", "tests/test_kernel.py", "tests/test_greed
               "tests/test_t5.py", "tests/test_sampling_exact.py::test_speculative_targets_exact")
 TARGETS = "spec_cascade_jax/decoding/targets.py"
 KERNEL = "spec_cascade_jax/decoding/kernel.py"
+LOOP = "spec_cascade_jax/decoding/loop.py"
 T5 = "spec_cascade_jax/models/t5/model.py"
 
 
@@ -107,10 +108,10 @@ MUTANTS = (
            "drafter.step(token[:, None], cache, length + i)",
            "drafter.step(token[:, None], cache, length)",
            "every draft step written at the round's first position"),
-    Mutant("commit_offset", KERNEL,
+    Mutant("commit_offset", LOOP,
            "(length + 1)[:, None])", "length[:, None])",
            "the window overwrites the last committed token"),
-    Mutant("commit_past_eos", KERNEL,
+    Mutant("commit_past_eos", LOOP,
            "count = jnp.minimum(jnp.minimum(n_valid, first_eos + 1), max_new_tokens - length)",
            "count = jnp.minimum(n_valid, max_new_tokens - length)",
            "tokens after EOS are committed"),

@@ -374,7 +374,7 @@ def generate(drafter, verifier, input_ids, method: str = methods.DEFAULT_METHOD,
   for 8 rows and 1.04 ms for a 6-token chunk (GEMMs). Tokens and stats are
   unchanged: rows decode independently, each with its own random stream.
 
-  Decoder-only LMs (models/lm.py) continue each prompt; two settings serve
+  Decoder-only LMs (models/lm/model.py) continue each prompt; two settings serve
   families whose token ids differ from T5's (models/protocol.py):
   eos_id: an int or a sequence of ints (static) that end a row; None (default)
   takes the models' own `eos_id` attribute (1 where a model has none, as T5),

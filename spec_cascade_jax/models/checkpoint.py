@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from spec_cascade_jax.models import families
-from spec_cascade_jax.models.t5.t5x_checkpoint import flatten_params, unflatten_params
+from spec_cascade_jax.models.params import flatten_params, unflatten_params
 
 FORMAT_NAME = "spec_cascade_jax"
 FORMAT_VERSION = 1

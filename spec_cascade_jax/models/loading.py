@@ -76,7 +76,7 @@ def _load_hf(path: str, cfg: dict, dtype: str | None):
   model_type = cfg.get("model_type")
   family = families.family_for_hf_model_type("t5" if model_type is None else model_type)
   if family is None:
-    from spec_cascade_jax.models.t5.hf import HFCheckpointError
+    from spec_cascade_jax.models.errors import HFCheckpointError
     raise HFCheckpointError(
         f"{os.path.join(path, 'config.json')}: model_type={model_type!r} is not supported;"
         f" supported model types: {sorted(HF_MODEL_TYPES)}. Point to a checkpoint of one"

@@ -34,7 +34,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from spec_cascade_jax.models.lm import hf as hf_lm
-from spec_cascade_jax.models.lm.hf import HFCheckpointError, HFCheckpointNotFoundError
+from spec_cascade_jax.models.errors import HFCheckpointError, HFCheckpointNotFoundError
 from spec_cascade_jax.parallel import partitioning as pt
 
 Index = tuple[slice, ...]

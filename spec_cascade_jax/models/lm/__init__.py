@@ -8,11 +8,12 @@
 and sharding.
 """
 
+from spec_cascade_jax.models.errors import HFCheckpointError, HFCheckpointNotFoundError
 from spec_cascade_jax.models.lm.config import (MODEL_TYPES, PRESETS, LMConfig, get_config,
                                                tiny_config)
-from spec_cascade_jax.models.lm.hf import (SUPPORTED_MODEL_TYPES, HFCheckpointError,
-                                           HFCheckpointNotFoundError, load_hf_lm, save_hf_lm)
-from spec_cascade_jax.models.lm.model import LMModel, LMModule, count_params
+from spec_cascade_jax.models.lm.hf import SUPPORTED_MODEL_TYPES, load_hf_lm, save_hf_lm
+from spec_cascade_jax.models.lm.model import LMModel, LMModule
+from spec_cascade_jax.models.params import count_params
 
 __all__ = ["HFCheckpointError", "HFCheckpointNotFoundError", "LMConfig", "LMModel", "LMModule",
            "MODEL_TYPES", "PRESETS", "SUPPORTED_MODEL_TYPES", "count_params", "get_config",

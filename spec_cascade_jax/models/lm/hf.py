@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from spec_cascade_jax.models.lm.config import MODEL_TYPES, LMConfig, alternating
-from spec_cascade_jax.models.t5.hf import HFCheckpointError, HFCheckpointNotFoundError
+from spec_cascade_jax.models.errors import HFCheckpointError, HFCheckpointNotFoundError
 
 SUPPORTED_MODEL_TYPES = MODEL_TYPES
 ARCHITECTURES = {"gemma": "GemmaForCausalLM", "gemma2": "Gemma2ForCausalLM",

@@ -45,7 +45,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from spec_cascade_jax.models.lm.config import LMConfig
-from spec_cascade_jax.models.t5.model import count_params  # noqa: F401  (re-exported)
 
 # Added to masked attention logits (float32), after soft-capping; finite, so a
 # row with every key masked gets a uniform softmax, never NaN.

@@ -9,14 +9,15 @@
 and sharding.
 """
 
+from spec_cascade_jax.models.errors import HFCheckpointError, HFCheckpointNotFoundError
+from spec_cascade_jax.models.params import count_params, flatten_params, unflatten_params
 from spec_cascade_jax.models.t5.config import PRESETS, T5Config, get_config
-from spec_cascade_jax.models.t5.hf import (HFCheckpointError, HFCheckpointNotFoundError,
-                                           load_hf_t5, save_hf_t5)
-from spec_cascade_jax.models.t5.model import (T5Model, T5Module, count_params,
-                                              relative_position_bucket, segment_positions)
-from spec_cascade_jax.models.t5.t5x_checkpoint import (find_t5x_checkpoint, flatten_params,
+from spec_cascade_jax.models.t5.hf import load_hf_t5, save_hf_t5
+from spec_cascade_jax.models.t5.model import (T5Model, T5Module, relative_position_bucket,
+                                              segment_positions)
+from spec_cascade_jax.models.t5.t5x_checkpoint import (find_t5x_checkpoint,
                                                        load_t5x_checkpoint, read_t5x_params,
-                                                       save_t5x_checkpoint, unflatten_params)
+                                                       save_t5x_checkpoint)
 
 __all__ = ["HFCheckpointError", "HFCheckpointNotFoundError", "PRESETS", "T5Config", "T5Model",
            "T5Module", "count_params", "find_t5x_checkpoint", "flatten_params", "get_config",

@@ -27,16 +27,12 @@ from typing import Any
 
 import numpy as np
 
+from spec_cascade_jax.models.errors import HFCheckpointError, HFCheckpointNotFoundError
 from spec_cascade_jax.models.t5.config import T5Config
 from spec_cascade_jax.models.t5.model import T5Model
 
 
-class HFCheckpointError(ValueError):
-  """A Hugging Face T5 directory that cannot be read as our T5."""
 
-
-class HFCheckpointNotFoundError(HFCheckpointError, FileNotFoundError):
-  """A file the directory must contain is missing."""
 
 
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json",

@@ -581,8 +581,3 @@ class T5Model:
     new_cache = dict(cache)
     new_cache["self_attention"] = dict(zip(names, new_self))
     return logits, new_cache
-
-
-def count_params(params) -> int:
-  """Number of scalars in a parameter tree (works on `jax.eval_shape` output)."""
-  return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(params)))

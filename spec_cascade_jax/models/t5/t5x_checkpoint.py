@@ -31,6 +31,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from spec_cascade_jax.models.params import flatten_params, unflatten_params
 from spec_cascade_jax.models.t5.config import T5Config
 
 _VERSION = 3                           # the t5x msgpack VERSION we write
@@ -97,34 +98,6 @@ def expected_param_shapes(config: T5Config) -> dict[str, tuple[int, ...]]:
   if not config.tie_word_embeddings:
     shapes["decoder/logits_dense/kernel"] = (d, config.vocab_size)
   return shapes
-
-
-def flatten_params(params: Mapping[str, Any]) -> dict[str, Any]:
-  """Nested dict -> {'a/b/c': leaf}."""
-  flat: dict[str, Any] = {}
-
-  def walk(node, prefix):
-    for k, v in node.items():
-      path = f"{prefix}/{k}" if prefix else str(k)
-      if isinstance(v, Mapping):
-        walk(v, path)
-      else:
-        flat[path] = v
-
-  walk(params, "")
-  return flat
-
-
-def unflatten_params(flat: Mapping[str, Any]) -> dict[str, Any]:
-  """{'a/b/c': leaf} -> nested dict."""
-  tree: dict[str, Any] = {}
-  for path, v in flat.items():
-    node = tree
-    *parents, leaf = path.split("/")
-    for k in parents:
-      node = node.setdefault(k, {})
-    node[leaf] = v
-  return tree
 
 
 def _count_layers(flat: Mapping[str, Any], stack: str) -> int:
