@@ -105,6 +105,24 @@ def test_corpus_v2():
                     at(manifest, "splits", split, "count"))
 
 
+def test_v2_optimizer_ab():
+  """Issue 17's optimizer comparison (the two runs' training losses)."""
+  path = "benchmarks/results/v2_optimizer_ab.json"
+
+  def loss(opt, step):
+    return V(lambda: dict(load_json(path)[opt]["train_loss"])[step], f"{path} {opt} {step}")
+
+  with Checks() as checks:
+    text = doc("BENCHMARKS.md", "## Issue 17")
+    name = "BENCHMARKS.md (Issue 17, optimizer)"
+    checks.claim(name, text, "training loss of {a} at step 400, against AdamW's {w} at step\n400",
+                 a=loss("adafactor", 400), w=loss("adamw", 400))
+    checks.claim(name, text, "and {w} at step 500", w=loss("adamw", 500))
+    checks.claim(name, text, "({d3} at step 300,\n{d4} at step 400)",
+                 d3=loss("adamw", 300) - loss("adafactor", 300),
+                 d4=loss("adamw", 400) - loss("adafactor", 400))
+
+
 def test_bundled_pair_quality():
   with Checks() as checks:
     text = doc("BENCHMARKS.md", "## Bundled pair: quality")

@@ -166,3 +166,34 @@ def test_kd_needs_teacher_and_weight(tiny_run):
   with pytest.raises(ValueError, match="teacher and kd_weight"):
     trainer.train(PRESETS["tiny-v1.1"], exs[:8], exs[8:16], trainer.TrainConfig(num_steps=1),
                   None, progress=False, teacher=teacher)
+
+
+def test_adafactor_moves_every_parameter_at_the_same_relative_rate():
+  """t5x's optimizer: an update is lr x the parameter's RMS x the normalised
+  gradient, so T5's std-1 embedding and a std-0.05 kernel change by the same
+  fraction of their size (AdamW moves both by about lr in absolute terms)."""
+  import jax.numpy as jnp
+  rng = np.random.default_rng(0)
+  params = {"embedding": jnp.asarray(rng.normal(0, 1.0, (256, 64)), jnp.float32),
+            "kernel": jnp.asarray(rng.normal(0, 0.05, (64, 256)), jnp.float32)}
+  grads = {"embedding": jnp.asarray(rng.normal(0, 1e-2, (256, 64)), jnp.float32),
+           "kernel": jnp.asarray(rng.normal(0, 1e-2, (64, 256)), jnp.float32)}
+
+  def relative_step(name):
+    cfg = trainer.TrainConfig(optimizer=name, learning_rate=1e-2, warmup_steps=1,
+                              num_steps=10)
+    opt = trainer.make_optimizer(cfg)
+    state = opt.init(params)
+    for _ in range(3):
+      updates, state = opt.update(grads, state, params)
+    rms = lambda x: float(jnp.sqrt(jnp.mean(jnp.square(x))))  # noqa: E731
+    return {k: rms(updates[k]) / rms(params[k]) for k in params}
+
+  ada, adam = relative_step("adafactor"), relative_step("adamw")
+  assert ada["embedding"] == pytest.approx(ada["kernel"], rel=0.1)
+  assert adam["kernel"] > 10 * adam["embedding"]
+
+
+def test_an_unknown_optimizer_is_rejected_when_configured():
+  with pytest.raises(ValueError, match="optimizer='adam' is not one of"):
+    trainer.TrainConfig(optimizer="adam")

@@ -61,6 +61,18 @@ class TrainConfig:
   # reference + kd_weight * cross-entropy with the teacher's distribution at
   # each reference prefix. Needs `train(..., teacher=...)`.
   kd_weight: float = 0.0
+  # "adamw", or "adafactor" (t5x's optimizer: factored second moments and
+  # updates scaled by each parameter's RMS, so T5's std-1 embedding moves at
+  # the same relative rate as its d_model^-0.5 kernels; weight_decay unused).
+  optimizer: str = "adamw"
+
+  def __post_init__(self):
+    if self.optimizer not in OPTIMIZERS:
+      raise ValueError(f"TrainConfig.optimizer={self.optimizer!r} is not one of {OPTIMIZERS}; "
+                       "pass 'adamw' or 'adafactor'.")
+
+
+OPTIMIZERS = ("adamw", "adafactor")
 
 
 @flax.struct.dataclass
@@ -75,6 +87,10 @@ def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
       init_value=0.0, peak_value=cfg.learning_rate, warmup_steps=cfg.warmup_steps,
       decay_steps=max(cfg.num_steps, cfg.warmup_steps + 1),
       end_value=cfg.learning_rate * cfg.end_lr_fraction)
+  if cfg.optimizer == "adafactor":
+    return optax.chain(optax.clip_by_global_norm(cfg.grad_clip),
+                       optax.adafactor(schedule, multiply_by_parameter_scale=True,
+                                       clipping_threshold=1.0, decay_rate=0.8))
   return optax.chain(
       optax.clip_by_global_norm(cfg.grad_clip),
       optax.adamw(schedule, b1=0.9, b2=0.98, weight_decay=cfg.weight_decay))
