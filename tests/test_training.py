@@ -197,3 +197,17 @@ def test_adafactor_moves_every_parameter_at_the_same_relative_rate():
 def test_an_unknown_optimizer_is_rejected_when_configured():
   with pytest.raises(ValueError, match="optimizer='adam' is not one of"):
     trainer.TrainConfig(optimizer="adam")
+
+
+def test_a_checkpoint_of_another_optimizer_is_named_on_resume(tmp_path):
+  """Resuming an AdamW run with optimizer='adafactor' fails clearly, before training."""
+  import jax.numpy as jnp
+  params = {"w": jnp.ones((4, 4), jnp.float32)}
+  states = {}
+  for name in ("adamw", "adafactor"):
+    opt = trainer.make_optimizer(trainer.TrainConfig(optimizer=name, num_steps=10))
+    states[name] = trainer.TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                                      opt_state=opt.init(params))
+  path = trainer.save_checkpoint(str(tmp_path), states["adamw"])
+  with pytest.raises(ValueError, match="TrainConfig.optimizer"):
+    trainer.restore_checkpoint(path, states["adafactor"])

@@ -189,8 +189,9 @@ def restore_checkpoint(path: str, template: TrainState) -> TrainState:
       return serialization.from_bytes(template, f.read())
   except Exception as e:  # msgpack raises several types for truncated files
     raise ValueError(
-        f"Training checkpoint {path} is corrupt or does not match this model "
-        f"config ({type(e).__name__}: {e}). Delete it to restart from the previous "
+        f"Training checkpoint {path} is corrupt, or does not match this model config "
+        f"or TrainConfig.optimizer (the optimizer state differs between 'adamw' and "
+        f"'adafactor') ({type(e).__name__}: {e}). Delete it to restart from the previous "
         "checkpoint, or point workdir elsewhere.") from e
 
 
