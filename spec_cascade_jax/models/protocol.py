@@ -53,6 +53,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import flax.struct
 import jax
+import jax.numpy as jnp
 
 Cache = Any  # a pytree of arrays whose leading axis is the batch
 
@@ -124,3 +125,12 @@ class ModelWrapper:
 def is_decoder_only(model) -> bool:
   """Whether `model`'s inputs are prompts it continues (see the module docstring)."""
   return bool(getattr(model, "decoder_only", False))
+
+
+def check_ids(name: str, x, ndim: int = 2) -> None:
+  """Raises a ValueError naming `name` unless `x` is an ndim-D integer array of
+  token ids (every family's model methods check their inputs with it)."""
+  if x.ndim != ndim:
+    raise ValueError(f"{name} must be {ndim}-D int token ids, got shape {x.shape}.")
+  if not jnp.issubdtype(x.dtype, jnp.integer):
+    raise ValueError(f"{name} must hold integer token ids, got dtype {x.dtype}.")

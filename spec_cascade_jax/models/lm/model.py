@@ -45,6 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from spec_cascade_jax.models.lm.config import LMConfig
+from spec_cascade_jax.models.protocol import check_ids
 
 # Added to masked attention logits (float32), after soft-capping; finite, so a
 # row with every key masked gets a uniform softmax, never NaN.
@@ -297,13 +298,6 @@ class LMModule(nn.Module):
 # The model: parameters as pytree leaves, configuration static
 # ----------------------------------------------------------------------------
 
-def _check_ids(name: str, x, ndim: int = 2):
-  if x.ndim != ndim:
-    raise ValueError(f"{name} must be {ndim}-D int token ids, got shape {x.shape}.")
-  if not jnp.issubdtype(x.dtype, jnp.integer):
-    raise ValueError(f"{name} must hold integer token ids, got dtype {x.dtype}.")
-
-
 @flax.struct.dataclass
 class LMModel:
   """A decoder-only LM implementing `protocol.DecoderModel`.
@@ -377,12 +371,12 @@ class LMModel:
     last token (its id there is ignored) and logits[:, t] predicts generated
     token t; prompt lengths as in `prompt_lengths`.
     """
-    _check_ids("input_ids", input_ids)
+    check_ids("input_ids", input_ids)
     if decoder_input_ids is None:
       pos = jnp.broadcast_to(jnp.arange(input_ids.shape[1], dtype=jnp.int32),
                              input_ids.shape)
       return self._apply(input_ids, pos)[0]
-    _check_ids("decoder_input_ids", decoder_input_ids)
+    check_ids("decoder_input_ids", decoder_input_ids)
     if input_ids.shape[0] != decoder_input_ids.shape[0]:
       raise ValueError(f"Batch sizes differ: input_ids {input_ids.shape}, "
                        f"decoder_input_ids {decoder_input_ids.shape}.")
@@ -398,7 +392,7 @@ class LMModel:
     input_ids [B, S] right-padded prompts; max_length (static) decoder
     positions; input_lengths [B] (optional; see `prompt_lengths`).
     """
-    _check_ids("input_ids", input_ids)
+    check_ids("input_ids", input_ids)
     if int(max_length) < 1:
       raise ValueError(f"max_length must be >= 1, got {max_length}.")
     c = self.config
@@ -431,7 +425,7 @@ class LMModel:
     slot offset[b] + positions[b] + i; at decoder position 0 the stored last
     prompt token is fed instead. Returns (logits [B, k, V] float32, new cache).
     """
-    _check_ids("tokens", tokens)
+    check_ids("tokens", tokens)
     b, k = tokens.shape
     if positions.shape != (b,):
       raise ValueError(f"positions must have shape [B] = ({b},), got {positions.shape}.")

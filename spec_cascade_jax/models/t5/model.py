@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from spec_cascade_jax.models.protocol import check_ids
 from spec_cascade_jax.models.t5.config import T5Config
 
 # Added to masked attention logits (float32). Finite, so a row whose keys are
@@ -441,13 +442,6 @@ class T5Module(nn.Module):
 # The model: parameters as pytree leaves, configuration static
 # ----------------------------------------------------------------------------
 
-def _check_ids(name: str, x: jax.Array, ndim: int = 2):
-  if x.ndim != ndim:
-    raise ValueError(f"{name} must be {ndim}-D int token ids, got shape {x.shape}.")
-  if not jnp.issubdtype(x.dtype, jnp.integer):
-    raise ValueError(f"{name} must hold integer token ids, got dtype {x.dtype}.")
-
-
 @flax.struct.dataclass
 class T5Model:
   """A T5 encoder-decoder implementing `protocol.DecoderModel`.
@@ -498,7 +492,7 @@ class T5Model:
 
   def encode(self, input_ids: jax.Array) -> tuple[jax.Array, jax.Array]:
     """input_ids [B, S] (0 = pad) -> (encoded [B, S, D] compute dtype, mask [B, S] bool)."""
-    _check_ids("input_ids", input_ids)
+    check_ids("input_ids", input_ids)
     return self._apply(input_ids, method=T5Module.encode)
 
   def logits(self, input_ids: jax.Array, decoder_input_ids: jax.Array,
@@ -515,8 +509,8 @@ class T5Model:
     with positions restarting at its first token, and its decoder inputs start
     with the start token 0 at its own first position.
     """
-    _check_ids("input_ids", input_ids)
-    _check_ids("decoder_input_ids", decoder_input_ids)
+    check_ids("input_ids", input_ids)
+    check_ids("decoder_input_ids", decoder_input_ids)
     if input_ids.shape[0] != decoder_input_ids.shape[0]:
       raise ValueError(f"Batch sizes differ: input_ids {input_ids.shape}, "
                        f"decoder_input_ids {decoder_input_ids.shape}.")
@@ -540,7 +534,7 @@ class T5Model:
 
     input_lengths [B] (optional, protocol.py): tokens past a row's length are
     padding whatever their ids (read as pad 0); None: 0 pads."""
-    _check_ids("input_ids", input_ids)
+    check_ids("input_ids", input_ids)
     if int(max_length) < 1:
       raise ValueError(f"max_length must be >= 1, got {max_length}.")
     if input_lengths is not None:
@@ -567,7 +561,7 @@ class T5Model:
     dropped: the caller keeps positions[b] + k <= L for rows it reads).
     Returns (logits [B, k, V] float32, new cache).
     """
-    _check_ids("tokens", tokens)
+    check_ids("tokens", tokens)
     b = tokens.shape[0]
     if positions.shape != (b,):
       raise ValueError(f"positions must have shape [B] = ({b},), got {positions.shape}.")
