@@ -5,9 +5,11 @@
     task = seqio.get_mixture_or_task("gettext_en_de")
 
 Tasks:
-- `gettext_en_de`: the embedded EN->DE corpus (the shipped splits, read by
-  `data.dataset.load_split`), the demo vocabulary, BLEU + chrF. Inputs are
-  the English message as in the corpus, with no task prefix.
+- `gettext_en_de` and `gettext_en_de_v2`: the embedded EN->DE corpora (the
+  shipped splits, read by `data.dataset.load_split`), each with the
+  vocabulary trained on it (`dataset.CORPUS_VOCABULARIES`: demo, gettext_v2),
+  BLEU + chrF. Inputs are the English message as in the corpus, with no task
+  prefix.
 - `wmt_t2t_ende` (TFDS `wmt_t2t_translate/de-en`), `xsum` (TFDS `xsum`),
   `cnn_dailymail` (TFDS `cnn_dailymail`): the paper's tasks for users with the
   data and real T5 checkpoints. They use T5's prefixes ("translate English to
@@ -94,12 +96,13 @@ def _t5_vocabulary(seqio, path: str | None):
   return UnsetT5Vocabulary("<unset: " + T5_VOCAB_ENV + ">", extra_ids=T5_EXTRA_IDS)
 
 
-def _gettext_dataset_fn(split: str, shuffle_files: bool, seed: int | None = None):
-  """tf.data over one shipped split; rows in file order (seqio shuffles)."""
+def _gettext_dataset_fn(split: str, shuffle_files: bool, seed: int | None = None, *,
+                        corpus: str = GETTEXT_TASK):
+  """tf.data over one shipped split of `corpus`; rows in file order (seqio shuffles)."""
   del shuffle_files, seed  # one file per split: nothing to shuffle at file level
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from spec_cascade_jax.data import dataset  # pylint: disable=g-import-not-at-top
-  rows = dataset.load_split(split)
+  rows = dataset.load_split(split, corpus)
   # en, de and the corpus's provenance fields (all strings).
   return tf.data.Dataset.from_tensor_slices({
       k: tf.constant([r[k] for r in rows], dtype=tf.string) for k in rows[0]})
@@ -132,22 +135,24 @@ def register_tasks(t5_vocab_path: str | None = None) -> list[str]:
   from spec_cascade_jax.data import dataset, vocab  # pylint: disable=g-import-not-at-top
   from spec_cascade_jax.evaluation import metrics  # pylint: disable=g-import-not-at-top
 
-  demo_vocab = seqio.SentencePieceVocabulary(vocab.vocabulary_path("demo"), extra_ids=0)
-  counts = {s: v["count"] for s, v in dataset.load_manifest()["splits"].items()}
-  _add(seqio, GETTEXT_TASK,
-       source=seqio.FunctionDataSource(_gettext_dataset_fn, splits=dataset.SPLITS,
-                                       num_input_examples=counts),
-       preprocessors=[
-           functools.partial(seqio.preprocessors.rekey,
-                             key_map={"inputs": "en", "targets": "de"}),
-           seqio.preprocessors.tokenize,
-           seqio.preprocessors.append_eos,
-       ],
-       output_features={
-           "inputs": seqio.Feature(demo_vocab, add_eos=True),
-           "targets": seqio.Feature(demo_vocab, add_eos=True),
-       },
-       metric_fns=[metrics.bleu, metrics.chrf])
+  for corpus, vocab_name in dataset.CORPUS_VOCABULARIES.items():
+    sp = seqio.SentencePieceVocabulary(vocab.vocabulary_path(vocab_name), extra_ids=0)
+    counts = {s: v["count"] for s, v in dataset.load_manifest(corpus)["splits"].items()}
+    _add(seqio, corpus,
+         source=seqio.FunctionDataSource(
+             functools.partial(_gettext_dataset_fn, corpus=corpus), splits=dataset.SPLITS,
+             num_input_examples=counts),
+         preprocessors=[
+             functools.partial(seqio.preprocessors.rekey,
+                               key_map={"inputs": "en", "targets": "de"}),
+             seqio.preprocessors.tokenize,
+             seqio.preprocessors.append_eos,
+         ],
+         output_features={
+             "inputs": seqio.Feature(sp, add_eos=True),
+             "targets": seqio.Feature(sp, add_eos=True),
+         },
+         metric_fns=[metrics.bleu, metrics.chrf])
 
   t5_vocab = _t5_vocabulary(seqio, resolve_t5_vocab_path(t5_vocab_path))
   for name, (tfds_name, in_key, tgt_key, prefix, kind) in _TFDS_SPECS.items():
@@ -167,7 +172,7 @@ def register_tasks(t5_vocab_path: str | None = None) -> list[str]:
          },
          metric_fns=metric_fns)
   _register_prompted_tasks(seqio)
-  return [GETTEXT_TASK, *TFDS_TASKS, *PROMPTED_TASKS]
+  return [*dataset.CORPUS_VOCABULARIES, *TFDS_TASKS, *PROMPTED_TASKS]
 
 
 # (TFDS name, its splits, input key, target key, shots, format, postprocessor,

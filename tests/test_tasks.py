@@ -61,8 +61,8 @@ def test_gettext_task_tokenizes_with_eos(seqio_and_tasks, monkeypatch):
   seqio, tasks = seqio_and_tasks
   monkeypatch.delenv(tasks.T5_VOCAB_ENV, raising=False)
   names = tasks.register_tasks()
-  assert names == ["gettext_en_de", "wmt_t2t_ende", "xsum", "cnn_dailymail",
-                   "wmt_t2t_ende_5shot", "gsm8k_8shot"]
+  assert names == ["gettext_en_de", "gettext_en_de_v2", "wmt_t2t_ende", "xsum",
+                   "cnn_dailymail", "wmt_t2t_ende_5shot", "gsm8k_8shot"]
   assert tasks.register_tasks() == names  # idempotent
   from spec_cascade_jax.data import dataset, vocab  # pylint: disable=g-import-not-at-top
   demo = vocab.load_vocabulary("demo")
@@ -77,6 +77,31 @@ def test_gettext_task_tokenizes_with_eos(seqio_and_tasks, monkeypatch):
     assert ex["inputs"].tolist() == demo.encode(row["en"]) + [1]
     assert ex["targets"].tolist() == demo.encode(row["de"]) + [1]
   assert {m.__name__ for m in task.metric_fns} == {"bleu", "chrf"}
+  # The v2 corpus tokenizes with its own vocabulary (placeholders as units).
+  v2 = vocab.load_vocabulary("gettext_v2")
+  task = seqio.get_mixture_or_task("gettext_en_de_v2")
+  rows = dataset.load_split("test", "gettext_en_de_v2")[:3]
+  ds = task.get_dataset(sequence_length=None, split="test", shuffle=False,
+                        try_in_mem_cache=False)
+  for row, ex in zip(rows, ds.as_numpy_iterator()):
+    assert ex["targets_pretokenized"].decode() == row["de"]
+    assert ex["inputs"].tolist() == v2.encode(row["en"]) + [1]
+  assert task.num_input_examples("test") == len(dataset.load_split("test", "gettext_en_de_v2"))
+
+
+def test_the_offline_task_of_each_bundled_corpus_reads_that_corpus():
+  """The main job reads gettext_en_de_v2 (issue 17's corpus) without seqio, with
+  the vocabulary it is given."""
+  from spec_cascade_jax.data import dataset, vocab  # pylint: disable=g-import-not-at-top
+  from spec_cascade_jax.evaluation import infer  # pylint: disable=g-import-not-at-top
+  for corpus, vocab_name in dataset.CORPUS_VOCABULARIES.items():
+    data = infer.load_task(corpus, "test", vocabulary=vocab_name, num_examples=4,
+                           max_input_length=256)
+    rows = dataset.load_split("test", corpus)
+    assert data.targets[0] == rows[0]["de"] and data.inputs[-1] in {r["en"] for r in rows}
+    assert data.input_ids[0] == vocab.load_vocabulary(vocab_name).encode(rows[0]["en"]) + [1]
+  assert len(dataset.load_split("test", "gettext_en_de_v2")) != len(
+      dataset.load_split("test", "gettext_en_de"))
 
 
 @pytest.mark.slow

@@ -23,6 +23,9 @@ _ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # (spec_cascade_jax/data/debian_harvest.py, build_gettext.py --harvest_dir).
 CORPORA = {name: os.path.join(_ASSETS, name) for name in ("gettext_en_de", "gettext_en_de_v2")}
 DATA_DIR = CORPORA["gettext_en_de"]
+# The bundled vocabulary trained on each corpus (data/vocab.py): what its
+# seqio task tokenizes with, and the main job's default for it.
+CORPUS_VOCABULARIES = {"gettext_en_de": "demo", "gettext_en_de_v2": "gettext_v2"}
 
 
 def corpus_dir(name_or_dir: str) -> str:

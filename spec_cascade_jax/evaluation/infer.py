@@ -4,8 +4,10 @@
         --gin_file=configs/models/demo_pair.gin --gin.TASK="'gettext_en_de'" \
         --gin.OUTPUT_DIR="'runs/infer'"
 
-Tasks: `gettext_en_de` is read with `data.dataset.load_split` and the demo
-vocabulary (no seqio or TensorFlow needed: the GPU machine has neither);
+Tasks: the bundled corpora `gettext_en_de` and `gettext_en_de_v2`
+(`data.dataset.CORPORA`) are read with `data.dataset.load_split` and the
+vocabulary given (their own: `dataset.CORPUS_VOCABULARIES`; no seqio or
+TensorFlow needed: the GPU machine has neither);
 `gettext_en_de_<k>shot` is the same split as k-shot prompts for decoder-only
 LMs (evaluation/prompts.py; the vocabulary is then the LM's Hugging Face
 directory, whose tokenizer.json is read); any other name is a seqio task (registered by `spec_cascade_jax.tasks`, which
@@ -92,12 +94,12 @@ def load_task(task: str = GETTEXT_TASK, split: str = "validation",
                      f"{max_input_length}")
   if prompts.num_shots(task) is not None:
     return _load_prompted_task(task, split, vocabulary, max_input_length, num_examples)
-  if task == GETTEXT_TASK:
-    from spec_cascade_jax.data.dataset import load_split
+  from spec_cascade_jax.data import dataset
+  if task in dataset.CORPORA:
     from spec_cascade_jax.data.vocab import load_vocabulary
     from spec_cascade_jax.evaluation import metrics
     vocab = load_vocabulary(vocabulary)
-    rows = load_split(split)
+    rows = dataset.load_split(split, task)
     rows = [rows[i] for i in spread_indices(len(rows), num_examples)]
     ids = [vocab.encode(r["en"])[:max_input_length - 1] + [vocab.eos_id] for r in rows]
     return TaskData(task, split, ids, [r["en"] for r in rows], [r["de"] for r in rows],
