@@ -247,3 +247,19 @@ def test_ab_speed_refuses_a_tree_whose_package_is_not_imported(tmp_path):
   tree.mkdir()
   with pytest.raises(RuntimeError, match="not this tree's package"):
     ab_speed.run_speed(str(tree), [], str(tmp_path / "out.json"))
+
+
+@pytest.mark.slow
+def test_train_step_times_both_dtypes_on_real_packed_batches(tmp_path):
+  import train_step
+  out = tmp_path / "ts.json"
+  report = train_step.main(["--d-model", "32", "--d-ff", "64", "--heads", "2", "--layers",
+                            "1+1", "--rows", "4", "--rounds", "2", "--steps", "1",
+                            "--json", str(out)])
+  assert [r["dtype"] for r in report["rows"]] == ["float32", "bfloat16"]
+  assert all(len(v) == 2 and min(v) > 0 for v in report["per_step"].values())
+  assert report["ratio_min"] <= report["ratio_median"] <= report["ratio_max"]
+  assert json.loads(out.read_text())["args"]["layers"] == "1+1"
+  batch = train_step.batches("gettext_en_de_v2", "gettext_v2", rows=4, max_len=64, count=1,
+                             seed=0)[0]
+  assert batch.inputs.shape == (4, 64) and batch.input_segments.max() > 1  # packed

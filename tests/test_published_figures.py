@@ -123,6 +123,33 @@ def test_v2_optimizer_ab():
                  d4=loss("adamw", 400) - loss("adafactor", 400))
 
 
+def test_train_step_dtypes():
+  """The CPU training step, float32 against bfloat16 activations (train_step.py)."""
+  path = "benchmarks/results/train_step_v2.json"
+  with Checks() as checks:
+    text = doc("BENCHMARKS.md", "## Issue 17")
+    name = "BENCHMARKS.md (Issue 17, training step dtypes)"
+    run = load_json(path)
+    block = [b for b in re.findall(r"```[^\n]*\n(.*?)```", text, re.S)
+             if "bfloat16 / float32 per round" in b]
+    assert len(block) == 1, f"{name}: the pasted train_step.py output is gone"
+    head = block[0].splitlines()[0]
+    assert head.startswith(f"# {run['machine']['date']}"), (name, head)
+    for line in block[0].splitlines():
+      cells = line.split()
+      if len(cells) == 4 and cells[0] in ("float32", "bfloat16"):
+        row = one_row(run["rows"], path, dtype=cells[0])
+        for printed, key in zip(cells[1:], ("s_per_step", "s_min", "s_max")):
+          checks.number(f"{name}: {cells[0]} {key}", printed,
+                        V(lambda row=row, key=key: row[key], f"{path} {cells[0]} {key}"))
+    checks.claim(name, text, "median {m} (range {lo}-{hi})", m=at(path, "ratio_median"),
+                 lo=at(path, "ratio_min"), hi=at(path, "ratio_max"))
+    checks.claim(name, text, "(median ratio {m}, every", m=at(path, "ratio_median"))
+    checks.claim(name, text, "are {pct}% slower per step",
+                 pct=(at(path, "ratio_median") - 1) * 100)
+    assert run["ratio_min"] > 1, f"{name}: 'every round slower' no longer holds"
+
+
 def test_bundled_pair_quality():
   with Checks() as checks:
     text = doc("BENCHMARKS.md", "## Bundled pair: quality")
