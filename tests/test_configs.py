@@ -33,6 +33,7 @@ RUN_FN = {
     "train/demo_verifier.gin": "train_gettext",
     "train/demo_verifier_stage1.gin": "train_gettext",
     "train/demo_drafter_v2.gin": "train_gettext",
+    "train/demo_drafter_v2_seqkd.gin": "train_gettext",
     "train/demo_verifier_v2.gin": "train_gettext",
     "train/base.gin": "train_gettext",
 }
@@ -168,3 +169,34 @@ def test_a_gin_file_given_by_its_relative_path_is_found_without_an_error_log(
     main.configure(["configs/demo.gin"])
   assert gin.query_parameter("GRID/macro.value") == "demo"
   assert not [r for r in caplog.records if "Path not found" in r.getMessage()]
+
+
+def _value(selector: str):
+  """A bound parameter's value, a macro resolved; None where nothing is bound."""
+  try:
+    v = gin.query_parameter(selector)
+  except ValueError:
+    return None
+  text = repr(v)
+  return gin.query_parameter(f"{text[1:]}/macro.value") if text.startswith("%") else v
+
+
+def test_the_two_drafter_distillation_arms_differ_only_in_the_distillation():
+  """Issue 17's A/B: token-level KD against sequence-level KD, everything else equal."""
+  arms = []
+  for name in ("train/demo_drafter_v2.gin", "train/demo_drafter_v2_seqkd.gin"):
+    _parse([name])
+    recipe = {k: _value(f"recipes.train_gettext.{k}")
+              for k in ("kd_from", "distill_from", "corpus", "vocabulary")}
+    train = {k: _value(f"trainer.TrainConfig.{k}")
+             for k in ("kd_weight", "optimizer", "learning_rate", "warmup_steps",
+                       "tokens_per_batch", "max_len")}
+    arms.append((recipe, train, _value("TRAIN_STEPS/macro.value"),
+                 _value("WORKDIR/macro.value")))
+  (tok_r, tok_t, tok_steps, tok_dir), (seq_r, seq_t, seq_steps, seq_dir) = arms
+  assert tok_r["kd_from"] == seq_r["distill_from"] == "runs/models/demo-verifier-v2"
+  assert tok_r["distill_from"] is None and seq_r["kd_from"] is None
+  assert tok_t.pop("kd_weight") == 0.8 and seq_t.pop("kd_weight") == 0.0
+  assert tok_t == seq_t and tok_steps == seq_steps and tok_dir != seq_dir
+  assert tok_t["optimizer"] == "adafactor"
+  assert (tok_r["corpus"], tok_r["vocabulary"]) == (seq_r["corpus"], seq_r["vocabulary"])
