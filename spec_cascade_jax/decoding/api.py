@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import inspect
 import types
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -384,14 +386,22 @@ def generate(drafter, verifier, input_ids, method: str = methods.DEFAULT_METHOD,
   0 is a real token. None (default): each model's own pad convention (T5 and
   Gemma: 0 pads; a model without a pad id reads every row as unpadded).
   """
+  return _generate(jitted_decode, drafter, verifier, input_ids, pad_single_row,
+                   input_lengths, method=method, rule=rule, alpha=alpha,
+                   num_draft_tokens=num_draft_tokens, temperature=temperature, top_k=top_k,
+                   top_p=top_p, max_new_tokens=max_new_tokens, rng=rng,
+                   seq_confidence=seq_confidence, ngram_size=ngram_size, eos_id=eos_id)
+
+
+def _generate(decode_fn, drafter, verifier, input_ids, pad_single_row, input_lengths,
+              **prepare_kwargs) -> GenerateResult:
+  """`generate`'s work with `decode_fn`, a jit of `decode` (jitted_decode, or
+  one of generate_instances')."""
   if pad_single_row is not None and not isinstance(pad_single_row, bool):
     raise ValueError(f"pad_single_row must be True, False or None (automatic: on GPU "
                      f"only); got {pad_single_row!r}.")
   drafter, verifier, (alpha, temperature, top_p), rng, statics = prepare(
-      drafter, verifier, input_ids, method=method, rule=rule, alpha=alpha,
-      num_draft_tokens=num_draft_tokens, temperature=temperature, top_k=top_k,
-      top_p=top_p, max_new_tokens=max_new_tokens, rng=rng,
-      seq_confidence=seq_confidence, ngram_size=ngram_size, eos_id=eos_id)
+      drafter, verifier, input_ids, **prepare_kwargs)
   lengths = None if input_lengths is None else _check_input_lengths(input_lengths,
                                                                     input_ids)
   ids = jnp.asarray(input_ids, jnp.int32)
@@ -404,7 +414,7 @@ def generate(drafter, verifier, input_ids, method: str = methods.DEFAULT_METHOD,
     lengths = None if lengths is None else np.concatenate([lengths, lengths])
   params = loop.DecodeParams(alpha=jnp.asarray(alpha), temperature=jnp.asarray(temperature),
                                top_p=jnp.asarray(top_p))
-  tokens, stats = jitted_decode(
+  tokens, stats = decode_fn(
       drafter, verifier, ids, params, rng,
       input_lengths=None if lengths is None else jnp.asarray(lengths), **statics)
   if pad:
@@ -419,3 +429,34 @@ def generate(drafter, verifier, input_ids, method: str = methods.DEFAULT_METHOD,
 GENERATE_DEFAULTS = types.MappingProxyType({
     name: p.default for name, p in inspect.signature(generate).parameters.items()
     if p.default is not inspect.Parameter.empty})
+
+
+@functools.lru_cache(maxsize=None)
+def generate_instances(count: int) -> tuple[Callable[..., GenerateResult], ...]:
+  """`count` functions that each do what `generate` does (same arguments, same
+  result) with executables compiled for them alone (cached per process).
+
+  XLA:CPU's speed differs between compilations of one program by a few per
+  cent, a property of each compiled executable (where its code and buffers
+  land), steady for as long as it lives: BENCHMARKS.md measured 2-5% between
+  three compilations of one decode timed side by side in one process. The
+  latency protocol (evaluation/latency.py) rotates through several instances
+  so that this spreads over the repeats instead of shifting a whole run.
+  """
+  if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+    raise ValueError(f"count must be an int >= 1; got {count!r}.")
+
+  def instance(decode_fn):
+    def run(drafter, verifier, input_ids, **kwargs) -> GenerateResult:
+      unknown = sorted(set(kwargs) - set(GENERATE_DEFAULTS))
+      if unknown:
+        raise TypeError(f"Unknown generate arguments {unknown}; valid: "
+                        f"{sorted(GENERATE_DEFAULTS)}.")
+      kw = {**GENERATE_DEFAULTS, **kwargs}
+      return _generate(decode_fn, drafter, verifier, input_ids, kw.pop("pad_single_row"),
+                       kw.pop("input_lengths"), **kw)
+    return run
+
+  # A new jit of a new partial traces and compiles anew (jit caches by function).
+  return tuple(instance(jax.jit(functools.partial(decode), static_argnames=STATIC_ARGNAMES))
+               for _ in range(count))
