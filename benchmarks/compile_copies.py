@@ -5,10 +5,10 @@ own executables. This times K copies of the verifier-only and of one other
 method on the same examples, every copy once per example and round in an
 order that alternates, and prints each copy's total (the sum over examples
 of the median over rounds) and the method/verifier ratio for every pair of
-copies. A spread between copies of one program, larger than the spread of
-one copy between halves of the rounds, is a steady property of each
-compilation, which the main job's latency protocol averages over by rotating
-copies (evaluation/latency.py).
+copies. A spread between copies of one program larger than the spread of
+one copy between halves of the rounds would be a steady property of each
+compilation (one that no repeat within a run averages out); BENCHMARKS.md
+("Main job: do two fresh runs agree?") has what it found.
 
     python benchmarks/compile_copies.py --json benchmarks/results/compile_copies.json
 """
@@ -23,7 +23,6 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 import common  # noqa: E402

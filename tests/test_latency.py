@@ -73,49 +73,6 @@ def test_the_verifier_paired_with_itself_and_the_record_fields(monkeypatch):
     latency.paired_times(clock.decoder("v", 1.0), None, [], repeats=1)
 
 
-def test_rotating_compiled_copies_cancels_their_steady_speed_differences(monkeypatch):
-  """Each compiled copy has its own steady speed (±6% here); one copy per side
-  would put its offset into the ratio, rotating through three does not."""
-  clock = DriftingClock(drift=1.0)
-  monkeypatch.setattr(latency.time, "perf_counter", clock.perf_counter)
-  methods = [clock.decoder(f"m{i}", 2.0 * f) for i, f in enumerate((1.06, 0.94, 1.0))]
-  verifiers = [clock.decoder(f"v{i}", 1.0 * f) for i, f in enumerate((0.95, 1.05, 1.0))]
-  inputs = [np.zeros((1, 8), np.int32)] * 4 + [np.zeros((1, 16), np.int32)] * 4
-  rotated = latency.paired_times(methods, verifiers, inputs, repeats=3)
-  assert rotated.summary()["relative_latency"] == pytest.approx(2.0)
-  # Every copy decodes each new shape once, untimed, before any timing ...
-  names = [c[0] for c in clock.calls]
-  assert names[:6] == ["m0", "m1", "m2", "v0", "v1", "v2"]
-  assert names[6 + 4 * 6:6 + 4 * 6 + 6] == ["m0", "m1", "m2", "v0", "v1", "v2"]
-  # ... then repeat r times copy r mod 3 of both sides, the order alternating.
-  assert names[6:12] == ["m0", "v0", "v1", "m1", "m2", "v2"]
-  single = latency.paired_times(methods[0], verifiers[0], inputs, repeats=3)
-  assert single.summary()["relative_latency"] == pytest.approx(2.0 * 1.06 / 0.95)
-  with pytest.raises(ValueError, match="as many copies"):
-    latency.paired_times(methods, verifiers[:2], inputs, repeats=3)
-
-
-def test_generate_instances_compile_their_own_executables_and_agree():
-  from spec_cascade_jax.decoding import api
-  drafter, verifier = testing.tiny_t5_pair(jax.random.PRNGKey(0), verifier_layers=1,
-                                           drafter_layers=1)
-  ids = np.ones((1, 5), np.int32)
-  kw = dict(method="speculative", num_draft_tokens=2, max_new_tokens=4)
-  copies = api.generate_instances(2)
-  assert api.generate_instances(2) is copies  # one set per process
-  before = api.TRACE_COUNTS["speculative"]
-  results = [g(drafter, verifier, ids, **kw) for g in copies]
-  assert api.TRACE_COUNTS["speculative"] == before + 2  # each copy compiled its own
-  ref = api.generate(drafter, verifier, ids, **kw)
-  for r in results:
-    np.testing.assert_array_equal(r.tokens, ref.tokens)
-    assert r.stats.keys() == ref.stats.keys()
-  with pytest.raises(TypeError, match="Unknown generate arguments"):
-    copies[0](drafter, verifier, ids, gamma=2)
-  with pytest.raises(ValueError, match="count must be an int >= 1"):
-    api.generate_instances(0)
-
-
 def test_bootstrap_interval_covers_and_narrows():
   """Over many simulated runs of 24 examples the 95% interval holds the true
   ratio about 95% of the time; with 16× the examples it is ~4× narrower."""

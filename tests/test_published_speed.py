@@ -429,6 +429,11 @@ def test_two_main_job_runs():
     name = "BENCHMARKS.md (two main-job runs)"
     _ab_claim(checks, name, text, "at T = 0.", DEMO_AB)
     _ab_claim(checks, name, text, "against the second:", R + "demo_ab_pointgc.json")
+    _ab_claim(checks, name, text, "Rotating copies:", R + "demo_ab_copies.json")
+    path = R + "compile_copies.json"
+    checks.claim(name, text, "The copies differ by {m}% (speculative) and {v}% (verifier)",
+                 m=at(path, "method_copy_spread") * 100, v=at(path, "verifier_copy_spread") * 100)
+    checks.claim(name, text, "rounds by up to {h}%", h=at(path, "half_spread_max") * 100)
 
 
 LM_VS_HF, LM_VS_HF_TORCH1 = R + "lm_vs_hf.json", R + "lm_vs_hf_torch1.json"

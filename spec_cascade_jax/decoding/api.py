@@ -396,7 +396,7 @@ def generate(drafter, verifier, input_ids, method: str = methods.DEFAULT_METHOD,
 def _generate(decode_fn, drafter, verifier, input_ids, pad_single_row, input_lengths,
               **prepare_kwargs) -> GenerateResult:
   """`generate`'s work with `decode_fn`, a jit of `decode` (jitted_decode, or
-  one of generate_instances')."""
+  a copy's own: generate_instances)."""
   if pad_single_row is not None and not isinstance(pad_single_row, bool):
     raise ValueError(f"pad_single_row must be True, False or None (automatic: on GPU "
                      f"only); got {pad_single_row!r}.")
@@ -436,12 +436,10 @@ def generate_instances(count: int) -> tuple[Callable[..., GenerateResult], ...]:
   """`count` functions that each do what `generate` does (same arguments, same
   result) with executables compiled for them alone (cached per process).
 
-  XLA:CPU's speed differs between compilations of one program by a few per
-  cent, a property of each compiled executable (where its code and buffers
-  land), steady for as long as it lives: BENCHMARKS.md measured 2-5% between
-  three compilations of one decode timed side by side in one process. The
-  latency protocol (evaluation/latency.py) rotates through several instances
-  so that this spreads over the repeats instead of shifting a whole run.
+  For measuring whether separately compiled copies of one program run at
+  different speeds (benchmarks/compile_copies.py; BENCHMARKS.md, "Main job:
+  do two fresh runs agree?"): `generate`'s own jit compiles each program once
+  per process.
   """
   if isinstance(count, bool) or not isinstance(count, int) or count < 1:
     raise ValueError(f"count must be an int >= 1; got {count!r}.")

@@ -455,18 +455,16 @@ def evaluate(drafter, verifier, output_dir: str, task: str = GETTEXT_TASK,
 
 
 def time_point(drafter, verifier, input_ids: Sequence[Sequence[int]], point: grids.Point,
-               max_new_tokens: int, buckets: Sequence[int], repeats: int,
-               instances: int | None = None):
+               max_new_tokens: int, buckets: Sequence[int], repeats: int):
   """Batch-1 timings of `point` paired with verifier-only decoding (docs/design.md §6.1).
 
   Each example is padded to its length bucket; evaluation/latency.py warms up
   each shape untimed, interleaves (point, verifier) `repeats` times per
-  example and keeps the medians, rotating through `instances` separately
-  compiled copies of both (default latency.INSTANCES). The verifier runs at
-  the point's temperature and seed. Returns latency.PairedTimes.
+  example and keeps the medians. The verifier runs at the point's temperature
+  and seed. Returns latency.PairedTimes.
   """
   import jax
-  from spec_cascade_jax.decoding.api import generate_instances
+  from spec_cascade_jax.decoding.api import generate
   from spec_cascade_jax.evaluation import latency
   rng = jax.random.PRNGKey(point.seed)
   kwargs = decode_kwargs(point, max_new_tokens)
@@ -474,11 +472,8 @@ def time_point(drafter, verifier, input_ids: Sequence[Sequence[int]], point: gri
                                   seed=point.seed), max_new_tokens)
   padded = [pad_batch([x], bucket_length(len(x), buckets)) for x in input_ids]
   inputs = [(ids, prompt_kwargs(verifier, [x], ids)) for x, ids in zip(input_ids, padded)]
-  # The same compiled copies for every point of the run (each compiles once
-  # per method and shape), rotated through the repeats (latency.py).
-  copies = generate_instances(latency.INSTANCES if instances is None else instances)
   return latency.paired_times(
-      [lambda x, g=g: g(drafter, verifier, x[0], rng=rng, **kwargs, **x[1]) for g in copies],
+      lambda x: generate(drafter, verifier, x[0], rng=rng, **kwargs, **x[1]),
       None if point.method == "verifier" else
-      [lambda x, g=g: g(None, verifier, x[0], rng=rng, **ver, **x[1]) for g in copies],
+      lambda x: generate(None, verifier, x[0], rng=rng, **ver, **x[1]),
       inputs, repeats, compile_key=lambda x: x[0].shape)

@@ -15,14 +15,6 @@ would charge one side of a pair for the whole process's garbage. (A
 collection per example instead cost the main job minutes: each one walks
 the whole heap of a process holding jax and its compilations.)
 
-XLA:CPU's speed also differs between compilations of one program, by a
-few per cent per executable and steadily (decoding/api.py's
-`generate_instances`), which no repeat within a run averages out: two runs
-then disagree on a method by its two executables' difference, and on every
-method by the verifier's. So the decoders may come as INSTANCES separately
-compiled copies each: repeat r uses copy r mod INSTANCES of both the method
-and the verifier, and each copy decodes every new input shape once, untimed.
-
 Per example the median of the repeats is kept. The point's relative latency
 is Σ method / Σ verifier over the examples, and its spread is a bootstrap
 interval over examples (resampling whole pairs), beside the interquartile
@@ -40,8 +32,6 @@ import numpy as np
 
 CONFIDENCE = 0.95
 RESAMPLES = 2000
-# Separately compiled copies of each decoder that the main job rotates through.
-INSTANCES = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +57,9 @@ class PairedTimes:
                                    "verifier": [round(float(x), 6) for x in self.verifier_s]}}
 
 
-def paired_times(decode_method, decode_verifier, inputs: Sequence[Any], repeats: int = 3,
+def paired_times(decode_method: Callable[[Any], object],
+                 decode_verifier: Callable[[Any], object],
+                 inputs: Sequence[Any], repeats: int = 3,
                  compile_key: Callable[[Any], Hashable] = lambda ids: ids.shape
                  ) -> PairedTimes:
   """Times both decoders on each input, interleaved (module docstring).
@@ -78,22 +70,12 @@ def paired_times(decode_method, decode_verifier, inputs: Sequence[Any], repeats:
   callable must block until its result is ready (generate() does: it
   returns numpy arrays). With `decode_verifier` None the method IS the
   verifier: each timing of it is paired with the next one of the same call.
-  Either decoder may be a sequence of separately compiled copies (as many
-  for both): repeat r then times copy r mod len on each side.
   """
   if repeats < 1:
     raise ValueError(f"repeats must be >= 1; got {repeats}.")
   if not len(inputs):
     raise ValueError("no inputs to time; pass at least one example.")
-  methods = list(decode_method) if isinstance(decode_method, Sequence) else [decode_method]
-  if decode_verifier is None:
-    verifiers = methods
-  else:
-    verifiers = (list(decode_verifier) if isinstance(decode_verifier, Sequence)
-                 else [decode_verifier])
-  if len(methods) != len(verifiers) or not methods:
-    raise ValueError(f"give as many copies of the method as of the verifier; got "
-                     f"{len(methods)} and {len(verifiers)}.")
+  verifier = decode_verifier if decode_verifier is not None else decode_method
   seen: set[Hashable] = set()
   method_s, verifier_s = np.zeros(len(inputs)), np.zeros(len(inputs))
   gc.collect()
@@ -101,14 +83,14 @@ def paired_times(decode_method, decode_verifier, inputs: Sequence[Any], repeats:
   try:
     for i, ids in enumerate(inputs):
       if compile_key(ids) not in seen:
-        for fn in methods + (verifiers if decode_verifier is not None else []):
-          fn(ids)  # compile (each copy its own), excluded from the timing
+        decode_method(ids)  # compile, excluded from the timing
+        if decode_verifier is not None:
+          decode_verifier(ids)
         seen.add(compile_key(ids))
       times = {"m": [], "v": []}
       for r in range(repeats):
-        copy = r % len(methods)
         for side in (("m", "v") if r % 2 == 0 else ("v", "m")):
-          fn = methods[copy] if side == "m" else verifiers[copy]
+          fn = decode_method if side == "m" else verifier
           t0 = time.perf_counter()
           fn(ids)
           times[side].append(time.perf_counter() - t0)

@@ -46,8 +46,7 @@ from spec_cascade_jax.evaluation.results import (RESULTS_FILE, ResultsFile,  # n
                                                  load_results)
 
 # Recorded in the context: results timed under another protocol are not mixed in.
-# v2: each side rotates through latency.INSTANCES separately compiled copies.
-LATENCY_PROTOCOL = f"paired-interleaved-v2-copies{latency.INSTANCES}"
+LATENCY_PROTOCOL = "paired-interleaved-v1"
 
 
 def _check_context(stored: dict, context: dict, path: str) -> None:
