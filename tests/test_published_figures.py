@@ -118,10 +118,13 @@ def test_v2_optimizer_ab():
     checks.claim(name, text, "training loss of {a} at step 400, against AdamW's {w} at step\n400",
                  a=loss("adafactor", 400), w=loss("adamw", 400))
     checks.claim(name, text, "and {w} at step 500", w=loss("adamw", 500))
-    ev = lambda k: V(lambda: next(e for e in load_json(path)["adafactor"]["eval"]  # noqa: E731
-                                  if e["step"] == 800)[k], f"{path} adafactor eval 800 {k}")
+    ev = lambda step, k: V(  # noqa: E731
+        lambda: next(e for e in load_json(path)["adafactor"]["eval"] if e["step"] == step)[k],
+        f"{path} adafactor eval {step} {k}")
     checks.claim(name, text, "validation loss of {l} and BLEU {b}\non the recipe's 200",
-                 l=ev("valid_loss"), b=ev("valid_bleu"))
+                 l=ev(800, "valid_loss"), b=ev(800, "valid_bleu"))
+    checks.claim(name, text, "validation loss {l} and BLEU {b} on those 200",
+                 l=ev(1600, "valid_loss"), b=ev(1600, "valid_bleu"))
     checks.claim(name, text, "({d3} at step 300,\n{d4} at step 400)",
                  d3=loss("adamw", 300) - loss("adafactor", 300),
                  d4=loss("adamw", 400) - loss("adafactor", 400))
