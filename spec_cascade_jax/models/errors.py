@@ -1,6 +1,11 @@
-"""Errors of reading Hugging Face model directories, shared by every family."""
+"""Reading Hugging Face model directories, shared by every family: the
+errors each reader raises, and the directory's config.json."""
 
 from __future__ import annotations
+
+import json
+import os
+from typing import Any
 
 
 class HFCheckpointError(ValueError):
@@ -9,3 +14,17 @@ class HFCheckpointError(ValueError):
 
 class HFCheckpointNotFoundError(HFCheckpointError, FileNotFoundError):
   """A file the directory must contain is missing."""
+
+
+def read_hf_config(path: str, what: str = "a Hugging Face model directory") -> dict[str, Any]:
+  """The parsed `path/config.json`; `what` names the directory in the error
+  (with any hint on writing one)."""
+  cfg_file = os.path.join(path, "config.json")
+  if not os.path.isfile(cfg_file):
+    raise HFCheckpointNotFoundError(
+        f"{cfg_file} not found: {what} needs config.json next to its weights.")
+  try:
+    with open(cfg_file) as f:
+      return json.load(f)
+  except json.JSONDecodeError as e:
+    raise HFCheckpointError(f"{cfg_file} is not valid JSON ({e}); re-download it.") from e

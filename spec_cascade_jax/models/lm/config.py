@@ -29,6 +29,8 @@ from typing import Any
 
 import jax.numpy as jnp
 
+from spec_cascade_jax.models.params import config_from_dict
+
 MODEL_TYPES = ("gemma", "gemma2", "gemma3_text", "llama", "qwen2")
 ACTIVATIONS = ("gelu_tanh", "gelu", "silu")
 ROPE_SCALINGS = (None, "linear", "llama3")
@@ -145,11 +147,7 @@ class LMConfig:
 
   @classmethod
   def from_dict(cls, d: dict[str, Any]) -> "LMConfig":
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-      raise ValueError(f"Unknown LMConfig fields {unknown}; known: {sorted(names)}.")
-    return cls(**d)
+    return config_from_dict(cls, d)
 
 
 def alternating(num_layers: int, period: int) -> tuple[str, ...]:

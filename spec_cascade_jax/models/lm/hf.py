@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 
 from spec_cascade_jax.models.lm.config import MODEL_TYPES, LMConfig, alternating
-from spec_cascade_jax.models.errors import HFCheckpointError, HFCheckpointNotFoundError
+from spec_cascade_jax.models.errors import (HFCheckpointError, HFCheckpointNotFoundError,
+                                            read_hf_config)
 
 SUPPORTED_MODEL_TYPES = MODEL_TYPES
 ARCHITECTURES = {"gemma": "GemmaForCausalLM", "gemma2": "Gemma2ForCausalLM",
@@ -373,19 +374,6 @@ def write_safetensors(tensors: dict[str, np.ndarray], file: str) -> None:
 # ----------------------------------------------------------------------------
 # Loading and saving
 # ----------------------------------------------------------------------------
-
-def read_hf_config(path: str) -> dict[str, Any]:
-  cfg_file = os.path.join(path, "config.json")
-  if not os.path.isfile(cfg_file):
-    raise HFCheckpointNotFoundError(
-        f"{cfg_file} not found: a Hugging Face model directory needs config.json next "
-        "to its weights.")
-  try:
-    with open(cfg_file) as f:
-      return json.load(f)
-  except json.JSONDecodeError as e:
-    raise HFCheckpointError(f"{cfg_file} is not valid JSON ({e}); re-download it.") from e
-
 
 # Tensors a checkpoint may hold that the model does not use.
 _IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)

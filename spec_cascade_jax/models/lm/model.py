@@ -45,6 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from spec_cascade_jax.models.lm.config import LMConfig
+from spec_cascade_jax.models.params import init_params
 from spec_cascade_jax.models.protocol import check_ids
 
 # Added to masked attention logits (float32), after soft-capping; finite, so a
@@ -324,10 +325,7 @@ class LMModel:
   def init(cls, config: LMConfig, rng: jax.Array, jit: bool = True) -> "LMModel":
     """Random init (Hugging Face's scales: normal(0.02) kernels, norms at
     identity); works under `jax.eval_shape` for the published sizes."""
-    ids = jnp.zeros((1, 2), jnp.int32)
-    init = lambda r: LMModule(config).init(r, ids, ids)  # noqa: E731
-    variables = (jax.jit(init) if jit else init)(rng)
-    params = jax.tree.map(lambda x: x, flax.core.unfreeze(variables["params"]))
+    params = init_params(LMModule(config), jnp.zeros((1, 2), jnp.int32), rng, jit)
     return cls(config=config, params=params)
 
   @property

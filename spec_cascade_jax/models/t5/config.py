@@ -12,6 +12,8 @@ from typing import Any
 
 import jax.numpy as jnp
 
+from spec_cascade_jax.models.params import config_from_dict
+
 _FEED_FORWARD = ("relu", "gated-gelu")
 _DTYPES = ("float32", "bfloat16")
 
@@ -71,11 +73,7 @@ class T5Config:
 
   @classmethod
   def from_dict(cls, d: dict[str, Any]) -> "T5Config":
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-      raise ValueError(f"Unknown T5Config fields {unknown}; known: {sorted(names)}.")
-    return cls(**d)
+    return config_from_dict(cls, d)
 
   def to_hf_dict(self) -> dict[str, Any]:
     """The Hugging Face `config.json` contents for this architecture."""

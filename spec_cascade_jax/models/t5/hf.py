@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from spec_cascade_jax.models.errors import HFCheckpointError, HFCheckpointNotFoundError
+from spec_cascade_jax.models.errors import (HFCheckpointError, HFCheckpointNotFoundError,
+                                            read_hf_config)
 from spec_cascade_jax.models.t5.config import T5Config
 from spec_cascade_jax.models.t5.model import T5Model
 
@@ -50,15 +51,8 @@ _IGNORED = re.compile(
 
 def _read_config(path: str) -> tuple[T5Config, dict[str, Any]]:
   cfg_file = os.path.join(path, "config.json")
-  if not os.path.isfile(cfg_file):
-    raise HFCheckpointNotFoundError(
-        f"{cfg_file} not found: a Hugging Face T5 directory needs config.json next to "
-        "its weights (write one with `T5Config.to_hf_dict()` or `save_pretrained`).")
-  try:
-    with open(cfg_file) as f:
-      d = json.load(f)
-  except json.JSONDecodeError as e:
-    raise HFCheckpointError(f"{cfg_file} is not valid JSON ({e}); re-download it.") from e
+  d = read_hf_config(path, "a Hugging Face T5 directory (write its config.json with "
+                     "`T5Config.to_hf_dict()` or `save_pretrained`)")
   model_type = d.get("model_type")
   archs = d.get("architectures") or []
   if model_type not in ("t5", "mt5") or any(

@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from spec_cascade_jax.models.params import init_params
 from spec_cascade_jax.models.protocol import check_ids
 from spec_cascade_jax.models.t5.config import T5Config
 
@@ -478,12 +479,7 @@ class T5Model:
     the jitted ones in the last bits (≤ 3e-8 seen), which is fine for a
     random-weight model but not for reproducing a recipe.
     """
-    ids = jnp.ones((1, 2), jnp.int32)
-    init = lambda r: T5Module(config).init(r, ids, ids)
-    variables = (jax.jit(init) if jit else init)(rng)
-    # Rebuilt as a pytree: dict keys sorted (the eager init keeps the modules'
-    # creation order; the jitted one returns them sorted already).
-    params = jax.tree.map(lambda x: x, flax.core.unfreeze(variables["params"]))
+    params = init_params(T5Module(config), jnp.ones((1, 2), jnp.int32), rng, jit)
     return cls(config=config, params=params)
 
   @property
