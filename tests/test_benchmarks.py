@@ -263,3 +263,37 @@ def test_train_step_times_both_dtypes_on_real_packed_batches(tmp_path):
   batch = train_step.batches("gettext_en_de_v2", "gettext_v2", rows=4, max_len=64, count=1,
                              seed=0)[0]
   assert batch.inputs.shape == (4, 64) and batch.input_segments.max() > 1  # packed
+
+
+@pytest.mark.slow
+def test_quality_records_fingerprints_and_samples_and_keeps_finished_splits(
+    tmp_path, monkeypatch):
+  import quality
+  from spec_cascade_jax.models.checkpoint import save_model
+  from spec_cascade_jax.models.t5 import T5Config, T5Model
+  from spec_cascade_jax.training.distill import params_fingerprint
+  dirs = []
+  for i in range(2):
+    cfg = T5Config(vocab_size=8000, d_model=16, d_kv=8, d_ff=32, num_heads=2, num_layers=1,
+                   num_decoder_layers=1, name=f"tiny{i}")
+    model = T5Model.init(cfg, jax.random.PRNGKey(i))
+    dirs.append(save_model(model, str(tmp_path / f"m{i}")))
+  out = tmp_path / "q.json"
+  args = ["--models", ",".join(dirs), "--vocabulary", "demo", "--corpus", "gettext_en_de",
+          "--splits", "validation", "--examples", "3", "--samples", "2", "--json", str(out)]
+  report = quality.main(args)
+  rep = report["splits"]["validation"]
+  assert rep["examples"] == 3 and len(rep["samples"]["en"]) == 2
+  assert all(len(rep["samples"][d]) == 2 for d in dirs)
+  from spec_cascade_jax.models.loading import load_model
+  assert report["models"][dirs[0]]["params_sha256"] == params_fingerprint(
+      load_model(dirs[0]).params)
+  # A rerun keeps the finished split instead of decoding it again ...
+  monkeypatch.setattr(translation, "evaluate_pair", lambda *a, **k: pytest.fail("redone"))
+  assert quality.main(args)["splits"]["validation"] == json.loads(out.read_text())[
+      "splits"]["validation"]
+  # ... but not when the models changed.
+  swapped = list(args)
+  swapped[1] = ",".join(reversed(dirs))
+  with pytest.raises(pytest.fail.Exception, match="redone"):
+    quality.main(swapped)

@@ -18,13 +18,18 @@ from spec_cascade_jax.decoding import api
 
 
 def greedy_ids(model, inputs: Sequence[Sequence[int]], batch_size: int = 64,
-               max_new_tokens: int = 64) -> list[list[int]]:
+               max_new_tokens: int = 64, progress: str | None = None) -> list[list[int]]:
   """Greedy verifier-only outputs of `model` for token-id inputs (EOS appended),
   batched by similar length; each output ends at its EOS (kept) or runs
-  `max_new_tokens` long. In input order."""
+  `max_new_tokens` long. In input order. `progress`: a tqdm bar with this
+  description over the batches (None: silent)."""
   order = np.argsort([len(x) for x in inputs], kind="stable")  # similar lengths together
   out: list = [None] * len(inputs)
-  for s in range(0, len(order), batch_size):
+  starts = range(0, len(order), batch_size)
+  if progress is not None:
+    from tqdm.auto import tqdm
+    starts = tqdm(starts, desc=progress, unit="batch")
+  for s in starts:
     idx = order[s:s + batch_size]
     res = api.generate(model, model, pad_batch([inputs[i] for i in idx]), method="verifier",
                    temperature=0.0, max_new_tokens=max_new_tokens)

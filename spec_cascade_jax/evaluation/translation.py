@@ -78,11 +78,14 @@ def agreement(drafter, sources: Sequence[Sequence[int]],
 
 
 def evaluate_model(model, vocab, rows: Sequence[Mapping[str, str]], max_new_tokens: int = 64,
-                   batch_size: int = 128) -> tuple[dict, list[list[int]]]:
-  """Greedy quality of one model on `rows`; returns (scores, output ids)."""
+                   batch_size: int = 128, progress: str | None = None
+                   ) -> tuple[dict, list[list[int]]]:
+  """Greedy quality of one model on `rows`; returns (scores, output ids).
+  `progress`: a tqdm description (None: silent)."""
   sources = [r["en"] for r in rows]
   refs = [r["de"] for r in rows]
-  outs = greedy_ids(model, encode_sources(vocab, sources), batch_size, max_new_tokens)
+  outs = greedy_ids(model, encode_sources(vocab, sources), batch_size, max_new_tokens,
+                    progress)
   preds = [vocab.decode(o) for o in outs]
   scores = {**metrics.bleu(refs, preds), **metrics.chrf(refs, preds),
             "no_eos_rate": no_eos_rate(outs),
@@ -91,15 +94,21 @@ def evaluate_model(model, vocab, rows: Sequence[Mapping[str, str]], max_new_toke
 
 
 def evaluate_pair(models: Mapping[str, object], vocab, rows: Sequence[Mapping[str, str]],
-                  max_new_tokens: int = 64, batch_size: int = 128) -> dict:
+                  max_new_tokens: int = 64, batch_size: int = 128, samples: int = 0,
+                  progress: bool = False) -> dict:
   """Scores of each model (drafter first, verifier last), the copy baseline and
-  the drafter's agreement with the verifier's greedy outputs."""
+  the drafter's agreement with the verifier's greedy outputs. `samples` > 0
+  keeps the first that many sources and each model's outputs for them (a
+  record that later runs can check their decoding against)."""
   names = list(models)
   report = {"examples": len(rows), "copy_bleu": copy_bleu(rows), "models": {}}
   outputs = {}
   for name in names:
     report["models"][name], outputs[name] = evaluate_model(
-        models[name], vocab, rows, max_new_tokens, batch_size)
+        models[name], vocab, rows, max_new_tokens, batch_size, name if progress else None)
+  if samples:
+    report["samples"] = {"en": [r["en"] for r in rows[:samples]],
+                         **{n: [vocab.decode(o) for o in outputs[n][:samples]] for n in names}}
   if len(names) >= 2:
     sources = encode_sources(vocab, [r["en"] for r in rows])
     report["agreement"] = agreement(models[names[0]], sources, outputs[names[-1]])
