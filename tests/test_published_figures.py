@@ -125,6 +125,8 @@ def test_v2_optimizer_ab():
                  l=ev(800, "valid_loss"), b=ev(800, "valid_bleu"))
     checks.claim(name, text, "validation loss {l} and BLEU {b} on those 200",
                  l=ev(1600, "valid_loss"), b=ev(1600, "valid_bleu"))
+    checks.claim(name, text, "at step 2,400\nvalidation loss {l} and BLEU {b}",
+                 l=ev(2400, "valid_loss"), b=ev(2400, "valid_bleu"))
     checks.claim(name, text, "({d3} at step 300,\n{d4} at step 400)",
                  d3=loss("adamw", 300) - loss("adafactor", 300),
                  d4=loss("adamw", 400) - loss("adafactor", 400))
