@@ -132,6 +132,21 @@ def test_v2_optimizer_ab():
                  d4=loss("adamw", 400) - loss("adafactor", 400))
 
 
+def test_v2_verifier_short_schedule():
+  """The 1,100-step v2 verifier run that missed (verifier_v2_1100.json)."""
+  path = "benchmarks/results/verifier_v2_1100.json"
+  run = lambda *keys: at(path, *keys)  # noqa: E731
+  with Checks() as checks:
+    text = doc("BENCHMARKS.md", "## Issue 17")
+    name = "BENCHMARKS.md (Issue 17, 1,100-step verifier)"
+    checks.claim(name, text, "It ended at validation loss {l} and BLEU {b}\non the recipe's 200 "
+                 "validation examples ({s} with the weights stored in",
+                 l=run("final_eval", "valid_loss"), b=run("final_eval", "valid_bleu"),
+                 s=run("final_eval_stored", "valid_bleu"))
+    checks.claim(name, text, "{t} s of\nboth cores", t=run("wall_time_s"))
+  assert at(path, "phases", -1, "num_steps").get() == 1100
+
+
 def test_train_step_dtypes():
   """The CPU training step, float32 against bfloat16 activations (train_step.py)."""
   path = "benchmarks/results/train_step_v2.json"
