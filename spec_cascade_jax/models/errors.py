@@ -16,13 +16,14 @@ class HFCheckpointNotFoundError(HFCheckpointError, FileNotFoundError):
   """A file the directory must contain is missing."""
 
 
-def read_hf_config(path: str, what: str = "a Hugging Face model directory") -> dict[str, Any]:
-  """The parsed `path/config.json`; `what` names the directory in the error
-  (with any hint on writing one)."""
+def read_hf_config(path: str, hint: str = "") -> dict[str, Any]:
+  """The parsed `path/config.json`; `hint` ends the missing-file error (how a
+  family's config.json can be written)."""
   cfg_file = os.path.join(path, "config.json")
   if not os.path.isfile(cfg_file):
     raise HFCheckpointNotFoundError(
-        f"{cfg_file} not found: {what} needs config.json next to its weights.")
+        f"{cfg_file} not found: a Hugging Face model directory needs config.json next to "
+        f"its weights{hint}.")
   try:
     with open(cfg_file) as f:
       return json.load(f)

@@ -51,8 +51,7 @@ _IGNORED = re.compile(
 
 def _read_config(path: str) -> tuple[T5Config, dict[str, Any]]:
   cfg_file = os.path.join(path, "config.json")
-  d = read_hf_config(path, "a Hugging Face T5 directory (write its config.json with "
-                     "`T5Config.to_hf_dict()` or `save_pretrained`)")
+  d = read_hf_config(path, " (write one with `T5Config.to_hf_dict()` or `save_pretrained`)")
   model_type = d.get("model_type")
   archs = d.get("architectures") or []
   if model_type not in ("t5", "mt5") or any(
