@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import jax
@@ -192,6 +193,27 @@ def test_adafactor_moves_every_parameter_at_the_same_relative_rate():
   ada, adam = relative_step("adafactor"), relative_step("adamw")
   assert ada["embedding"] == pytest.approx(ada["kernel"], rel=0.1)
   assert adam["kernel"] > 10 * adam["embedding"]
+
+
+def test_wsd_schedule_warms_up_holds_the_peak_then_decays_linearly():
+  cfg = trainer.TrainConfig(num_steps=100, warmup_steps=10, learning_rate=1.0,
+                            end_lr_fraction=0.1, schedule="wsd", decay_fraction=0.2)
+  lr = trainer.learning_rate_schedule(cfg)
+  assert float(lr(0)) == 0.0
+  assert float(lr(5)) == pytest.approx(0.5)
+  for step in (10, 50, 80):  # stable: from the end of warmup to the last 20 steps
+    assert float(lr(step)) == pytest.approx(1.0)
+  assert float(lr(90)) == pytest.approx(0.55)  # halfway down the linear decay
+  assert float(lr(100)) == pytest.approx(0.1)
+  cosine = trainer.learning_rate_schedule(dataclasses.replace(cfg, schedule="cosine"))
+  assert float(cosine(50)) < 0.9 and float(cosine(100)) == pytest.approx(0.1)
+
+
+def test_an_unknown_schedule_or_decay_fraction_is_rejected_when_configured():
+  with pytest.raises(ValueError, match="schedule='linear' is not one of"):
+    trainer.TrainConfig(schedule="linear")
+  with pytest.raises(ValueError, match="decay_fraction=0.0 must be in"):
+    trainer.TrainConfig(schedule="wsd", decay_fraction=0.0)
 
 
 def test_an_unknown_optimizer_is_rejected_when_configured():

@@ -3,7 +3,8 @@
     state = train(model_config, train_examples, valid_examples, TrainConfig(...),
                   workdir="runs/verifier")
 
-- one jitted train step (donated state), AdamW with warmup + cosine decay,
+- one jitted train step (donated state), AdamW or Adafactor with warmup + cosine
+  or warmup-stable-decay,
   gradient clipping, optional label smoothing;
 - length-bucketed batches, or packed rows with `pack=True` (t5x-style, one
   shape; on gettext_en_de 88% of input and 98% of target slots hold real
@@ -65,14 +66,44 @@ class TrainConfig:
   # updates scaled by each parameter's RMS, so T5's std-1 embedding moves at
   # the same relative rate as its d_model^-0.5 kernels; weight_decay unused).
   optimizer: str = "adamw"
+  # "cosine": linear warmup, then cosine decay over the rest of the run.
+  # "wsd" (warmup-stable-decay; Hu et al. 2024, Hagele et al. 2024): linear
+  # warmup, the peak rate held, then a linear decay over the last
+  # `decay_fraction` of the steps. Both end at learning_rate * end_lr_fraction.
+  schedule: str = "cosine"
+  decay_fraction: float = 0.2
 
   def __post_init__(self):
     if self.optimizer not in OPTIMIZERS:
       raise ValueError(f"TrainConfig.optimizer={self.optimizer!r} is not one of {OPTIMIZERS}; "
                        "pass 'adamw' or 'adafactor'.")
+    if self.schedule not in SCHEDULES:
+      raise ValueError(f"TrainConfig.schedule={self.schedule!r} is not one of {SCHEDULES}; "
+                       "pass 'cosine' or 'wsd'.")
+    if not 0.0 < self.decay_fraction <= 1.0:
+      raise ValueError(f"TrainConfig.decay_fraction={self.decay_fraction} must be in (0, 1]: "
+                       "the share of the steps spent decaying under schedule='wsd'.")
 
 
 OPTIMIZERS = ("adamw", "adafactor")
+SCHEDULES = ("cosine", "wsd")
+
+
+def learning_rate_schedule(cfg: TrainConfig) -> optax.Schedule:
+  """The learning rate at each step, as `cfg.schedule` says."""
+  end = cfg.learning_rate * cfg.end_lr_fraction
+  total = max(cfg.num_steps, cfg.warmup_steps + 1)
+  if cfg.schedule == "cosine":
+    return optax.warmup_cosine_decay_schedule(
+        init_value=0.0, peak_value=cfg.learning_rate, warmup_steps=cfg.warmup_steps,
+        decay_steps=total, end_value=end)
+  decay = max(1, min(int(round(cfg.decay_fraction * total)), total - cfg.warmup_steps))
+  stable = total - cfg.warmup_steps - decay
+  return optax.join_schedules(
+      [optax.linear_schedule(0.0, cfg.learning_rate, cfg.warmup_steps),
+       optax.constant_schedule(cfg.learning_rate),
+       optax.linear_schedule(cfg.learning_rate, end, decay)],
+      boundaries=[cfg.warmup_steps, cfg.warmup_steps + stable])
 
 
 @flax.struct.dataclass
@@ -83,10 +114,7 @@ class TrainState:
 
 
 def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
-  schedule = optax.warmup_cosine_decay_schedule(
-      init_value=0.0, peak_value=cfg.learning_rate, warmup_steps=cfg.warmup_steps,
-      decay_steps=max(cfg.num_steps, cfg.warmup_steps + 1),
-      end_value=cfg.learning_rate * cfg.end_lr_fraction)
+  schedule = learning_rate_schedule(cfg)
   if cfg.optimizer == "adafactor":
     return optax.chain(optax.clip_by_global_norm(cfg.grad_clip),
                        optax.adafactor(schedule, multiply_by_parameter_scale=True,
