@@ -9,14 +9,14 @@
 #   SMOKE=1 bash benchmarks/device_train.sh   # a few steps: a check on any machine
 #
 # Knobs (environment): VERIFIER_STEPS (3000), DRAFTER_STEPS (2000), ROWS (400),
-# VERIFIER_D_MODEL (512; 384 is the CPU recipe's), EVAL_EXAMPLES (0 = whole splits).
+# VERIFIER_D_MODEL (512; 256 is the CPU recipe's), EVAL_EXAMPLES (0 = whole splits).
 # A decode step of the d_model-512 3+3 verifier costs 2.2 ms at batch 1 on the
-# 2-core CPU (384: 1.3 ms), within issue 17's ~3 ms.
+# Intel 2-core CPU (384: 1.3 ms), within issue 17's ~3 ms.
 #
 # Models land in $OUT/demo-{verifier,drafter}-v2 (our format, bfloat16 weights,
 # recipe.json beside them) with $OUT/quality_v2.json; training checkpoints stay
 # in $WORK (not brought back). Bundle them with:
-#   cp -r <files_at>/demo-verifier-v2/* spec_cascade_jax/assets/models/demo-verifier/
+#   cp -r <files_at>/demo-verifier-v2 spec_cascade_jax/assets/models/
 #
 # The device has jax, flax and optax but not sentencepiece, gin-config or
 # sacrebleu, and no network: they come from the carried .wheels directory
