@@ -147,6 +147,28 @@ def test_v2_verifier_short_schedule():
   assert at(path, "phases", -1, "num_steps").get() == 1100
 
 
+def test_v2_verifier_bundled():
+  """demo-verifier-v2's whole-split table and training run (BENCHMARKS.md,
+  issue 17) against quality_verifier_v2.json and its recipe.json."""
+  path = "benchmarks/results/quality_verifier_v2.json"
+  recipe = "spec_cascade_jax/assets/models/demo-verifier-v2/recipe.json"
+  name = "BENCHMARKS.md (Issue 17, demo-verifier-v2)"
+  with Checks() as checks:
+    text = doc("BENCHMARKS.md", "## Issue 17")
+    for split, label in [("validation", "validation"), ("test", "test (unseen packages)")]:
+      scores = lambda key: at(path, "splits", split, "models", "demo-verifier-v2", key)  # noqa: E731,B023
+      checks.claim(name, text, f"| {label} | {{n}} | {{b}} | {{c}} | {{chrf}} | {{eos}}% | {{ph}}% |",
+                   n=at(path, "splits", split, "examples"), b=scores("bleu"),
+                   c=at(path, "splits", split, "copy_bleu"), chrf=scores("chrf"),
+                   eos=scores("no_eos_rate") * 100, ph=scores("placeholders_kept") * 100)
+    checks.claim(name, text, "It trained for {t} s on both cores", t=at(recipe, "wall_time_s"))
+    checks.claim(name, text, "| BLEU | {a} | {b} | {c} | {d} | {e} |",
+                 **{k: at(recipe, "history", "eval", i, "valid_bleu")
+                    for i, k in enumerate("abcde")})
+    checks.claim(name, text, "weights stored in bfloat16: BLEU\n{s} on those 200",
+                 s=at(recipe, "final_eval_stored", "valid_bleu"))
+
+
 def test_train_step_dtypes():
   """The CPU training step, float32 against bfloat16 activations (train_step.py)."""
   path = "benchmarks/results/train_step_v2.json"

@@ -3,9 +3,8 @@
     state = train(model_config, train_examples, valid_examples, TrainConfig(...),
                   workdir="runs/verifier")
 
-- one jitted train step (donated state), AdamW or Adafactor with warmup + cosine
-  or warmup-stable-decay,
-  gradient clipping, optional label smoothing;
+- one jitted train step (donated state), AdamW or Adafactor, warmup then
+  cosine or warmup-stable-decay, gradient clipping, optional label smoothing;
 - length-bucketed batches, or packed rows with `pack=True` (t5x-style, one
   shape; on gettext_en_de 88% of input and 98% of target slots hold real
   tokens, against 67% / 75% with buckets; training/batching.py);
