@@ -44,6 +44,8 @@ VS_HF, VS_HF_G3, VS_HF_G3_RUN2, VS_HF_TXT = (R + "vs_hf.json", R + "vs_hf_gamma3
                                             R + "vs_hf_gamma3_run2.json", R + "vs_hf.txt")
 GPU, GPU_CMDBUF = R + "gpu_h200.json", R + "gpu_h200_command_buffer.json"
 DEMO_SUMMARY, DEMO_RESULTS = "docs/demo/summary.json", "docs/demo/results.jsonl"
+# The first pair's main-job run (docs/demo until the v2 pair replaced it).
+DEMO_V1_SUMMARY, DEMO_V1_RESULTS = R + "demo_v1/summary.json", R + "demo_v1/results.jsonl"
 DATA = "spec_cascade_jax/assets/data/"
 CORPUS, CORPUS_V2 = DATA + "gettext_en_de/manifest.json", DATA + "gettext_en_de_v2/manifest.json"
 MODELS = "spec_cascade_jax/assets/models/"
@@ -133,19 +135,20 @@ def quality(model: str, key: str) -> V:
   return row_value(QUALITY, ("rows",), {"model": model}, key)
 
 
-def summary(curve: str, key: str) -> V:
-  return row_value(DEMO_SUMMARY, ("tables", 0, "rows"), {"curve": curve}, key)
+def summary(curve: str, key: str, path: str = DEMO_SUMMARY) -> V:
+  return row_value(path, ("tables", 0, "rows"), {"curve": curve}, key)
 
 
-def demo_point(curve: str, alpha: float, metric: str | None = None) -> V:
-  """A point of the main job (docs/demo/results.jsonl): its quality[metric], or
-  its relative latency when metric is None."""
+def demo_point(curve: str, alpha: float, metric: str | None = None,
+               path: str = DEMO_RESULTS) -> V:
+  """A point of a main-job run (docs/demo/results.jsonl by default): its
+  quality[metric], or its relative latency when metric is None."""
   def fn():
-    recs = [r for r in load_json(DEMO_RESULTS) if r.get("kind") == "point"
+    recs = [r for r in load_json(path) if r.get("kind") == "point"
             and r["curve"] == curve and abs(r["alpha"] - alpha) < 1e-9]
-    r = one_row(recs, DEMO_RESULTS)
+    r = one_row(recs, path)
     return r["quality"][metric] if metric else r["relative_latency"]
-  return V(fn, f"{DEMO_RESULTS} [{curve} α={alpha:g}] "
+  return V(fn, f"{path} [{curve} α={alpha:g}] "
                + (f"quality/{metric}" if metric else "relative_latency"))
 
 

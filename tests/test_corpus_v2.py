@@ -44,6 +44,17 @@ def test_same_placeholders_ignores_order_and_positions_not_counts():
     placeholders.preservation_rate(srcs[:2], ["x"])
 
 
+def test_mismatches_count_lost_and_added_placeholders():
+  srcs = ["Open %s", "%d of %d", "{name} saved", "plain"]
+  outs = ["Öffne", "%d von %d %s", "{Name} gespeichert", "schlicht %%"]
+  got = placeholders.mismatches(srcs, outs)
+  assert got == {"missing": {"%s": 1, "{name}": 1}, "extra": {"%s": 1, "{Name}": 1, "%%": 1}}
+  assert placeholders.mismatches(srcs, outs, top=1)["missing"] == {"%s": 1}
+  assert placeholders.mismatches(["%2$s"], ["%s"]) == {"missing": {}, "extra": {}}
+  with pytest.raises(ValueError, match="2 sources but 1 outputs"):
+    placeholders.mismatches(srcs[:2], ["x"])
+
+
 def test_frequent_units_counts_placeholders_and_markup():
   texts = ["<b>%s</b> &amp; %d"] * 3 + ["%(name)s"] * 2
   assert placeholders.frequent_units(texts, min_count=3) == [

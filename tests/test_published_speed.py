@@ -8,8 +8,8 @@ import functools
 import re
 import statistics
 
-from figures import (Checks, DEMO_RESULTS, DEMO_SUMMARY, GAMMAS_TXT, LOOKUP_ESTIMATE,
-                     NUMBER, R, ROUND_PROFILE, SPEED, SPEED_B8, SPEED_TXT, V, VS_HF,
+from figures import (Checks, DEMO_RESULTS, DEMO_SUMMARY, DEMO_V1_RESULTS, DEMO_V1_SUMMARY,
+                     GAMMAS_TXT, LOOKUP_ESTIMATE, NUMBER, R, ROUND_PROFILE, SPEED, SPEED_B8, SPEED_TXT, V, VS_HF,
                      VS_HF_G3, VS_HF_G3_RUN2, VS_HF_TXT, at, by_tokens, code_block,
                      demo_point, doc, fixed_tables, load_json, md_table, norm_label,
                      number, one_row, profile, profile_blocks, quality, range_of,
@@ -86,25 +86,29 @@ def test_demo_sweep():
                      "relative_latency_interval"][1], f"{DEMO_RESULTS} [token_v1 α=0.2] interval"))
     checks.claim(name, text, "Lossless speculative decoding with the drafter is {x}× *slower*",
                  x=summary("SpecDecode", "latency_at_verifier_quality"))
-    # The speed section's paragraph on the main job's α grid.
+
+
+def test_first_pair_main_job_alpha_grid():
+  """The speed section's paragraph on the first pair's main-job α grid (the
+  run kept in benchmarks/results/demo_v1)."""
+  with Checks() as checks:
     speed_sec = doc("BENCHMARKS.md", "## Bundled pair: CPU speed")
-    v1 = "SpecCascade[token_v1]"
-    alphas = lambda: sorted(p["alpha"] for p in load_json(DEMO_SUMMARY)["points"]  # noqa: E731
+    v1, S, P = "SpecCascade[token_v1]", DEMO_V1_SUMMARY, DEMO_V1_RESULTS
+    alphas = lambda: sorted(p["alpha"] for p in load_json(S)["points"]  # noqa: E731
                             if p["curve"] == v1)
-    alpha = lambda i: V(lambda: alphas()[i], f"{DEMO_SUMMARY} points: {v1} α[{i}]")  # noqa: E731
+    alpha = lambda i: V(lambda: alphas()[i], f"{S} points: {v1} α[{i}]")  # noqa: E731
     largest = lambda metric=None: V(  # noqa: E731
-        lambda: demo_point(v1, alphas()[-1], metric).get(),
-        f"{DEMO_RESULTS} [{v1}, largest α] " + (f"quality/{metric}" if metric else
-                                                "relative_latency"))
+        lambda: demo_point(v1, alphas()[-1], metric, path=P).get(),
+        f"{P} [{v1}, largest α] " + (f"quality/{metric}" if metric else "relative_latency"))
     checks.claim("BENCHMARKS.md (speed)", speed_sec,
                  "α grid ({a}, {b}, {c}) puts the match at {m}: {q} BLEU against the "
                  "verifier's {qv}; α = {hi} is worse ({qhi}) at about the same latency ({lhi} "
                  "against {lm})",
                  a=alpha(0), b=alpha(1), c=alpha(2), hi=alpha(-1),
-                 m=summary(v1, "matched_alpha"), q=summary(v1, "matched_quality"),
-                 qv=at(DEMO_SUMMARY, *table0, "verifier_quality"),
+                 m=summary(v1, "matched_alpha", S), q=summary(v1, "matched_quality", S),
+                 qv=at(S, "tables", 0, "verifier_quality"),
                  qhi=largest("bleu"), lhi=largest(),
-                 lm=summary(v1, "latency_at_verifier_quality"))
+                 lm=summary(v1, "latency_at_verifier_quality", S))
 
 
 SPEED_COLUMNS = {"ms/ex (med)": "ms_per_example", "× (med)": "speedup_median",
@@ -319,10 +323,10 @@ def test_prompt_lookup():
         continue
       elif "main job" in r["where"]:
         checks.number(f"{where}, now", r["× now"],
-                      summary("PromptLookup", "speedup_at_verifier_quality"))
+                      summary("PromptLookup", "speedup_at_verifier_quality", DEMO_V1_SUMMARY))
         checks.number(f"{where}, examples", r["examples"], V(
-            lambda: one_row(load_json(DEMO_RESULTS), DEMO_RESULTS, kind="sweep")["context"][
-                "num_latency_examples"], f"{DEMO_RESULTS} num_latency_examples"))
+            lambda: one_row(load_json(DEMO_V1_RESULTS), DEMO_V1_RESULTS, kind="sweep")[
+                "context"]["num_latency_examples"], f"{DEMO_V1_RESULTS} num_latency_examples"))
         continue
       else:
         raise AssertionError(f"{where}: which results file is this row from?")

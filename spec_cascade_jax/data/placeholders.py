@@ -6,7 +6,7 @@ prints garbage or crashes. The same definition is used to
 
 - drop corpus pairs whose placeholders differ (`build_gettext`),
 - make placeholders and markup single vocabulary pieces (`vocab`),
-- score outputs: `preserved(source, output)` (evaluation metrics).
+- score outputs: `preservation_rate`, and `mismatches` for which ones are lost.
 
 Positional printf indices are ignored when comparing (`%2$s %1$d` carries the
 same placeholders as `%d %s`); the order may change in translation, the
@@ -57,6 +57,21 @@ def preservation_rate(sources: Sequence[str], outputs: Sequence[str]) -> float:
   if not pairs:
     return 1.0
   return sum(same_placeholders(s, o) for s, o in pairs) / len(pairs)
+
+
+def mismatches(sources: Sequence[str], outputs: Sequence[str], top: int = 10) -> dict:
+  """Which placeholders outputs get wrong: `missing` counts each (normalized)
+  placeholder of a source that its output lacks, `extra` each one an output
+  adds; the `top` most frequent of each, most frequent first."""
+  if len(sources) != len(outputs):
+    raise ValueError(f"{len(sources)} sources but {len(outputs)} outputs")
+  missing: collections.Counter = collections.Counter()
+  extra: collections.Counter = collections.Counter()
+  for s, o in zip(sources, outputs):
+    want, got = placeholders(s), placeholders(o)
+    missing.update(want - got)
+    extra.update(got - want)
+  return {"missing": dict(missing.most_common(top)), "extra": dict(extra.most_common(top))}
 
 
 def frequent_units(texts: Iterable[str], min_count: int = 30, limit: int = 400) -> list[str]:

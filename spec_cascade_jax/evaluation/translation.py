@@ -9,7 +9,8 @@ decoding with the project's kernel):
 - `no_eos_rate`: share of outputs that reach `max_new_tokens` without EOS
   (repetition loops, mostly);
 - `placeholders_kept`: among sources with format placeholders, the share of
-  outputs that carry exactly the same ones (`data.placeholders`).
+  outputs that carry exactly the same ones (`data.placeholders`), and
+  `placeholder_mismatches`: the placeholders most often lost or added.
 Once per split: `copy_bleu`, the BLEU of returning the English unchanged.
 Software messages are full of placeholders, names and markup, so copying
 scores well above zero; a model that only copies must not pass for a
@@ -89,7 +90,8 @@ def evaluate_model(model, vocab, rows: Sequence[Mapping[str, str]], max_new_toke
   preds = [vocab.decode(o) for o in outs]
   scores = {**metrics.bleu(refs, preds), **metrics.chrf(refs, preds),
             "no_eos_rate": no_eos_rate(outs),
-            "placeholders_kept": placeholders.preservation_rate(sources, preds)}
+            "placeholders_kept": placeholders.preservation_rate(sources, preds),
+            "placeholder_mismatches": placeholders.mismatches(sources, preds)}
   return scores, outs
 
 
