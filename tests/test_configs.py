@@ -100,16 +100,18 @@ def test_config_parses_and_builds(name):
 @pytest.mark.parametrize("run", ["runs/sweep.gin", "runs/infer.gin", "runs/eval.gin"])
 def test_run_files_fill_from_a_model_pair_file(run):
   _parse([run, "models/demo_pair.gin"],
-         ["TASK = 'gettext_en_de'", "OUTPUT_DIR = '/tmp/x'"])
+         ["TASK = 'gettext_en_de_v2'", "OUTPUT_DIR = '/tmp/x'"])
   fn = gin.query_parameter("main.run.fn").configurable.wrapped.__name__
   assert gin.query_parameter(f"{fn}.drafter") is not None
-  assert gin.query_parameter("DRAFTER/macro.value") == "demo-drafter"
-  assert gin.query_parameter("VERIFIER/macro.value") == "demo-verifier"
+  assert gin.query_parameter("DRAFTER/macro.value") == "demo-drafter-v2"
+  assert gin.query_parameter("VERIFIER/macro.value") == "demo-verifier-v2"
+  assert gin.query_parameter("VOCABULARY/macro.value") == "gettext_v2"
 
 
 def test_demo_config_values():
   _parse(["demo.gin"])
-  assert gin.query_parameter("TASK/macro.value") == "gettext_en_de"
+  assert gin.query_parameter("TASK/macro.value") == "gettext_en_de_v2"
+  assert gin.query_parameter("VOCABULARY/macro.value") == "gettext_v2"
   assert gin.query_parameter("GRID/macro.value") == "demo"
   assert gin.query_parameter("LENGTH_BUCKETS/macro.value") == (48,)
   # The demo is runs/sweep.gin + models/demo_pair.gin with other values: every
