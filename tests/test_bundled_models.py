@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 
-import numpy as np
 import pytest
 
 from spec_cascade_jax.models import loading
@@ -52,7 +51,8 @@ def test_bundled_names_listed():
 def test_pair_shares_vocabulary_and_sizes(pair):
   d, v = pair["demo-drafter"], pair["demo-verifier"]
   assert d.vocab_size == v.vocab_size == 8000
-  n = lambda m: sum(int(np.prod(x.shape)) for x in __import__("jax").tree_util.tree_leaves(m.params))
+  from spec_cascade_jax.models.params import count_params
+  n = lambda m: count_params(m.params)  # noqa: E731
   assert n(d) * 3 < n(v)
   total = 0
   for name in NAMES:
@@ -95,16 +95,18 @@ def test_verifier_beats_drafter_by_3_bleu(translations):
   assert bleu["demo-verifier"] >= bleu["demo-drafter"] + 3.0, bleu
 
 
+def step_params(model) -> int:
+  """The weights a T5 decode step reads per generated token: its decoder
+  layers and the tied output projection (the encoder runs once per input)."""
+  from spec_cascade_jax.models.params import count_params
+  return count_params(model.params["decoder"]) + model.config.vocab_size * model.config.d_model
+
+
 def test_drafter_step_is_cheap_in_flops(pair):
   """The drafter's decode step does far less work than the verifier's.
 
   (The measured CPU time ratio, ≤ 0.2, is in BENCHMARKS.md via
-  benchmarks/step_cost.py; timing has no place in a test.) Per generated token
-  a decoder reads its decoder layers and the tied output projection.
+  benchmarks/step_cost.py; timing has no place in a test.)
   """
-  def step_params(m):
-    c = m.config
-    flat = __import__("jax").tree_util.tree_leaves(m.params["decoder"])
-    return sum(int(np.prod(x.shape)) for x in flat) + c.vocab_size * c.d_model
   d, v = pair["demo-drafter"], pair["demo-verifier"]
   assert step_params(d) * 5 < step_params(v)
