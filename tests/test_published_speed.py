@@ -9,7 +9,8 @@ import re
 import statistics
 
 from figures import (Checks, DEMO_RESULTS, DEMO_SUMMARY, DEMO_V1_RESULTS, DEMO_V1_SUMMARY,
-                     GAMMAS_TXT, LOOKUP_ESTIMATE, NUMBER, QUALITY_PAIR_V2, R, ROUND_PROFILE, SPEED, SPEED_B8, SPEED_TXT, V, VS_HF,
+                     GAMMAS_TXT, LOOKUP_ESTIMATE, NUMBER, QUALITY_PAIR_V2, R, ROUND_PROFILE,
+                     SPEED, SPEED_B8, SPEED_TXT, V, VS_HF,
                      VS_HF_G3, VS_HF_G3_RUN2, VS_HF_TXT, at, by_tokens, code_block,
                      demo_point, doc, fixed_tables, load_json, md_table, norm_label,
                      number, one_row, profile, profile_blocks, quality, range_of,
@@ -58,6 +59,14 @@ def test_demo_sweep():
                               f"{DEMO_SUMMARY} reaches the verifier's BLEU with {sorted(reached)}")
     checks.claim(name, text, "the drafter alone takes {d} of the verifier's time",
                  d=summary("Drafter", "best_relative_latency"))
+    per_token = lambda curve: dict(  # noqa: E731
+        c=summary(curve, "matched_verifier_calls_per_token"),
+        s=summary(curve, "matched_drafter_steps_per_token"))
+    checks.claim(name, text, "(token_v1: {c} calls and {s} drafter steps per token)",
+                 **per_token("SpecCascade[token_v1]"))
+    checks.claim(name, text, "lossless speculative decoding ({c} calls, {s} drafter steps per "
+                 "token) is {x}× *slower*", x=summary("SpecDecode", "latency_at_verifier_quality"),
+                 **per_token("SpecDecode"))
 
 
 def test_first_pair_main_job_alpha_grid():
