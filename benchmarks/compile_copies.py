@@ -39,10 +39,12 @@ def main(argv=None):
   ap.add_argument("--max-new-tokens", type=int, default=64)
   ap.add_argument("--random-weights", action="store_true")
   ap.add_argument("--json", help="also write the results here")
+  common.add_demo_pair_flag(ap)
   args = ap.parse_args(argv)
-  drafter, verifier, source = common.demo_pair(args.random_weights)
+  drafter, verifier, source = common.demo_pair(args.random_weights, pair=args.demo_pair)
   exs = [ex["ids"] for ex in common.gettext_examples(args.examples,
-                                                     max_input_tokens=args.max_input_tokens)]
+                                                     max_input_tokens=args.max_input_tokens,
+                                                     pair=args.demo_pair)]
   ids = [common.pad_batch([e], length=args.max_input_tokens) for e in exs]
   copies = api.generate_instances(args.copies)
   kw = dict(max_new_tokens=args.max_new_tokens)

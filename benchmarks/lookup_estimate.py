@@ -88,10 +88,11 @@ def main(argv=None):
                   help="n-gram sizes n, comma-separated")
   ap.add_argument("--kernel-ms", type=float, default=0.3)
   ap.add_argument("--repeats", type=int, default=5)
+  common.add_demo_pair_flag(ap)
   args = ap.parse_args(argv)
 
-  drafter, verifier, source = common.demo_pair()
-  examples = common.gettext_examples(args.examples)
+  drafter, verifier, source = common.demo_pair(pair=args.demo_pair)
+  examples = common.gettext_examples(args.examples, pair=args.demo_pair)
   sources = [ex["ids"] for ex in examples]
   outputs = greedy_ids(verifier, sources, max_new_tokens=64)
   agree = translation.drafter_hits(drafter, sources, outputs)

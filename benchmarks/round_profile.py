@@ -153,6 +153,7 @@ def main(argv=None):
                        "T5-large shapes, random bf16 weights and inputs (an accelerator)")
   ap.add_argument("--random-weights", action="store_true", help="demo pair only")
   ap.add_argument("--json", default=None, help="also write the table here")
+  common.add_demo_pair_flag(ap)
   args = ap.parse_args(argv)
 
   if args.pair == "t5":  # accelerator shapes: random bf16 weights, EOS masked
@@ -164,9 +165,11 @@ def main(argv=None):
     rows = [rs.randint(3, verifier.vocab_size, (args.batch, args.input_length))
             .astype(np.int32) for _ in range(max(args.examples // args.batch, 1))]
   else:
-    drafter, verifier, source = common.demo_pair(random_weights=args.random_weights)
+    drafter, verifier, source = common.demo_pair(random_weights=args.random_weights,
+                                                 pair=args.demo_pair)
     exs = [ex["ids"] for ex in
-           common.gettext_examples(args.examples, max_input_tokens=args.input_length)]
+           common.gettext_examples(args.examples, max_input_tokens=args.input_length,
+                                  pair=args.demo_pair)]
     rows = [common.pad_batch(exs[i:i + args.batch], length=args.input_length)
             for i in range(0, len(exs) - args.batch + 1, args.batch)]
   d, v, (alpha, temp, top_p), rng, statics = api.prepare(

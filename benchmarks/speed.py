@@ -1,4 +1,4 @@
-"""CPU speed of every decoding method on gettext_en_de, side by side in one run.
+"""CPU speed of every decoding method on the bundled pair (--demo-pair) and its corpus, side by side in one run.
 
 One table per temperature (greedy, and T = 1 by default):
   - latency: per-example wall time at batch 1 (compile excluded, min / median
@@ -224,10 +224,12 @@ def main(argv=None):
   ap.add_argument("--random-weights", action="store_true",
                   help="random weights of the bundled shapes (per-call costs only)")
   ap.add_argument("--json", help="also write the results here")
+  common.add_demo_pair_flag(ap)
   args = ap.parse_args(argv)
 
-  drafter, verifier, source = common.demo_pair(args.random_weights)
-  examples = common.gettext_examples(args.examples, max_input_tokens=args.max_input_tokens)
+  drafter, verifier, source = common.demo_pair(args.random_weights, pair=args.demo_pair)
+  examples = common.gettext_examples(args.examples, max_input_tokens=args.max_input_tokens,
+                                     pair=args.demo_pair)
   sets = settings(args)
   info = common.machine()
   print(f"{common.header(info)}  weights: {source}  examples: {len(examples)}  "

@@ -150,18 +150,42 @@ def test_cli_rewrites_gin_flags():
   assert args.gin_bindings == ["NUM_QUALITY_EXAMPLES = 10"]
 
 
-@pytest.mark.parametrize("model_file,const", [("models/demo_drafter.gin", "DEMO_DRAFTER"),
-                                              ("models/demo_verifier.gin", "DEMO_VERIFIER")])
-def test_benchmark_random_weight_shapes_match_the_bundled_configs(model_file, const):
-  """benchmarks/common.py repeats the bundled shapes for random-weight runs."""
-  import importlib.util
-  spec = importlib.util.spec_from_file_location(
-      "bench_common", os.path.join(ROOT, "benchmarks", "common.py"))
-  common = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(common)
+def _bench_common():
+  import sys
+  if os.path.join(ROOT, "benchmarks") not in sys.path:  # as tests/test_benchmarks.py
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+  import common
+  return common
+
+
+def test_the_benchmarks_default_pair_is_the_main_jobs():
+  """benchmarks/common.py's default --demo-pair names the pair, vocabulary and
+  task that configs/demo.gin runs."""
+  common = _bench_common()
+  pair = common.DEMO_PAIRS[common.DEFAULT_DEMO_PAIR]
+  _parse(["demo.gin"])
+  assert pair.drafter == gin.query_parameter("DRAFTER/macro.value")
+  assert pair.verifier == gin.query_parameter("VERIFIER/macro.value")
+  assert pair.vocabulary == gin.query_parameter("VOCABULARY/macro.value")
+  assert pair.corpus == gin.query_parameter("TASK/macro.value")
+
+
+@pytest.mark.parametrize("model_file,role", [("models/demo_drafter_v2.gin", "drafter"),
+                                             ("models/demo_verifier_v2.gin", "verifier")])
+def test_benchmark_random_weights_have_the_bundled_shapes(model_file, role):
+  """--random-weights draws weights of the bundled pair's shapes, which are
+  its model gin files' configs."""
+  common = _bench_common()
+  models = common.demo_pair(random_weights=True)
+  bundled = common.demo_pair()
+  model = models[0 if role == "drafter" else 1]
   _parse([model_file])
   cfg = gin.query_parameter("MODEL_CONFIG/macro.value").scoped_configurable_fn()
-  assert getattr(common, const) == cfg
+  assert model.config == cfg
+  assert models[2] == "random" and bundled[2] == "bundled"
+  from spec_cascade_jax.training.distill import params_fingerprint
+  assert (params_fingerprint(model.params)
+          != params_fingerprint(bundled[0 if role == "drafter" else 1].params))
 
 
 def test_a_gin_file_given_by_its_relative_path_is_found_without_an_error_log(

@@ -92,8 +92,10 @@ def test_recipe_start_grows_a_bundled_model_and_keeps_its_recipe():
   from spec_cascade_jax.training.recipes import _initial_params
   small = load_model("demo-drafter")
   target = small.config.replace(num_decoder_layers=small.config.n_decoder_layers + 1)
-  params, recipe = _initial_params("demo-drafter", target)
+  params, recipe, fingerprint = _initial_params("demo-drafter", target)
   assert recipe is not None and recipe["model_config"]["name"] == "demo-drafter"
+  from spec_cascade_jax.training.distill import params_fingerprint
+  assert fingerprint == params_fingerprint(small.params) != params_fingerprint(params)
   x, y = jnp.array([[5, 9, 11, 1]]), jnp.array([[0, 3, 8]])
   np.testing.assert_allclose(np.asarray(T5Model(config=target, params=params).logits(x, y)),
                              np.asarray(small.logits(x, y)), atol=1e-5)

@@ -146,3 +146,14 @@ def test_placeholder_units_become_single_pieces(tmp_path):
     assert unit in pieces, (unit, pieces)
   assert "%(count)d" not in [plain.tokenizer.IdToPiece(i) for i in plain.encode(text)]
   assert units.decode(units.encode(text)) == text
+
+
+def test_encode_with_eos_truncates_before_the_eos(demo):
+  text = SAMPLES[3]
+  ids = demo.encode(text)
+  assert vocab_lib.encode_with_eos(demo, text, 128) == ids + [1]
+  short = vocab_lib.encode_with_eos(demo, text, 4)
+  assert short == ids[:3] + [1]
+  assert vocab_lib.encode_with_eos(demo, text, 1) == [1]
+  with pytest.raises(ValueError, match="max_len must be >= 1"):
+    vocab_lib.encode_with_eos(demo, text, 0)

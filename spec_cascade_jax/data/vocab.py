@@ -103,6 +103,15 @@ class SentencePieceVocabulary:
             f"vocab_size={self.vocab_size})")
 
 
+def encode_with_eos(vocab, text: str, max_len: int) -> list[int]:
+  """`text` -> ids with EOS appended, truncated to `max_len` ids (EOS kept):
+  the model input of one message, and a training target (seqio's append_eos,
+  then trimming to the feature length)."""
+  if max_len < 1:
+    raise ValueError(f"max_len must be >= 1 (room for EOS); got {max_len}.")
+  return vocab.encode(text)[:max_len - 1] + [EOS_ID]
+
+
 def vocabulary_path(name_or_path: str) -> str:
   """Resolves a bundled name ("demo") or a .model path to a file path."""
   if name_or_path in BUNDLED:

@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from spec_cascade_jax.data.padding import pad_batch
+from spec_cascade_jax.data.vocab import encode_with_eos
 from spec_cascade_jax.decoding import api
 
 
@@ -41,5 +42,5 @@ def greedy_ids(model, inputs: Sequence[Sequence[int]], batch_size: int = 64,
 def greedy_translate(model, vocab, sources: Sequence[str], batch_size: int = 64,
                      max_new_tokens: int = 64, max_len: int = 128) -> list[str]:
   """Greedy verifier-only decoding of `sources` with `model`, batched."""
-  ids = [vocab.encode(x)[:max_len - 1] + [1] for x in sources]
+  ids = [encode_with_eos(vocab, x, max_len) for x in sources]
   return [vocab.decode(o) for o in greedy_ids(model, ids, batch_size, max_new_tokens)]

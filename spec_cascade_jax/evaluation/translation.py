@@ -30,13 +30,14 @@ import numpy as np
 
 from spec_cascade_jax.data import placeholders
 from spec_cascade_jax.data.padding import pad_batch
+from spec_cascade_jax.data.vocab import encode_with_eos
 from spec_cascade_jax.decoding.greedy import greedy_ids
 from spec_cascade_jax.evaluation import metrics
 
 
 def encode_sources(vocab, sources: Sequence[str], max_len: int = 128) -> list[list[int]]:
   """English texts -> input ids with EOS appended, truncated to `max_len`."""
-  return [vocab.encode(x)[:max_len - 1] + [1] for x in sources]
+  return [encode_with_eos(vocab, x, max_len) for x in sources]
 
 
 def copy_bleu(rows: Sequence[Mapping[str, str]]) -> float:

@@ -19,6 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
+from spec_cascade_jax.data.vocab import encode_with_eos
 from spec_cascade_jax.decoding.greedy import greedy_translate
 from spec_cascade_jax.models.t5 import T5Config
 from spec_cascade_jax.training.trainer import TrainConfig, train
@@ -28,9 +29,8 @@ def encode_pairs(pairs: Sequence[dict], vocab, max_len: int) -> list[tuple[list[
   """English -> German pairs as (input_ids, target_ids), EOS appended, truncated."""
   out = []
   for ex in pairs:
-    inp = vocab.encode(ex["en"])[:max_len - 1] + [1]
-    tgt = vocab.encode(ex["de"])[:max_len - 1] + [1]
-    out.append((inp, tgt))
+    out.append((encode_with_eos(vocab, ex["en"], max_len),
+                encode_with_eos(vocab, ex["de"], max_len)))
   return out
 
 
@@ -48,11 +48,14 @@ def data_hash(pairs: Sequence[dict]) -> str:
 
 
 def _initial_params(init_from: str, model_config: T5Config):
-  """Parameters of `init_from` grown to `model_config`, and its recipe (or None)."""
+  """Parameters of `init_from` grown to `model_config`, its recipe (or None), and
+  the fingerprint of its parameters as loaded (`distill.params_fingerprint`)."""
   from spec_cascade_jax.models.loading import ASSETS_DIR, load_model
+  from spec_cascade_jax.training.distill import params_fingerprint
   from spec_cascade_jax.training.growth import check_growable, deepen
 
   init = load_model(init_from)
+  fingerprint = params_fingerprint(init.params)
   check_growable(init.config, model_config)
   grown = deepen(init, model_config.num_layers, model_config.n_decoder_layers)
   folder = init_from if os.path.isdir(init_from) else os.path.join(ASSETS_DIR, init_from)
@@ -61,7 +64,7 @@ def _initial_params(init_from: str, model_config: T5Config):
   if os.path.isfile(path):
     with open(path) as f:
       recipe = json.load(f)
-  return grown.params, recipe
+  return grown.params, recipe, fingerprint
 
 
 def train_gettext(model_config: T5Config, train_config: TrainConfig, workdir: str,
@@ -75,7 +78,8 @@ def train_gettext(model_config: T5Config, train_config: TrainConfig, workdir: st
     init_from: optional model (path or bundled name) to start from instead of
       a random init; if it has fewer layers than `model_config` it is grown
       with `growth.deepen` (same function, new layers start as identities).
-      Its recipe.json is kept in this recipe under "init_recipe".
+      Its recipe.json is kept in this recipe under "init_recipe", the
+      fingerprint of its parameters under "init_sha256".
     param_dtype: storage dtype of the exported weights ("float32" or
       "bfloat16"); for bfloat16, "final_eval_stored" records BLEU with the
       stored (rounded) weights.
@@ -126,9 +130,9 @@ def train_gettext(model_config: T5Config, train_config: TrainConfig, workdir: st
     distill_info = {"method": "token", "teacher": kd_from,
                     "teacher_sha256": params_fingerprint(teacher.params),
                     "kd_weight": train_config.kd_weight}
-  init_params, init_recipe = None, None
+  init_params, init_recipe, init_sha256 = None, None, None
   if init_from is not None:
-    init_params, init_recipe = _initial_params(init_from, model_config)
+    init_params, init_recipe, init_sha256 = _initial_params(init_from, model_config)
   t0 = time.time()
   model, history = train(model_config, train_ex, valid_ex, train_config, workdir,
                          bleu_fn=bleu_fn, init_params=init_params, teacher=teacher)
@@ -156,6 +160,7 @@ def train_gettext(model_config: T5Config, train_config: TrainConfig, workdir: st
     recipe["distill"] = distill_info
   if init_from is not None:
     recipe["init_from"] = init_from
+    recipe["init_sha256"] = init_sha256
     recipe["init_recipe"] = init_recipe
   with open(os.path.join(output_dir, "recipe.json"), "w") as f:
     json.dump(recipe, f, indent=1)

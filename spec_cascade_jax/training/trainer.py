@@ -71,6 +71,10 @@ class TrainConfig:
   # `decay_fraction` of the steps. Both end at learning_rate * end_lr_fraction.
   schedule: str = "cosine"
   decay_fraction: float = 0.2
+  # Batches to skip at the start of the data stream: a run that continues
+  # from a trained model (recipes' `init_from`) with the same seed sets this to
+  # that run's steps, so it reads the data its starting point has not seen.
+  data_offset_steps: int = 0
 
   def __post_init__(self):
     if self.optimizer not in OPTIMIZERS:
@@ -82,6 +86,9 @@ class TrainConfig:
     if not 0.0 < self.decay_fraction <= 1.0:
       raise ValueError(f"TrainConfig.decay_fraction={self.decay_fraction} must be in (0, 1]: "
                        "the share of the steps spent decaying under schedule='wsd'.")
+    if self.data_offset_steps < 0:
+      raise ValueError(f"TrainConfig.data_offset_steps={self.data_offset_steps} must be >= 0: "
+                       "the number of batches to skip at the start of the data stream.")
 
 
 OPTIMIZERS = ("adamw", "adafactor")
@@ -303,7 +310,7 @@ def train(model_config: T5Config,
   phases = history.setdefault("phases", [])
   if start < cfg.num_steps:
     phases.append({"start_step": start, "num_steps": cfg.num_steps})
-  stream = batcher.batches(start)
+  stream = batcher.batches(start + cfg.data_offset_steps)
   bar = tqdm(total=cfg.num_steps, initial=start, disable=not progress,
              desc=f"train {model_config.name}", dynamic_ncols=True)
   t0, losses = time.time(), []
