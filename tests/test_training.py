@@ -233,3 +233,24 @@ def test_a_checkpoint_of_another_optimizer_is_named_on_resume(tmp_path):
   path = trainer.save_checkpoint(str(tmp_path), states["adamw"])
   with pytest.raises(ValueError, match="TrainConfig.optimizer"):
     trainer.restore_checkpoint(path, states["adafactor"])
+
+
+def test_data_offset_steps_starts_the_stream_where_the_initial_run_stopped(monkeypatch,
+                                                                          tmp_path):
+  """A run that continues a trained model reads the batches after the ones it
+  read: the stream starts at data_offset_steps (+ the resumed step)."""
+  with pytest.raises(ValueError, match="data_offset_steps"):
+    trainer.TrainConfig(data_offset_steps=-1)
+  starts = []
+  original = batching.BucketedBatcher.batches
+
+  def spy(self, start):
+    starts.append(start)
+    return original(self, start)
+
+  monkeypatch.setattr(batching.BucketedBatcher, "batches", spy)
+  cfg = trainer.TrainConfig(num_steps=2, warmup_steps=1, tokens_per_batch=64, max_len=16,
+                            eval_every=100, checkpoint_every=100, data_offset_steps=37)
+  exs = _copy_task(64)
+  trainer.train(PRESETS["tiny-v1.1"], exs[:48], exs[48:], cfg, str(tmp_path), progress=False)
+  assert starts == [37]
