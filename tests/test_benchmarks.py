@@ -297,3 +297,16 @@ def test_quality_records_fingerprints_and_samples_and_keeps_finished_splits(
   swapped[1] = ",".join(reversed(dirs))
   with pytest.raises(pytest.fail.Exception, match="redone"):
     quality.main(swapped)
+
+
+def test_latency_fit_recovers_fixed_and_per_iteration_costs():
+  import latency_fit
+  its = np.array([2, 3, 5, 8, 13])
+  out = latency_fit.fit(its, 0.020 + 0.004 * its)
+  assert out["fixed_ms"] == pytest.approx(20.0) and out["per_iteration_ms"] == pytest.approx(4.0)
+  assert out["r2"] == pytest.approx(1.0) and out["mean_iterations"] == pytest.approx(6.2)
+  with pytest.raises(ValueError, match="different iteration counts"):
+    latency_fit.fit([4, 4, 4], [0.1, 0.2, 0.3])
+  stats = {"rounds": np.array([3]), "num_tokens": np.array([7])}
+  assert latency_fit.iteration_counts(stats, "speculative") == 3
+  assert latency_fit.iteration_counts(stats, "verifier") == 7

@@ -104,7 +104,7 @@ def test_run_files_fill_from_a_model_pair_file(run):
   fn = gin.query_parameter("main.run.fn").configurable.wrapped.__name__
   assert gin.query_parameter(f"{fn}.drafter") is not None
   assert gin.query_parameter("DRAFTER/macro.value") == "demo-drafter-v2"
-  assert gin.query_parameter("VERIFIER/macro.value") == "demo-verifier-v2"
+  assert gin.query_parameter("VERIFIER/macro.value") == "demo-verifier-v3"
   assert gin.query_parameter("VOCABULARY/macro.value") == "gettext_v2"
 
 

@@ -9,7 +9,7 @@ import re
 import statistics
 
 from figures import (Checks, DEMO_RESULTS, DEMO_SUMMARY, DEMO_V1_RESULTS, DEMO_V1_SUMMARY,
-                     GAMMAS_TXT, LOOKUP_ESTIMATE, NUMBER, QUALITY_PAIR_V2, R, ROUND_PROFILE,
+                     GAMMAS_TXT, LOOKUP_ESTIMATE, NUMBER, QUALITY_PAIR_V3, R, ROUND_PROFILE,
                      SPEED, SPEED_B8, SPEED_TXT, V, VS_HF,
                      VS_HF_G3, VS_HF_G3_RUN2, VS_HF_TXT, at, by_tokens, code_block,
                      demo_point, doc, fixed_tables, load_json, md_table, norm_label,
@@ -29,7 +29,7 @@ def test_demo_sweep():
                  n=V(lambda: context["num_latency_examples"], f"{DEMO_RESULTS} sweep context"),
                  r=V(lambda: context["repeats"], f"{DEMO_RESULTS} sweep context"))
     table0 = ("tables", 0)
-    whole = lambda model: at(QUALITY_PAIR_V2, "splits", "validation", "models", model,  # noqa
+    whole = lambda model: at(QUALITY_PAIR_V3, "splits", "validation", "models", model,  # noqa
                              "bleu")
     checks.claim(name, text, "the verifier scores {v} BLEU and the drafter {d} (on the whole "
                  "split: {qv} and {qd})", v=at(DEMO_SUMMARY, *table0, "verifier_quality"),
