@@ -171,7 +171,7 @@ def test_the_benchmarks_default_pair_is_the_main_jobs():
 
 
 @pytest.mark.parametrize("model_file,role", [("models/demo_drafter_v2.gin", "drafter"),
-                                             ("models/demo_verifier_v2.gin", "verifier")])
+                                             ("models/demo_verifier_v3.gin", "verifier")])
 def test_benchmark_random_weights_have_the_bundled_shapes(model_file, role):
   """--random-weights draws weights of the bundled pair's shapes, which are
   its model gin files' configs."""
