@@ -14,7 +14,8 @@ length (the encoders, cache set-up, the call and its result transfer);
 (`benchmarks/step_cost.py`). No new timing is done: the latencies are the
 main job's.
 
-    python benchmarks/latency_fit.py docs/demo --json benchmarks/results/latency_fit_v2.json
+    python benchmarks/latency_fit.py benchmarks/results/demo_v2 \
+        --json benchmarks/results/latency_fit_v2.json
 """
 
 from __future__ import annotations
@@ -44,10 +45,15 @@ def fit(iterations, seconds) -> dict:
           "mean_ms": 1e3 * float(y.mean()), "mean_iterations": float(x.mean())}
 
 
+def iteration_unit(method: str) -> str:
+  """What one loop iteration of `method` is: a round (verifier call) for the
+  drafting methods, a generated token otherwise."""
+  return "round" if method in grids.SPECULATIVE_METHODS else "token"
+
+
 def iteration_counts(stats: dict, method: str) -> int:
-  """Loop iterations of one batch-1 decode: rounds (verifier calls) for the
-  drafting methods, generated tokens otherwise."""
-  key = "rounds" if method in grids.SPECULATIVE_METHODS else "num_tokens"
+  """Loop iterations (`iteration_unit`) of one batch-1 decode."""
+  key = {"round": "rounds", "token": "num_tokens"}[iteration_unit(method)]
   return int(np.asarray(stats[key])[0])
 
 
@@ -77,8 +83,7 @@ def main(argv=None):
       ids = common.pad_batch([x], infer.bucket_length(len(x), ctx["buckets"]))
       counts.append(iteration_counts(generate(drafter, verifier, ids, **kwargs).stats,
                                      point.method))
-    unit = "round" if point.method in grids.SPECULATIVE_METHODS else "token"
-    rows.append({"point": rec["label"], "unit": unit,
+    rows.append({"point": rec["label"], "unit": iteration_unit(point.method),
                  **fit(counts, rec["latency_examples_s"]["method"])})
   print(f"# {results.path}: {ctx['drafter']} -> {ctx['verifier']}, "
         f"{len(lat_ids)} latency examples, run {points[0].get('finished', '?')[:10]}")

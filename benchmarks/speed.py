@@ -1,4 +1,6 @@
-"""CPU speed of every decoding method on the bundled pair (--demo-pair) and its corpus, side by side in one run.
+"""CPU speed of every decoding method, side by side in one run.
+
+The bundled pair (--demo-pair; default the main job's) on its own corpus.
 
 One table per temperature (greedy, and T = 1 by default):
   - latency: per-example wall time at batch 1 (compile excluded, min / median

@@ -310,3 +310,5 @@ def test_latency_fit_recovers_fixed_and_per_iteration_costs():
   stats = {"rounds": np.array([3]), "num_tokens": np.array([7])}
   assert latency_fit.iteration_counts(stats, "speculative") == 3
   assert latency_fit.iteration_counts(stats, "verifier") == 7
+  assert [latency_fit.iteration_unit(m) for m in ("spec_cascade", "seq_cascade")] == [
+      "round", "token"]
