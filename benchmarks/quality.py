@@ -1,6 +1,8 @@
 """Greedy quality of the bundled pair (or any models) on the gettext corpus.
 
-    python benchmarks/quality.py [--models demo-drafter,demo-verifier] [--json out.json]
+    python benchmarks/quality.py [--models DRAFTER,VERIFIER] [--json out.json]
+
+(default: the main job's pair, `common.DEMO_PAIRS`, its vocabulary and corpus)
 
 For each model and split (default: the whole in-domain validation split and
 the whole test split of packages never seen in training):
@@ -63,10 +65,11 @@ def finished_splits(path: str | None, report: dict) -> dict:
 def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
-  ap.add_argument("--models", default="demo-drafter,demo-verifier")
-  ap.add_argument("--vocabulary", default="demo")
-  ap.add_argument("--corpus", default=None, help="bundled corpus name or directory "
-                  "(default: the bundled pair's)")
+  pair = common.DEMO_PAIRS[common.DEFAULT_DEMO_PAIR]
+  ap.add_argument("--models", default=f"{pair.drafter},{pair.verifier}")
+  ap.add_argument("--vocabulary", default=pair.vocabulary)
+  ap.add_argument("--corpus", default=pair.corpus, help="bundled corpus name or directory "
+                  "(default: the main job's pair's)")
   ap.add_argument("--splits", default="validation,test")
   ap.add_argument("--examples", type=int, default=0,
                   help="examples per split, spread over it (0 = all)")

@@ -171,13 +171,14 @@ def test_v2_verifier_bundled():
 
 def test_v3_verifier_bundled():
   """demo-verifier-v3's training run and whole-split table with the drafter
-  (BENCHMARKS.md, issue 17) against its recipe.json and quality_pair_v3.json."""
-  path = "benchmarks/results/quality_pair_v3.json"
+  (BENCHMARKS.md, issue 17) against its recipe.json and quality_v3_with_drafter_v2.json."""
+  path = "benchmarks/results/quality_v3_with_drafter_v2.json"
   recipe = "spec_cascade_jax/assets/models/demo-verifier-v3/recipe.json"
   name = "BENCHMARKS.md (Issue 17, demo-verifier-v3)"
   with Checks() as checks:
     text = doc("BENCHMARKS.md", "## Issue 17")
-    text = text[text.index("**demo-verifier-v3: bundled**"):]
+    text = text[text.index("**demo-verifier-v3: bundled**"):
+                text.index("**demo-drafter-v3: bundled**")]
     checks.claim(name, text, "- {t} s on both cores", t=at(recipe, "wall_time_s"))
     history = lambda i, key: at(recipe, "history", "eval", i, key)  # noqa: E731
     checks.claim(name, text, "| validation loss | {a} | {b} | {c} | {d} |",
@@ -189,6 +190,36 @@ def test_v3_verifier_bundled():
     for split, label in [("validation", "validation ({n})"),
                          ("test", "test ({n}, unseen packages)")]:
       for model in ("demo-drafter-v2", "demo-verifier-v3"):
+        scores = lambda key: at(path, "splits", split, "models", model, key)  # noqa: E731,B023
+        checks.claim(name, text, f"| {label} | {model} | {{b}} | {{c}} | {{chrf}} | {{eos}}% "
+                     "| {ph}% |", n=at(path, "splits", split, "examples"), b=scores("bleu"),
+                     c=at(path, "splits", split, "copy_bleu"), chrf=scores("chrf"),
+                     eos=scores("no_eos_rate") * 100, ph=scores("placeholders_kept") * 100)
+      checks.claim(name, text, f"{{a}}% on {split}",
+                   a=at(path, "splits", split, "agreement") * 100)
+
+
+def test_v3_drafter_bundled():
+  """demo-drafter-v3's training run and the main job's pair on the whole
+  splits (BENCHMARKS.md, issue 17) against its recipe.json and
+  quality_pair_v3.json."""
+  path = "benchmarks/results/quality_pair_v3.json"
+  recipe = "spec_cascade_jax/assets/models/demo-drafter-v3/recipe.json"
+  name = "BENCHMARKS.md (Issue 17, demo-drafter-v3)"
+  with Checks() as checks:
+    text = doc("BENCHMARKS.md", "## Issue 17")
+    text = text[text.index("**demo-drafter-v3: bundled**"):]
+    checks.claim(name, text, "- {t} s on both cores", t=at(recipe, "wall_time_s"))
+    history = lambda i, key: at(recipe, "history", "eval", i, key)  # noqa: E731
+    checks.claim(name, text, "| validation loss | {a} | {b} |",
+                 **{k: history(i, "valid_loss") for i, k in enumerate("ab")})
+    checks.claim(name, text, "| BLEU | {a} | {b} |",
+                 **{k: history(i, "valid_bleu") for i, k in enumerate("ab")})
+    checks.claim(name, text, "Stored in bfloat16: BLEU {s}.",
+                 s=at(recipe, "final_eval_stored", "valid_bleu"))
+    for split, label in [("validation", "validation ({n})"),
+                         ("test", "test ({n}, unseen packages)")]:
+      for model in ("demo-drafter-v3", "demo-verifier-v3"):
         scores = lambda key: at(path, "splits", split, "models", model, key)  # noqa: E731,B023
         checks.claim(name, text, f"| {label} | {model} | {{b}} | {{c}} | {{chrf}} | {{eos}}% "
                      "| {ph}% |", n=at(path, "splits", split, "examples"), b=scores("bleu"),

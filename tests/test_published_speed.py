@@ -415,10 +415,12 @@ def _ab_claim(checks, name, text, lead, path):
 
 def test_two_main_job_runs():
   """The issue-16 comparisons of main-job runs (benchmarks/compare_sweeps.py):
-  the first pair, and the third run (one collection per point) against the second."""
+  the main job's pair now; the first pair, and the third run (one collection
+  per point) against the second."""
   with Checks() as checks:
     text = doc("BENCHMARKS.md", "## Main job: do two fresh runs agree?")
     name = "BENCHMARKS.md (two main-job runs)"
+    _ab_claim(checks, name, text, "On the v3 pair:", R + "demo_ab_v3.json")
     _ab_claim(checks, name, text, "at T = 0.", DEMO_AB)
     _ab_claim(checks, name, text, "against the second:", R + "demo_ab_pointgc.json")
     _ab_claim(checks, name, text, "Rotating copies:", R + "demo_ab_copies.json")
