@@ -7,8 +7,9 @@ from __future__ import annotations
 import re
 
 from figures import (CORPUS, CORPUS_V2, Checks, DEMO_RESULTS, DEMO_SUMMARY,
-                     DRAFTER_RECIPE, GPU, QUALITY, STEP_COST, V, VERIFIER_RECIPE, at, doc,
-                     load_json, md_table, number, one_row, quality, txt_number)
+                     DRAFTER_RECIPE, GPU, MODELS, QUALITY, QUALITY_PAIR_V3, R, STEP_COST, V,
+                     VERIFIER_RECIPE, at, doc, load_json, md_table, number, one_row, quality,
+                     txt_number)
 
 # ---------------------------------------------------------------------------
 # README.md
@@ -169,27 +170,22 @@ def test_v2_verifier_bundled():
                  s=at(recipe, "final_eval_stored", "valid_bleu"))
 
 
-def test_v3_verifier_bundled():
-  """demo-verifier-v3's training run and whole-split table with the drafter
-  (BENCHMARKS.md, issue 17) against its recipe.json and quality_v3_with_drafter_v2.json."""
-  path = "benchmarks/results/quality_v3_with_drafter_v2.json"
-  recipe = "spec_cascade_jax/assets/models/demo-verifier-v3/recipe.json"
-  name = "BENCHMARKS.md (Issue 17, demo-verifier-v3)"
+def _trained_model_and_pair_table(name, text, recipe, path, models):
+  """A bundled model's paragraph: its training time, the per-evaluation loss
+  and BLEU table and stored BLEU (recipe.json), and the whole-split table of
+  `models` (drafter, verifier) with the drafter's agreement (`path`)."""
+  evals = "abcd"[:len(load_json(recipe)["history"]["eval"])]
   with Checks() as checks:
-    text = doc("BENCHMARKS.md", "## Issue 17")
-    text = text[text.index("**demo-verifier-v3: bundled**"):
-                text.index("**demo-drafter-v3: bundled**")]
     checks.claim(name, text, "- {t} s on both cores", t=at(recipe, "wall_time_s"))
     history = lambda i, key: at(recipe, "history", "eval", i, key)  # noqa: E731
-    checks.claim(name, text, "| validation loss | {a} | {b} | {c} | {d} |",
-                 **{k: history(i, "valid_loss") for i, k in enumerate("abcd")})
-    checks.claim(name, text, "| BLEU | {a} | {b} | {c} | {d} |",
-                 **{k: history(i, "valid_bleu") for i, k in enumerate("abcd")})
+    for label, key in [("validation loss", "valid_loss"), ("BLEU", "valid_bleu")]:
+      checks.claim(name, text, f"| {label} | " + " | ".join("{%s}" % k for k in evals) + " |",
+                   **{k: history(i, key) for i, k in enumerate(evals)})
     checks.claim(name, text, "Stored in bfloat16: BLEU {s}.",
                  s=at(recipe, "final_eval_stored", "valid_bleu"))
     for split, label in [("validation", "validation ({n})"),
                          ("test", "test ({n}, unseen packages)")]:
-      for model in ("demo-drafter-v2", "demo-verifier-v3"):
+      for model in models:
         scores = lambda key: at(path, "splits", split, "models", model, key)  # noqa: E731,B023
         checks.claim(name, text, f"| {label} | {model} | {{b}} | {{c}} | {{chrf}} | {{eos}}% "
                      "| {ph}% |", n=at(path, "splits", split, "examples"), b=scores("bleu"),
@@ -197,36 +193,31 @@ def test_v3_verifier_bundled():
                      eos=scores("no_eos_rate") * 100, ph=scores("placeholders_kept") * 100)
       checks.claim(name, text, f"{{a}}% on {split}",
                    a=at(path, "splits", split, "agreement") * 100)
+
+
+def test_v3_verifier_bundled():
+  """demo-verifier-v3's training run and whole-split table with the v2 drafter
+  (BENCHMARKS.md, issue 17) against its recipe.json and
+  quality_v3_with_drafter_v2.json."""
+  text = doc("BENCHMARKS.md", "## Issue 17")
+  text = text[text.index("**demo-verifier-v3: bundled**"):
+              text.index("**demo-drafter-v3: bundled**")]
+  _trained_model_and_pair_table(
+      "BENCHMARKS.md (Issue 17, demo-verifier-v3)", text,
+      MODELS + "demo-verifier-v3/recipe.json", R + "quality_v3_with_drafter_v2.json",
+      ("demo-drafter-v2", "demo-verifier-v3"))
 
 
 def test_v3_drafter_bundled():
   """demo-drafter-v3's training run and the main job's pair on the whole
   splits (BENCHMARKS.md, issue 17) against its recipe.json and
   quality_pair_v3.json."""
-  path = "benchmarks/results/quality_pair_v3.json"
-  recipe = "spec_cascade_jax/assets/models/demo-drafter-v3/recipe.json"
-  name = "BENCHMARKS.md (Issue 17, demo-drafter-v3)"
-  with Checks() as checks:
-    text = doc("BENCHMARKS.md", "## Issue 17")
-    text = text[text.index("**demo-drafter-v3: bundled**"):]
-    checks.claim(name, text, "- {t} s on both cores", t=at(recipe, "wall_time_s"))
-    history = lambda i, key: at(recipe, "history", "eval", i, key)  # noqa: E731
-    checks.claim(name, text, "| validation loss | {a} | {b} |",
-                 **{k: history(i, "valid_loss") for i, k in enumerate("ab")})
-    checks.claim(name, text, "| BLEU | {a} | {b} |",
-                 **{k: history(i, "valid_bleu") for i, k in enumerate("ab")})
-    checks.claim(name, text, "Stored in bfloat16: BLEU {s}.",
-                 s=at(recipe, "final_eval_stored", "valid_bleu"))
-    for split, label in [("validation", "validation ({n})"),
-                         ("test", "test ({n}, unseen packages)")]:
-      for model in ("demo-drafter-v3", "demo-verifier-v3"):
-        scores = lambda key: at(path, "splits", split, "models", model, key)  # noqa: E731,B023
-        checks.claim(name, text, f"| {label} | {model} | {{b}} | {{c}} | {{chrf}} | {{eos}}% "
-                     "| {ph}% |", n=at(path, "splits", split, "examples"), b=scores("bleu"),
-                     c=at(path, "splits", split, "copy_bleu"), chrf=scores("chrf"),
-                     eos=scores("no_eos_rate") * 100, ph=scores("placeholders_kept") * 100)
-      checks.claim(name, text, f"{{a}}% on {split}",
-                   a=at(path, "splits", split, "agreement") * 100)
+  text = doc("BENCHMARKS.md", "## Issue 17")
+  text = text[text.index("**demo-drafter-v3: bundled**"):]
+  _trained_model_and_pair_table(
+      "BENCHMARKS.md (Issue 17, demo-drafter-v3)", text,
+      MODELS + "demo-drafter-v3/recipe.json", QUALITY_PAIR_V3,
+      ("demo-drafter-v3", "demo-verifier-v3"))
 
 
 def test_train_step_dtypes():
