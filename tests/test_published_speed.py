@@ -8,6 +8,8 @@ import functools
 import re
 import statistics
 
+import pytest
+
 from figures import (Checks, DEMO_RESULTS, DEMO_SUMMARY, DEMO_V1_RESULTS, DEMO_V1_SUMMARY,
                      GAMMAS_TXT, LOOKUP_ESTIMATE, NUMBER, QUALITY_PAIR_V3, R, ROUND_PROFILE,
                      SPEED, SPEED_B8, SPEED_TXT, V, VS_HF,
@@ -109,28 +111,38 @@ def _speed_column(header: str) -> str:
   return SPEED_COLUMNS[header]
 
 
-def test_speed_table():
-  """The `speed.py` output pasted into BENCHMARKS.md is speed.json's."""
+# speed.py runs pasted into BENCHMARKS.md: results file -> the words that
+# start its paragraphs (its pasted output among them) and those of the next run.
+_FIRST_PAIR_SPEED = "2026-11-26 17:03, this project's CPU machine"
+SPEED_RUNS = {SPEED: (_FIRST_PAIR_SPEED, None),
+              R + "speed_v3.json": ("**The main job's pair now**", _FIRST_PAIR_SPEED)}
+
+
+@pytest.mark.parametrize("path", sorted(SPEED_RUNS))
+def test_speed_table(path):
+  """The `speed.py` output pasted into BENCHMARKS.md is its results file's."""
   with Checks() as checks:
     text = doc("BENCHMARKS.md", "## Bundled pair: CPU speed")
-    assert f"--json {SPEED}" in text
+    start, end = SPEED_RUNS[path]
+    text = text[text.index(start):text.index(end) if end else None]
+    assert f"--json {path}" in text
     block = code_block(text, "## temperature 0")
-    info = load_json(SPEED)["machine"]
+    info = load_json(path)["machine"]
     head = block.splitlines()[0]
     assert head.startswith(f"# {info['date']}") and f"load {info['load_avg_1m']}" in head, (
-        f"BENCHMARKS.md (speed): the pasted output's header {head!r} is not {SPEED}'s run "
+        f"BENCHMARKS.md (speed): the pasted output's header {head!r} is not {path}'s run "
         f"({info['date']}, load {info['load_avg_1m']})")
     tables = fixed_tables(block)
     temp_of = lambda title: "T={:g}".format(  # noqa: E731
         float(re.search(r"temperature ([\d.]+)", title).group(1)))
-    assert sorted(temp_of(t) for t, _, _ in tables) == sorted(load_json(SPEED)["tables"])
+    assert sorted(temp_of(t) for t, _, _ in tables) == sorted(load_json(path)["tables"])
     for title, header, rows in tables:
       temp = temp_of(title)
-      assert [r[0] for r in rows] == [r["label"] for r in load_json(SPEED)["tables"][temp]]
+      assert [r[0] for r in rows] == [r["label"] for r in load_json(path)["tables"][temp]]
       for r in rows:
         for h, cell in zip(header[1:], r[1:]):
           checks.number(f"BENCHMARKS.md (speed output, {temp}), {r[0]}, {h}", cell,
-                        speed(r[0], _speed_column(h), temp))
+                        speed(r[0], _speed_column(h), temp, path))
 
 
 def test_speed_prose():
