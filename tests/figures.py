@@ -39,7 +39,7 @@ R = "benchmarks/results/"
 SPEED, SPEED_B8 = R + "speed.json", R + "speed_b8.json"
 SPEED_TXT, GAMMAS_TXT = R + "speed.txt", R + "speed_cascade_gammas.txt"
 QUALITY, STEP_COST, ROUND_PROFILE = R + "quality.json", R + "step_cost.txt", R + "round_profile.txt"
-QUALITY_PAIR_V3 = R + "quality_pair_v3.json"
+QUALITY_PAIR_V3, QUALITY_PAIR_V4 = R + "quality_pair_v3.json", R + "quality_pair_v4.json"
 LOOKUP_ESTIMATE = R + "lookup_estimate.txt"
 VS_HF, VS_HF_G3, VS_HF_G3_RUN2, VS_HF_TXT = (R + "vs_hf.json", R + "vs_hf_gamma3.json",
                                             R + "vs_hf_gamma3_run2.json", R + "vs_hf.txt")

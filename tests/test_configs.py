@@ -103,8 +103,8 @@ def test_run_files_fill_from_a_model_pair_file(run):
          ["TASK = 'gettext_en_de_v2'", "OUTPUT_DIR = '/tmp/x'"])
   fn = gin.query_parameter("main.run.fn").configurable.wrapped.__name__
   assert gin.query_parameter(f"{fn}.drafter") is not None
-  assert gin.query_parameter("DRAFTER/macro.value") == "demo-drafter-v3"
-  assert gin.query_parameter("VERIFIER/macro.value") == "demo-verifier-v3"
+  assert gin.query_parameter("DRAFTER/macro.value") == "demo-drafter-v4"
+  assert gin.query_parameter("VERIFIER/macro.value") == "demo-verifier-v4"
   assert gin.query_parameter("VOCABULARY/macro.value") == "gettext_v2"
 
 
@@ -170,8 +170,8 @@ def test_the_benchmarks_default_pair_is_the_main_jobs():
   assert pair.corpus == gin.query_parameter("TASK/macro.value")
 
 
-@pytest.mark.parametrize("model_file,role", [("models/demo_drafter_v3.gin", "drafter"),
-                                             ("models/demo_verifier_v3.gin", "verifier")])
+@pytest.mark.parametrize("model_file,role", [("models/demo_drafter_v4.gin", "drafter"),
+                                             ("models/demo_verifier_v4.gin", "verifier")])
 def test_benchmark_random_weights_have_the_bundled_shapes(model_file, role):
   """--random-weights draws weights of the bundled pair's shapes, which are
   its model gin files' configs."""

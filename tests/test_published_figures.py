@@ -7,8 +7,8 @@ from __future__ import annotations
 import re
 
 from figures import (CORPUS, CORPUS_V2, Checks, DEMO_RESULTS, DEMO_SUMMARY,
-                     DRAFTER_RECIPE, GPU, MODELS, QUALITY, QUALITY_PAIR_V3, R, STEP_COST, V,
-                     VERIFIER_RECIPE, at, doc, load_json, md_table, number, one_row, quality,
+                     DRAFTER_RECIPE, GPU, MODELS, QUALITY, QUALITY_PAIR_V3, QUALITY_PAIR_V4, R,
+                     STEP_COST, V, VERIFIER_RECIPE, at, doc, load_json, md_table, number, one_row, quality,
                      txt_number)
 
 # ---------------------------------------------------------------------------
@@ -170,10 +170,11 @@ def test_v2_verifier_bundled():
                  s=at(recipe, "final_eval_stored", "valid_bleu"))
 
 
-def _trained_model_and_pair_table(name, text, recipe, path, models):
+def _trained_model_and_pair_table(name, text, recipe, path=None, models=()):
   """A bundled model's paragraph: its training time, the per-evaluation loss
-  and BLEU table and stored BLEU (recipe.json), and the whole-split table of
-  `models` (drafter, verifier) with the drafter's agreement (`path`)."""
+  and BLEU table and stored BLEU (recipe.json), and (with `path`) the
+  whole-split table of `models` (drafter, verifier) with the drafter's
+  agreement."""
   evals = "abcd"[:len(load_json(recipe)["history"]["eval"])]
   with Checks() as checks:
     checks.claim(name, text, "- {t} s on both cores", t=at(recipe, "wall_time_s"))
@@ -183,6 +184,8 @@ def _trained_model_and_pair_table(name, text, recipe, path, models):
                    **{k: history(i, key) for i, k in enumerate(evals)})
     checks.claim(name, text, "Stored in bfloat16: BLEU {s}.",
                  s=at(recipe, "final_eval_stored", "valid_bleu"))
+    if path is None:
+      return
     for split, label in [("validation", "validation ({n})"),
                          ("test", "test ({n}, unseen packages)")]:
       for model in models:
@@ -213,11 +216,45 @@ def test_v3_drafter_bundled():
   splits (BENCHMARKS.md, issue 17) against its recipe.json and
   quality_pair_v3.json."""
   text = doc("BENCHMARKS.md", "## Issue 17")
-  text = text[text.index("**demo-drafter-v3: bundled**"):]
+  text = text[text.index("**demo-drafter-v3: bundled**"):
+              text.index("**demo-verifier-v4: bundled**")]
   _trained_model_and_pair_table(
       "BENCHMARKS.md (Issue 17, demo-drafter-v3)", text,
       MODELS + "demo-drafter-v3/recipe.json", QUALITY_PAIR_V3,
       ("demo-drafter-v3", "demo-verifier-v3"))
+
+
+def test_v4_verifier_bundled():
+  """demo-verifier-v4's training run (its whole-split figures are in the v4
+  drafter's table) against its recipe.json, and the placeholder counts its
+  paragraph compares."""
+  text = doc("BENCHMARKS.md", "## Issue 17")
+  text = text[text.index("**demo-verifier-v4: bundled**"):
+              text.index("**demo-drafter-v4: bundled**")]
+  name = "BENCHMARKS.md (Issue 17, demo-verifier-v4)"
+  _trained_model_and_pair_table(name, text, MODELS + "demo-verifier-v4/recipe.json")
+  extra = lambda path, model: at(path, "splits", "validation", "models", model,  # noqa: E731
+                                 "placeholder_mismatches", "extra", "%s")
+  missing = lambda path, model: at(path, "splits", "validation", "models", model,  # noqa: E731
+                                   "placeholder_mismatches", "missing", "%s")
+  with Checks() as checks:
+    checks.claim(name, text, "Added `%s` fell from {a} to {b} on\nvalidation, dropped `%s` "
+                 "from {c} to {d}.", a=extra(QUALITY_PAIR_V3, "demo-verifier-v3"),
+                 b=extra(QUALITY_PAIR_V4, "demo-verifier-v4"),
+                 c=missing(QUALITY_PAIR_V3, "demo-verifier-v3"),
+                 d=missing(QUALITY_PAIR_V4, "demo-verifier-v4"))
+
+
+def test_v4_drafter_bundled():
+  """demo-drafter-v4's training run and the main job's pair on the whole
+  splits (BENCHMARKS.md, issue 17) against its recipe.json and
+  quality_pair_v4.json."""
+  text = doc("BENCHMARKS.md", "## Issue 17")
+  text = text[text.index("**demo-drafter-v4: bundled**"):]
+  _trained_model_and_pair_table(
+      "BENCHMARKS.md (Issue 17, demo-drafter-v4)", text,
+      MODELS + "demo-drafter-v4/recipe.json", QUALITY_PAIR_V4,
+      ("demo-drafter-v4", "demo-verifier-v4"))
 
 
 def test_train_step_dtypes():

@@ -11,7 +11,7 @@ import statistics
 import pytest
 
 from figures import (Checks, DEMO_RESULTS, DEMO_SUMMARY, DEMO_V1_RESULTS, DEMO_V1_SUMMARY,
-                     GAMMAS_TXT, LOOKUP_ESTIMATE, NUMBER, QUALITY_PAIR_V3, R, ROUND_PROFILE,
+                     GAMMAS_TXT, LOOKUP_ESTIMATE, NUMBER, QUALITY_PAIR_V4, R, ROUND_PROFILE,
                      SPEED, SPEED_B8, SPEED_TXT, V, VS_HF,
                      VS_HF_G3, VS_HF_G3_RUN2, VS_HF_TXT, at, by_tokens, code_block,
                      demo_point, doc, fixed_tables, load_json, md_table, norm_label,
@@ -31,7 +31,7 @@ def test_demo_sweep():
                  n=V(lambda: context["num_latency_examples"], f"{DEMO_RESULTS} sweep context"),
                  r=V(lambda: context["repeats"], f"{DEMO_RESULTS} sweep context"))
     table0 = ("tables", 0)
-    whole = lambda model: at(QUALITY_PAIR_V3, "splits", "validation", "models", model,  # noqa
+    whole = lambda model: at(QUALITY_PAIR_V4, "splits", "validation", "models", model,  # noqa
                              "bleu")
     checks.claim(name, text, "the verifier scores {v} BLEU and the drafter {d} (on the whole "
                  "split: {qv} and {qd})", v=at(DEMO_SUMMARY, *table0, "verifier_quality"),
@@ -115,7 +115,8 @@ def _speed_column(header: str) -> str:
 # start its paragraphs (its pasted output among them) and those of the next run.
 _FIRST_PAIR_SPEED = "2026-11-26 17:03, this project's CPU machine"
 SPEED_RUNS = {SPEED: (_FIRST_PAIR_SPEED, None),
-              R + "speed_v3.json": ("**The main job's pair now**", _FIRST_PAIR_SPEED)}
+              R + "speed_v3.json": ("**The v3 pair**", _FIRST_PAIR_SPEED),
+              R + "speed_v4.json": ("**The main job's pair now**", "**The v3 pair**")}
 
 
 @pytest.mark.parametrize("path", sorted(SPEED_RUNS))
@@ -427,7 +428,7 @@ def _ab_claim(checks, name, text, lead, path):
 
 def test_two_main_job_runs():
   """The issue-16 comparisons of main-job runs (benchmarks/compare_sweeps.py):
-  the main job's pair now; the first pair, and the third run (one collection
+  the v3 pair; the first pair, and the third run (one collection
   per point) against the second."""
   with Checks() as checks:
     text = doc("BENCHMARKS.md", "## Main job: do two fresh runs agree?")
@@ -599,3 +600,41 @@ def test_latency_fit():
                           ("iterations", "mean_iterations"), ("R²", "r2")):
         checks.number(f"{name}: {label}, {header}", number(row[header]),
                       V(lambda rec=rec, key=key: rec[key], f"{path} {label} {key}"))
+
+
+VS_HF_V4 = R + "vs_hf_v4.json"
+
+
+def test_vs_hf_main_pair():
+  """The main job's pair against transformers (vs_hf.py, --demo-pair v4)."""
+  with Checks() as checks:
+    text = doc("BENCHMARKS.md", "## The main job's pair against Hugging Face")
+    name = "BENCHMARKS.md (main pair vs HF)"
+    run = load_json(VS_HF_V4)
+    assert f"--json {VS_HF_V4}" in text and run["args"]["demo_pair"] == "v4"
+    block = code_block(text, "HF / ours")
+    head = block.splitlines()[0]
+    assert head.startswith(f"# {run['machine']['date']}") and (
+        f"load {run['machine']['load_avg_1m']}" in head), (name, head)
+    columns = {"ms/ex (med)": "ms", "ms/ex (min)": "ms_min", "tok/s": "tok_s",
+               "HF / ours": "hf_over_ours", "≠ours-verifier": "mismatches"}
+    (_, header, rows), = fixed_tables(block)
+    assert [r[0] for r in rows] == [r["name"] for r in run["rows"]]
+    for r in rows:
+      for h, cell in zip(header[1:], r[1:]):
+        checks.number(f"{name}: {r[0]}, {h}", cell, vs_hf(VS_HF_V4, r[0], columns[h]))
+    assert all(r.get("mismatches", 0) == 0 for r in run["rows"]) and not run["errors"]
+    hf = lambda n, k="ms": vs_hf(VS_HF_V4, n, k)  # noqa: E731
+    checks.claim(name, text, "ours is {x}× faster than HF's assisted generation with a constant "
+                 "γ = 3 ({d}× against HF's defaults); our greedy decoding is {g}× faster than "
+                 "HF's and our prompt lookup {l}× faster", x=hf("HF assisted (γ=3 constant)",
+                                                             "hf_over_ours"),
+                 d=hf("HF assisted (defaults)", "hf_over_ours"),
+                 g=hf("HF greedy", "hf_over_ours"), l=hf("HF prompt lookup γ=7 n≤3", "hf_over_ours"))
+    checks.claim(name, text, "(both {v} ms per example), is {u}× faster than HF's assisted "
+                 "generation with its defaults; HF's assisted generation is {s}× *slower* than "
+                 "HF greedy", v=hf("ours verifier"),
+                 u=hf("HF assisted (defaults)") / hf("ours verifier"),
+                 s=hf("HF assisted (defaults)") / hf("HF greedy"))
+    checks.claim(name, text, "batch 8 gives {b8} tokens/s against {b1} at batch 1",
+                 b8=hf("ours speculative, batch 8", "tok_s"), b1=hf("ours speculative", "tok_s"))

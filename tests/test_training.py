@@ -126,6 +126,44 @@ def test_kd_loss_mixes_reference_and_teacher_cross_entropy():
     assert int(ntok) == mask.sum()
 
 
+def test_placeholder_weight_scales_positions_whose_target_or_argmax_is_a_placeholder():
+  from spec_cascade_jax.models.t5 import T5Model
+  cfg = PRESETS["tiny-v1.0"]
+  params = T5Model.init(cfg, jax.random.PRNGKey(0)).params
+  rng = np.random.default_rng(1)
+  inputs = rng.integers(3, 64, (2, 6)).astype(np.int32)
+  targets = rng.integers(3, 64, (2, 5)).astype(np.int32)
+  targets[1, 3:] = 0
+  dec = np.concatenate([np.zeros((2, 1), np.int32), targets[:, :-1]], 1)
+  logits = np.asarray(T5Model(config=cfg, params=params).logits(inputs, dec), np.float64)
+  logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  xent = -np.take_along_axis(logp, targets[..., None], -1)[..., 0]
+  argmax = logits.argmax(-1)
+  mask = np.zeros(cfg.vocab_size, bool)
+  mask[[targets[0, 1], argmax[1, 0]]] = True  # one by reference, one by prediction
+  weighted = (mask[targets] | mask[argmax]) & (targets > 0)
+  assert 2 <= weighted.sum() < (targets > 0).sum()
+  w = np.where(weighted, 3.0, 1.0) * (targets > 0)
+  got, ntok = trainer.loss_fn(params, cfg, inputs, dec, targets,
+                              placeholder_mask=mask, placeholder_weight=3.0)
+  np.testing.assert_allclose(float(got), (xent * w).sum() / (targets > 0).sum(), rtol=1e-5)
+  plain, _ = trainer.loss_fn(params, cfg, inputs, dec, targets, placeholder_mask=mask)
+  np.testing.assert_allclose(float(plain), (xent * (targets > 0)).sum() / (targets > 0).sum(),
+                             rtol=1e-5)
+
+
+def test_placeholder_weight_needs_a_mask_of_the_vocabulary_size():
+  exs = _copy_task(8)
+  with pytest.raises(ValueError, match="placeholder_weight=0.0 must be > 0"):
+    trainer.TrainConfig(placeholder_weight=0.0)
+  cfg = trainer.TrainConfig(num_steps=1, placeholder_weight=2.0)
+  with pytest.raises(ValueError, match="placeholder_piece_mask"):
+    trainer.train(PRESETS["tiny-v1.1"], exs, exs, cfg, None, progress=False)
+  with pytest.raises(ValueError, match="placeholder_mask has shape"):
+    trainer.train(PRESETS["tiny-v1.1"], exs, exs, cfg, None, progress=False,
+                  placeholder_mask=np.zeros(7, bool))
+
+
 @pytest.mark.slow
 def test_kd_student_learns_the_teachers_choices(tiny_run):
   """With kd_weight=1 the references do not matter: a student trained on

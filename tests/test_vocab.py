@@ -148,6 +148,18 @@ def test_placeholder_units_become_single_pieces(tmp_path):
   assert units.decode(units.encode(text)) == text
 
 
+def test_placeholder_piece_mask_marks_the_placeholder_units_only():
+  v2 = vocab_lib.load_vocabulary("gettext_v2")
+  mask = vocab_lib.placeholder_piece_mask(v2)
+  assert mask.shape == (v2.vocab_size,) and mask.dtype == bool
+  ids = v2.encode("Cannot open %s: %d files, %(name)s in {0}")
+  pieces = {v2.tokenizer.IdToPiece(i): bool(mask[i]) for i in ids}
+  for unit in ("%s", "%d", "%(name)s", "{0}"):
+    assert pieces[unit], (unit, pieces)
+  assert not any(m for p, m in pieces.items() if "%" not in p and "{" not in p), pieces
+  assert not mask[[vocab_lib.PAD_ID, vocab_lib.EOS_ID, v2.unk_id]].any()
+
+
 def test_encode_with_eos_truncates_before_the_eos(demo):
   text = SAMPLES[3]
   ids = demo.encode(text)

@@ -103,6 +103,20 @@ class SentencePieceVocabulary:
             f"vocab_size={self.vocab_size})")
 
 
+def placeholder_piece_mask(vocab) -> "np.ndarray":
+  """Bool [vocab_size]: True for pieces that are a whole format placeholder
+  (`placeholders.PLACEHOLDER`, with or without SentencePiece's word-start
+  mark), the units a translation must copy; the trainer's
+  `placeholder_weight` weighs positions that predict them."""
+  import numpy as np
+  from spec_cascade_jax.data import placeholders
+  mask = np.zeros(vocab.vocab_size, bool)
+  for i in range(vocab._base_vocab_size):  # pylint: disable=protected-access
+    piece = vocab.tokenizer.IdToPiece(i).lstrip("\u2581")
+    mask[i] = bool(piece) and placeholders.PLACEHOLDER.fullmatch(piece) is not None
+  return mask
+
+
 def encode_with_eos(vocab, text: str, max_len: int) -> list[int]:
   """`text` -> ids with EOS appended, truncated to `max_len` ids (EOS kept):
   the model input of one message, and a training target (seqio's append_eos,

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from spec_cascade_jax.data.vocab import encode_with_eos
+from spec_cascade_jax.data.vocab import encode_with_eos, placeholder_piece_mask
 from spec_cascade_jax.decoding.greedy import greedy_translate
 from spec_cascade_jax.models.t5 import T5Config
 from spec_cascade_jax.training.trainer import TrainConfig, train
@@ -135,7 +135,8 @@ def train_gettext(model_config: T5Config, train_config: TrainConfig, workdir: st
     init_params, init_recipe, init_sha256 = _initial_params(init_from, model_config)
   t0 = time.time()
   model, history = train(model_config, train_ex, valid_ex, train_config, workdir,
-                         bleu_fn=bleu_fn, init_params=init_params, teacher=teacher)
+                         bleu_fn=bleu_fn, init_params=init_params, teacher=teacher,
+                         placeholder_mask=placeholder_piece_mask(vocab))
   save_model(model, output_dir, param_dtype=param_dtype)
   recipe = {
       "model_config": model_config.to_dict(),

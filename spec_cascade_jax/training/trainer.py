@@ -61,6 +61,11 @@ class TrainConfig:
   # reference + kd_weight * cross-entropy with the teacher's distribution at
   # each reference prefix. Needs `train(..., teacher=...)`.
   kd_weight: float = 0.0
+  # Weight of the positions whose reference token, or the model's own argmax,
+  # is a format-placeholder piece (`vocab.placeholder_piece_mask`): > 1 trains
+  # harder on emitting the placeholders a message needs and on not adding
+  # ones it lacks. Needs `train(..., placeholder_mask=...)` when != 1.
+  placeholder_weight: float = 1.0
   # "adamw", or "adafactor" (t5x's optimizer: factored second moments and
   # updates scaled by each parameter's RMS, so T5's std-1 embedding moves at
   # the same relative rate as its d_model^-0.5 kernels; weight_decay unused).
@@ -86,6 +91,9 @@ class TrainConfig:
     if not 0.0 < self.decay_fraction <= 1.0:
       raise ValueError(f"TrainConfig.decay_fraction={self.decay_fraction} must be in (0, 1]: "
                        "the share of the steps spent decaying under schedule='wsd'.")
+    if self.placeholder_weight <= 0:
+      raise ValueError(f"TrainConfig.placeholder_weight={self.placeholder_weight} must be > 0 "
+                       "(1.0 weighs placeholder positions like any other).")
     if self.data_offset_steps < 0:
       raise ValueError(f"TrainConfig.data_offset_steps={self.data_offset_steps} must be >= 0: "
                        "the number of batches to skip at the start of the data stream.")
@@ -132,12 +140,16 @@ def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
 
 def loss_fn(params, config: T5Config, inputs, decoder_inputs, targets,
             label_smoothing: float = 0.0, segments: dict | None = None,
-            teacher_logits=None, kd_weight: float = 0.0):
-  """Mean token cross-entropy over non-pad targets; returns (loss, num_tokens).
+            teacher_logits=None, kd_weight: float = 0.0,
+            placeholder_mask=None, placeholder_weight: float = 1.0):
+  """Token cross-entropy summed over non-pad targets and divided by their
+  number; returns (loss, num_tokens).
 
   `segments`: `Batch.model_kwargs` of a packed batch (segment ids), or None.
   `teacher_logits` [B, T, V]: with `kd_weight` > 0, that share of the loss is
-  the cross-entropy against the teacher's softmax (token-level KD)."""
+  the cross-entropy against the teacher's softmax (token-level KD).
+  `placeholder_mask` [V] bool: positions whose target or argmax is one of its
+  pieces count `placeholder_weight` times."""
   logits = T5Model(config=config, params=params).logits(
       inputs, decoder_inputs, **(segments or {}))
   # Cross-entropy against (1 - ls) * one_hot + ls / V, without materialising
@@ -151,13 +163,21 @@ def loss_fn(params, config: T5Config, inputs, decoder_inputs, targets,
     xent = (1.0 - kd_weight) * xent + kd_weight * soft
   mask = (targets > 0).astype(jnp.float32)
   ntok = jnp.maximum(mask.sum(), 1.0)
-  return (xent * mask).sum() / ntok, ntok
+  weights = mask
+  if placeholder_mask is not None:
+    is_placeholder = placeholder_mask[targets] | placeholder_mask[jnp.argmax(logits, axis=-1)]
+    weights = mask * jnp.where(is_placeholder, placeholder_weight, 1.0)
+  return (xent * weights).sum() / ntok, ntok
 
 
 def make_train_step(config: T5Config, optimizer, label_smoothing: float,
-                    teacher_config: T5Config | None = None, kd_weight: float = 0.0):
+                    teacher_config: T5Config | None = None, kd_weight: float = 0.0,
+                    placeholder_mask=None, placeholder_weight: float = 1.0):
   """The jitted step; with `teacher_config`, it takes the teacher's parameters
-  as its last argument and distills from them (`loss_fn`'s kd_weight)."""
+  as its last argument and distills from them (`loss_fn`'s kd_weight);
+  `placeholder_mask` / `placeholder_weight` as in `loss_fn`."""
+  if placeholder_mask is not None:
+    placeholder_mask = jnp.asarray(placeholder_mask, bool)
   def train_step(state: TrainState, inputs, decoder_inputs, targets, segments=None,
                  teacher_params=None):
     teacher_logits = None
@@ -167,7 +187,7 @@ def make_train_step(config: T5Config, optimizer, label_smoothing: float,
               inputs, decoder_inputs, **(segments or {})))
     (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params, config, inputs, decoder_inputs, targets, label_smoothing,
-        segments, teacher_logits, kd_weight)
+        segments, teacher_logits, kd_weight, placeholder_mask, placeholder_weight)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state), loss
@@ -247,7 +267,8 @@ def train(model_config: T5Config,
           bleu_fn: Callable[[Any], float] | None = None,
           progress: bool = True,
           init_params: Any = None,
-          teacher: T5Model | None = None) -> tuple[T5Model, dict]:
+          teacher: T5Model | None = None,
+          placeholder_mask: np.ndarray | None = None) -> tuple[T5Model, dict]:
   """Trains a T5 from scratch (or resumes from `workdir`).
 
   Args:
@@ -258,6 +279,9 @@ def train(model_config: T5Config,
       (greedy BLEU on validation; see training/recipes.py).
     teacher: a model with the same vocabulary to distill from at token level
       (`cfg.kd_weight` > 0 is required with it, and it requires it).
+    placeholder_mask: bool [vocab_size], the placeholder pieces
+      (`vocab.placeholder_piece_mask`); required when
+      `cfg.placeholder_weight` != 1.
   Returns:
     (trained model, history dict with losses and evaluations).
   """
@@ -269,6 +293,15 @@ def train(model_config: T5Config,
   if teacher is not None and teacher.config.vocab_size != model_config.vocab_size:
     raise ValueError(f"teacher vocab_size {teacher.config.vocab_size} != student "
                      f"{model_config.vocab_size}: distillation needs one vocabulary")
+  if cfg.placeholder_weight != 1.0:
+    if placeholder_mask is None:
+      raise ValueError(f"placeholder_weight={cfg.placeholder_weight} needs "
+                       "train(..., placeholder_mask=vocab.placeholder_piece_mask(vocab)).")
+    if np.shape(placeholder_mask) != (model_config.vocab_size,):
+      raise ValueError(f"placeholder_mask has shape {np.shape(placeholder_mask)}; the model's "
+                       f"vocabulary needs ({model_config.vocab_size},)")
+  else:
+    placeholder_mask = None
   optimizer = make_optimizer(cfg)
   rng = jax.random.PRNGKey(cfg.seed)
   if init_params is None:
@@ -300,7 +333,7 @@ def train(model_config: T5Config,
   valid_batches = [valid_batcher.make_batch(idx) for idx in valid_batcher._epoch(0)]
   train_step = make_train_step(model_config, optimizer, cfg.label_smoothing,
                                teacher.config if teacher is not None else None,
-                               cfg.kd_weight)
+                               cfg.kd_weight, placeholder_mask, cfg.placeholder_weight)
   teacher_params = teacher.params if teacher is not None else None
   eval_step = make_eval_step(model_config)
 
