@@ -99,20 +99,27 @@ def test_corrupt_checkpoint_is_reported(tiny_run, tmp_path):
                   progress=False)
 
 
-@pytest.mark.slow
-def test_kd_loss_mixes_reference_and_teacher_cross_entropy():
-  """loss_fn's kd_weight share is -sum_v softmax(teacher)_v log p_v, per target."""
+def _loss_inputs(seed):
+  """A tiny T5, a batch of 2 (the second row padded after 3 targets), and the
+  model's float64 logits and log-probabilities at every target position."""
   from spec_cascade_jax.models.t5 import T5Model
   cfg = PRESETS["tiny-v1.0"]
   params = T5Model.init(cfg, jax.random.PRNGKey(0)).params
-  rng = np.random.default_rng(0)
+  rng = np.random.default_rng(seed)
   inputs = rng.integers(3, 64, (2, 6)).astype(np.int32)
   targets = rng.integers(3, 64, (2, 5)).astype(np.int32)
   targets[1, 3:] = 0  # padding is not scored
   dec = np.concatenate([np.zeros((2, 1), np.int32), targets[:, :-1]], 1)
-  teacher = rng.normal(size=(2, 5, 64)).astype(np.float32) * 3
   logits = np.asarray(T5Model(config=cfg, params=params).logits(inputs, dec), np.float64)
   logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  return cfg, params, (inputs, dec, targets), logits, logp, rng
+
+
+@pytest.mark.slow
+def test_kd_loss_mixes_reference_and_teacher_cross_entropy():
+  """loss_fn's kd_weight share is -sum_v softmax(teacher)_v log p_v, per target."""
+  cfg, params, (inputs, dec, targets), _, logp, rng = _loss_inputs(0)
+  teacher = rng.normal(size=(2, 5, 64)).astype(np.float32) * 3
   pt = np.exp(teacher - teacher.max(-1, keepdims=True))
   pt /= pt.sum(-1, keepdims=True)
   ref = -np.take_along_axis(logp, targets[..., None], -1)[..., 0]
@@ -127,16 +134,7 @@ def test_kd_loss_mixes_reference_and_teacher_cross_entropy():
 
 
 def test_placeholder_weight_scales_positions_whose_target_or_argmax_is_a_placeholder():
-  from spec_cascade_jax.models.t5 import T5Model
-  cfg = PRESETS["tiny-v1.0"]
-  params = T5Model.init(cfg, jax.random.PRNGKey(0)).params
-  rng = np.random.default_rng(1)
-  inputs = rng.integers(3, 64, (2, 6)).astype(np.int32)
-  targets = rng.integers(3, 64, (2, 5)).astype(np.int32)
-  targets[1, 3:] = 0
-  dec = np.concatenate([np.zeros((2, 1), np.int32), targets[:, :-1]], 1)
-  logits = np.asarray(T5Model(config=cfg, params=params).logits(inputs, dec), np.float64)
-  logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  cfg, params, (inputs, dec, targets), logits, logp, _ = _loss_inputs(1)
   xent = -np.take_along_axis(logp, targets[..., None], -1)[..., 0]
   argmax = logits.argmax(-1)
   mask = np.zeros(cfg.vocab_size, bool)
