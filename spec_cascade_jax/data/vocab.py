@@ -111,7 +111,7 @@ def placeholder_piece_mask(vocab) -> "np.ndarray":
   import numpy as np
   from spec_cascade_jax.data import placeholders
   mask = np.zeros(vocab.vocab_size, bool)
-  for i in range(vocab._base_vocab_size):  # pylint: disable=protected-access
+  for i in range(vocab.tokenizer.GetPieceSize()):  # extra ids are sentinels, not text
     piece = vocab.tokenizer.IdToPiece(i).lstrip("\u2581")
     mask[i] = bool(piece) and placeholders.PLACEHOLDER.fullmatch(piece) is not None
   return mask

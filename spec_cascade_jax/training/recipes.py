@@ -136,7 +136,8 @@ def train_gettext(model_config: T5Config, train_config: TrainConfig, workdir: st
   t0 = time.time()
   model, history = train(model_config, train_ex, valid_ex, train_config, workdir,
                          bleu_fn=bleu_fn, init_params=init_params, teacher=teacher,
-                         placeholder_mask=placeholder_piece_mask(vocab))
+                         placeholder_mask=(placeholder_piece_mask(vocab)
+                                           if train_config.placeholder_weight != 1.0 else None))
   save_model(model, output_dir, param_dtype=param_dtype)
   recipe = {
       "model_config": model_config.to_dict(),
