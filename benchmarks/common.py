@@ -10,7 +10,6 @@ cost on a busy machine, the median the honest one on a quiet one.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime
 import functools
@@ -34,72 +33,49 @@ from spec_cascade_jax.data.padding import pad_batch  # noqa: E402,F401
 
 @dataclasses.dataclass(frozen=True)
 class DemoPair:
-  """A bundled drafter/verifier pair and the data it was trained for."""
+  """The bundled drafter/verifier pair and the data it was trained for."""
   drafter: str
   verifier: str
   vocabulary: str
   corpus: str
 
 
-# The bundled pairs the CPU benchmarks run (--demo-pair). "v4" is the main
-# job's (configs/models/demo_pair.gin; tests/test_configs.py keeps the two
-# equal): demo-verifier-v4 (demo-verifier-v3 trained on) with demo-drafter-v4
-# (demo-drafter-v3 distilled on from it); "v3" the pair before (the same
-# relation one generation earlier), "v2" where both started, the v2 drafter
-# with its teacher; "v1", the first pair, reproduces the results
-# recorded before 2026-12-03 (their commands ran it when it was the only one).
-DEMO_PAIRS = {
-    "v4": DemoPair("demo-drafter-v4", "demo-verifier-v4", "gettext_v2", "gettext_en_de_v2"),
-    "v3": DemoPair("demo-drafter-v3", "demo-verifier-v3", "gettext_v2", "gettext_en_de_v2"),
-    "v2": DemoPair("demo-drafter-v2", "demo-verifier-v2", "gettext_v2", "gettext_en_de_v2"),
-    "v1": DemoPair("demo-drafter", "demo-verifier", "demo", "gettext_en_de"),
-}
-DEFAULT_DEMO_PAIR = "v4"
+# The bundled pair, the one the main job runs (configs/models/demo_pair.gin;
+# tests/test_configs.py keeps the two equal).
+DEMO = DemoPair("demo-drafter", "demo-verifier", "gettext", "gettext_en_de")
 EOS = 1
 
 
-def add_demo_pair_flag(parser: argparse.ArgumentParser) -> None:
-  """--demo-pair: which bundled pair (and its vocabulary and corpus) to run."""
-  parser.add_argument(
-      "--demo-pair", choices=sorted(DEMO_PAIRS), default=DEFAULT_DEMO_PAIR,
-      help="bundled pair: " + "; ".join(
-          f"{k}: {p.drafter} -> {p.verifier} on {p.corpus}" for k, p in DEMO_PAIRS.items())
-      + f" (default {DEFAULT_DEMO_PAIR}, the main job's)")
-
-
-def demo_pair(random_weights: bool = False, seed: int = 0, pair: str = DEFAULT_DEMO_PAIR):
-  """(drafter, verifier, source): a bundled pair (DEMO_PAIRS), or random
-  weights of its shapes (its bundled config.json).
+def demo_pair(random_weights: bool = False, seed: int = 0):
+  """(drafter, verifier, source): the bundled pair (DEMO), or random weights
+  of its shapes (its bundled config.json).
 
   source is "bundled" or "random" (acceptance rates and BLEU of random
   weights mean nothing, per-call costs still do).
   """
   from spec_cascade_jax.models.loading import load_model
   from spec_cascade_jax.models.t5 import T5Model
-  spec = DEMO_PAIRS[pair]
-  drafter, verifier = load_model(spec.drafter), load_model(spec.verifier)
+  drafter, verifier = load_model(DEMO.drafter), load_model(DEMO.verifier)
   if not random_weights:
     return drafter, verifier, "bundled"
   return (T5Model.init(drafter.config, jax.random.PRNGKey(seed)),
           T5Model.init(verifier.config, jax.random.PRNGKey(seed + 1)), "random")
 
 
-def gettext_examples(n: int, split: str = "validation", max_input_tokens: int = 48,
-                     pair: str = DEFAULT_DEMO_PAIR) -> list[dict]:
-  """`n` examples of the pair's corpus whose encoded input fits (in the pair's
-  vocabulary), spread evenly
-  over the split (it is sorted by English text: a prefix is the "# …" /
-  "%s …" block, unrepresentative), as the main job picks its examples.
+def gettext_examples(n: int, split: str = "validation", max_input_tokens: int = 48) -> list[dict]:
+  """`n` examples of the bundled corpus whose encoded input fits (in the
+  bundled vocabulary), spread evenly over the split (it is sorted by English
+  text: a prefix is the "# …" / "%s …" block, unrepresentative), as the main
+  job picks its examples.
 
   Returns dicts {"ids": list[int] (EOS appended, as in training), "en", "de"}.
   """
   from spec_cascade_jax.data.dataset import load_split
   from spec_cascade_jax.data.vocab import load_vocabulary
   from spec_cascade_jax.evaluation.infer import spread_indices
-  spec = DEMO_PAIRS[pair]
-  vocab = load_vocabulary(spec.vocabulary)
+  vocab = load_vocabulary(DEMO.vocabulary)
   fits = []
-  for ex in load_split(split, spec.corpus):
+  for ex in load_split(split, DEMO.corpus):
     ids = list(vocab.encode(ex["en"])) + [EOS]
     if len(ids) <= max_input_tokens:
       fits.append({"ids": ids, "en": ex["en"], "de": ex["de"]})
@@ -108,17 +84,6 @@ def gettext_examples(n: int, split: str = "validation", max_input_tokens: int = 
     raise ValueError(f"No {split} example has at most {max_input_tokens} input tokens; "
                      "raise --max-input-tokens.")
   return out
-
-
-def old_flag(parser: argparse.ArgumentParser, old: str, new: str, **kwargs) -> None:
-  """Accepts `old`, a flag's former spelling, as a hidden alias of `new`.
-
-  The flags take the public API's names (num_draft_tokens, ngram_size); the
-  old spellings stay accepted only where a committed results file records a
-  command that used them. kwargs: those of `new` that parse the value (type=).
-  """
-  parser.add_argument(old, dest=new.lstrip("-").replace("-", "_"),
-                      default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kwargs)
 
 
 def interleaved_times(fns: dict[str, Callable[[], object]], repeats: int,

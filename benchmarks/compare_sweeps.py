@@ -5,9 +5,9 @@
 For each point in both results files: its speed-up (1 / relative latency) in
 each run with the 95% bootstrap interval, and the ratio of the two speed-ups.
 The last line gives the largest disagreement; the main job's goal is every
-point within ±7% (issue 16). Quality and output tokens must be identical
-between the runs at temperature 0 (same decoding, other minutes): the script
-says so or names the points that differ.
+point within ±7%. Quality and output tokens must be identical between the
+runs at temperature 0 (same decoding, other minutes): the script says so or
+names the points that differ.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 6's accelerator measurements in one command, for a lent device session
+# The accelerator measurements in one command, for a lent device session
 # (about 15 minutes in all, machine start included; one command may run 10).
 # Every step writes under $OUT as it goes, has its own time limit, and a
 # failing step does not stop the next one. Most important first.

@@ -375,7 +375,6 @@ def main(argv=None):
                        "does not know fails that run alone)")
   ap.add_argument("--variant-timeout-s", type=float, default=120)
   ap.add_argument("--out", default=os.environ.get("OUT", "."))
-  common.add_demo_pair_flag(ap)
   args = ap.parse_args(argv)
   if args.smoke:
     args.max_new_tokens, args.inner, args.repeats = 16, 8, 2
@@ -399,8 +398,7 @@ def main(argv=None):
       drafter, verifier = pair if pair else (None, None)
       source = "random"
     elif name == "demo":
-      drafter, verifier, source = common.demo_pair(random_weights=args.smoke,
-                                                   pair=args.demo_pair)
+      drafter, verifier, source = common.demo_pair(random_weights=args.smoke)
     else:
       raise ValueError(f"--pairs: unknown pair {name!r}; use t5 and/or demo.")
     if drafter is None or verifier is None:

@@ -14,8 +14,7 @@ length (the encoders, cache set-up, the call and its result transfer);
 (`benchmarks/step_cost.py`). No new timing is done: the latencies are the
 main job's.
 
-    python benchmarks/latency_fit.py benchmarks/results/demo_v2 \
-        --json benchmarks/results/latency_fit_v2.json
+    python benchmarks/latency_fit.py docs/demo --json runs/latency_fit.json
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
     python benchmarks/quality.py [--models DRAFTER,VERIFIER] [--json out.json]
 
-(default: the main job's pair, `common.DEMO_PAIRS`, its vocabulary and corpus)
+(default: the bundled pair, `common.DEMO`, its vocabulary and corpus)
 
 For each model and split (default: the whole in-domain validation split and
 the whole test split of packages never seen in training):
@@ -65,11 +65,11 @@ def finished_splits(path: str | None, report: dict) -> dict:
 def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
-  pair = common.DEMO_PAIRS[common.DEFAULT_DEMO_PAIR]
+  pair = common.DEMO
   ap.add_argument("--models", default=f"{pair.drafter},{pair.verifier}")
   ap.add_argument("--vocabulary", default=pair.vocabulary)
   ap.add_argument("--corpus", default=pair.corpus, help="bundled corpus name or directory "
-                  "(default: the main job's pair's)")
+                  "(default: the bundled pair's)")
   ap.add_argument("--splits", default="validation,test")
   ap.add_argument("--examples", type=int, default=0,
                   help="examples per split, spread over it (0 = all)")

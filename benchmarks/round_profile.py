@@ -19,8 +19,6 @@ round measured without the profiler.
     python benchmarks/round_profile.py --pair t5 --num-draft-tokens 5 --examples 4 \
         --max-new-tokens 128
 
-(benchmarks/results/round_profile.txt records earlier runs under the flags'
-former names --gamma and --ngram, which are still accepted.)
 """
 
 from __future__ import annotations
@@ -138,9 +136,6 @@ def main(argv=None):
   ap.add_argument("--alpha", type=float, default=0.2)
   ap.add_argument("--num-draft-tokens", type=int, default=3, help="γ")
   ap.add_argument("--ngram-size", type=int, default=3, help="prompt_lookup's ngram_size")
-  # Spellings recorded in benchmarks/results/round_profile.txt.
-  common.old_flag(ap, "--gamma", "--num-draft-tokens", type=int)
-  common.old_flag(ap, "--ngram", "--ngram-size", type=int)
   ap.add_argument("--temperature", type=float, default=0.0)
   ap.add_argument("--examples", type=int, default=16)
   ap.add_argument("--max-new-tokens", type=int, default=64)
@@ -153,7 +148,6 @@ def main(argv=None):
                        "T5-large shapes, random bf16 weights and inputs (an accelerator)")
   ap.add_argument("--random-weights", action="store_true", help="demo pair only")
   ap.add_argument("--json", default=None, help="also write the table here")
-  common.add_demo_pair_flag(ap)
   args = ap.parse_args(argv)
 
   if args.pair == "t5":  # accelerator shapes: random bf16 weights, EOS masked
@@ -165,11 +159,9 @@ def main(argv=None):
     rows = [rs.randint(3, verifier.vocab_size, (args.batch, args.input_length))
             .astype(np.int32) for _ in range(max(args.examples // args.batch, 1))]
   else:
-    drafter, verifier, source = common.demo_pair(random_weights=args.random_weights,
-                                                 pair=args.demo_pair)
+    drafter, verifier, source = common.demo_pair(random_weights=args.random_weights)
     exs = [ex["ids"] for ex in
-           common.gettext_examples(args.examples, max_input_tokens=args.input_length,
-                                  pair=args.demo_pair)]
+           common.gettext_examples(args.examples, max_input_tokens=args.input_length)]
     rows = [common.pad_batch(exs[i:i + args.batch], length=args.input_length)
             for i in range(0, len(exs) - args.batch + 1, args.batch)]
   d, v, (alpha, temp, top_p), rng, statics = api.prepare(
@@ -177,8 +169,9 @@ def main(argv=None):
       rule=args.rule if api.method_takes_rule(args.method) else None,
       alpha=args.alpha if api.method_takes_alpha(args.method) else None,
       num_draft_tokens=args.num_draft_tokens, temperature=args.temperature, top_k=0,
-      top_p=1.0, max_new_tokens=args.max_new_tokens, rng=None, seq_confidence="mean",
-      ngram_size=args.ngram_size)
+      top_p=1.0, max_new_tokens=args.max_new_tokens, rng=jax.random.PRNGKey(0),
+      seq_confidence=None,
+      ngram_size=args.ngram_size if api.method_takes(args.method, "ngram_size") else None)
   params = loop.DecodeParams(alpha=jnp.asarray(alpha), temperature=jnp.asarray(temp),
                                top_p=jnp.asarray(top_p))
   inputs = [jnp.asarray(r) for r in rows]

@@ -1,6 +1,6 @@
 """CPU speed of every decoding method, side by side in one run.
 
-The bundled pair (--demo-pair; default the main job's) on its own corpus.
+The bundled pair (the main job's) on its own corpus.
 
 One table per temperature (greedy, and T = 1 by default):
   - latency: per-example wall time at batch 1 (compile excluded, min / median
@@ -213,10 +213,6 @@ def main(argv=None):
   ap.add_argument("--cascade-num-draft-tokens", type=ints, default=[5],
                   help="the cascades' num_draft_tokens, comma-separated (greedy outputs do "
                        "not depend on γ, so BLEU holds for each)")
-  # Spellings recorded in benchmarks/results/speed_cascade_gammas.txt.
-  common.old_flag(ap, "--gammas", "--num-draft-tokens", type=ints)
-  common.old_flag(ap, "--lookup-gammas", "--lookup-num-draft-tokens", type=ints)
-  common.old_flag(ap, "--cascade-gammas", "--cascade-num-draft-tokens", type=ints)
   ap.add_argument("--sweep-json", help="pick α per rule from a BLEU sweep (see alphas_from_sweep)")
   ap.add_argument("--bleu-tolerance", type=float, default=0.0)
   ap.add_argument("--batches", type=lambda s: [int(x) for x in s.split(",") if x],
@@ -226,12 +222,10 @@ def main(argv=None):
   ap.add_argument("--random-weights", action="store_true",
                   help="random weights of the bundled shapes (per-call costs only)")
   ap.add_argument("--json", help="also write the results here")
-  common.add_demo_pair_flag(ap)
   args = ap.parse_args(argv)
 
-  drafter, verifier, source = common.demo_pair(args.random_weights, pair=args.demo_pair)
-  examples = common.gettext_examples(args.examples, max_input_tokens=args.max_input_tokens,
-                                     pair=args.demo_pair)
+  drafter, verifier, source = common.demo_pair(args.random_weights)
+  examples = common.gettext_examples(args.examples, max_input_tokens=args.max_input_tokens)
   sets = settings(args)
   info = common.machine()
   print(f"{common.header(info)}  weights: {source}  examples: {len(examples)}  "

@@ -10,7 +10,7 @@ Parameters and the optimizer state stay float32 either way; bfloat16 changes
 the activations only (layer norms, softmax and logits stay float32 in the
 model).
 
-    python benchmarks/train_step.py --json benchmarks/results/train_step_v2.json
+    python benchmarks/train_step.py --json benchmarks/results/train_step.json
     python benchmarks/train_step.py --d-model 64 --d-ff 128 --heads 2 --rounds 2 --steps 2
 """
 
@@ -43,7 +43,7 @@ def batches(corpus: str, vocabulary: str, rows: int, max_len: int, count: int, s
 
 def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  ap.add_argument("--corpus", default="gettext_en_de_v2")
+  ap.add_argument("--corpus", default="gettext_en_de")
   ap.add_argument("--vocabulary", default=None, help="default: the corpus's own")
   ap.add_argument("--d-model", type=int, default=384)
   ap.add_argument("--d-ff", type=int, default=1536)

@@ -3,7 +3,7 @@
 Exports the pair (bundled, or random weights of its shapes) to Hugging Face T5
 directories with `models.t5.save_hf_t5`, loads them with transformers
 unchanged (no missing / unexpected keys, checked), and decodes the same
-validation inputs of the pair's corpus (--demo-pair) greedily at batch 1 with
+validation inputs of the pair's corpus greedily at batch 1 with
   - ours: `generate(method="speculative", num_draft_tokens=γ)`, verifier-only,
           and prompt lookup (`method="prompt_lookup"`, no drafter);
   - HF:   `verifier.generate(ids, assistant_model=drafter)` twice: with HF's
@@ -71,25 +71,21 @@ def main(argv=None):
   ap.add_argument("--lookup-num-draft-tokens", type=int, default=7,
                   help="prompt lookup's num_draft_tokens")
   ap.add_argument("--lookup-ngram-size", type=int, default=3, help="prompt lookup's ngram_size")
-  # The spelling of the commands BENCHMARKS.md records for the committed results.
-  common.old_flag(ap, "--gamma", "--num-draft-tokens", type=int)
   ap.add_argument("--repeats", type=int, default=3)
   ap.add_argument("--batch", type=int, default=8, help="our batched throughput")
   ap.add_argument("--random-weights", action="store_true")
   ap.add_argument("--hf-dir", help="where to write the HF directories (default: a temp dir)")
   ap.add_argument("--json")
-  common.add_demo_pair_flag(ap)
   args = ap.parse_args(argv)
 
   import torch
   import transformers
-  drafter, verifier, source = common.demo_pair(args.random_weights, pair=args.demo_pair)
+  drafter, verifier, source = common.demo_pair(args.random_weights)
   root = args.hf_dir or tempfile.mkdtemp(prefix="hf_pair_")
   save_hf_t5(drafter, os.path.join(root, "drafter"))
   save_hf_t5(verifier, os.path.join(root, "verifier"))
   hf_d, hf_v = load_hf(os.path.join(root, "drafter")), load_hf(os.path.join(root, "verifier"))
-  examples = common.gettext_examples(args.examples, max_input_tokens=args.max_input_tokens,
-                                     pair=args.demo_pair)
+  examples = common.gettext_examples(args.examples, max_input_tokens=args.max_input_tokens)
   length = common.pad_batch([e["ids"] for e in examples]).shape[1]
   n, g = args.max_new_tokens, args.num_draft_tokens
   base = dict(max_new_tokens=n, do_sample=False, num_beams=1, eos_token_id=1, pad_token_id=0,
@@ -168,7 +164,7 @@ def main(argv=None):
   print(f"# {info['date']}  {info['cpu']} x{info['cpu_count']}  jax {info['jax']}  torch "
         f"{info['torch']} ({info['torch_threads']} threads)  transformers {info['transformers']}"
         f"  load {info.get('load_avg_1m')}  weights: {source}")
-  spec = common.DEMO_PAIRS[args.demo_pair]
+  spec = common.DEMO
   print(f"# {len(examples)} {spec.corpus} validation examples ({spec.drafter} -> "
         f"{spec.verifier}), greedy, batch 1, γ={g}, "
         f"max_new_tokens={n}, repeats={args.repeats}; mismatches vs our verifier-only output")

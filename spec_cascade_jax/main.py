@@ -20,7 +20,8 @@ own quotes inside the shell's.
 Mistakes stop the run before any work starts, with one line and exit code 2:
 a gin file that is not found; a binding that names a macro, configurable or
 parameter that does not exist (the line lists the close valid names); a
-%gin.REQUIRED value left unset.
+%gin.REQUIRED value left unset; a setting the job rejects before it loads
+anything (an unknown TASK or METHOD, an ALPHA out of range: UsageError).
 
 The gin file binds `main.run.fn` to the function to call (training recipe, sweep,
 infer, ...). Library modules never import gin: configs name them through
@@ -47,6 +48,7 @@ from gin import config_parser
 # Imported for its effect: it hooks the project's seqio tasks into
 # evaluation.infer, which registers them when a job names one (docs/design.md §5).
 from spec_cascade_jax import tasks  # noqa: F401  pylint: disable=unused-import
+from spec_cascade_jax.decoding.errors import UsageError
 
 PROG = "python -m spec_cascade_jax.main"
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -54,16 +56,16 @@ _CONFIGS_DIR = os.path.join(_ROOT, "configs")
 _MACRO = "gin.macro"
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError):
   """A mistake in the command line or its gin files, found before any work
-  starts (a missing file, a misspelt binding). `main` prints it on one line and
-  exits with code 2."""
+  starts (a missing file, a misspelt binding). `main` prints it, as every
+  UsageError, on one line and exits with code 2."""
 
 
 def run(fn: Callable[[], Any] | None = None):
   """The job a gin file selects: `main.run.fn = @recipes.train_gettext`."""
   if fn is None:
-    raise ValueError("No job selected: bind `main.run.fn` in a gin file "
+    raise UsageError("No job selected: bind `main.run.fn` in a gin file "
                      "(e.g. include configs/demo.gin).")
   return fn()
 
@@ -397,17 +399,21 @@ def configure(gin_files: Sequence[str], bindings: Sequence[str] = (),
 
 
 def main(argv: Sequence[str] | None = None):
+  """Parses the command line and runs the job. A UsageError (a ConfigError, or
+  a setting the job rejects) ends it with one line on stderr and exit code 2;
+  any other exception is a bug and keeps its traceback."""
   args = parse_args(sys.argv[1:] if argv is None else argv)
   gin.clear_config()
   try:
     configure(args.gin_file, args.gin_bindings,
               [p for p in args.gin_search_paths.split(",") if p])
-  except ConfigError as e:
-    print(f"{PROG}: error: {e}", file=sys.stderr)
+    # Dynamic registration (gin files `from spec_cascade_jax import main`)
+    # attaches the bindings to this module's `run`.
+    return gin.get_configurable(run)()
+  except UsageError as e:
+    # gin appends "In call to configurable ..." lines to the message.
+    print(f"{PROG}: error: {_first_line(e)}", file=sys.stderr)
     raise SystemExit(2) from None
-  # Dynamic registration (gin files `from spec_cascade_jax import main`)
-  # attaches the bindings to this module's `run`.
-  return gin.get_configurable(run)()
 
 
 if __name__ == "__main__":

@@ -5,9 +5,9 @@
     task = seqio.get_mixture_or_task("gettext_en_de")
 
 Tasks:
-- `gettext_en_de` and `gettext_en_de_v2`: the embedded EN->DE corpora (the
+- `gettext_en_de` and `gettext_en_de`: the embedded EN->DE corpora (the
   shipped splits, read by `data.dataset.load_split`), each with the
-  vocabulary trained on it (`dataset.CORPUS_VOCABULARIES`: demo, gettext_v2),
+  vocabulary trained on it (`dataset.CORPUS_VOCABULARIES`: demo, gettext),
   BLEU + chrF. Inputs are the English message as in the corpus, with no task
   prefix.
 - `wmt_t2t_ende` (TFDS `wmt_t2t_translate/de-en`), `xsum` (TFDS `xsum`),

@@ -48,7 +48,7 @@ DEMO_SUMMARY, DEMO_RESULTS = "docs/demo/summary.json", "docs/demo/results.jsonl"
 # The first pair's main-job run (docs/demo until the v2 pair replaced it).
 DEMO_V1_SUMMARY, DEMO_V1_RESULTS = R + "demo_v1/summary.json", R + "demo_v1/results.jsonl"
 DATA = "spec_cascade_jax/assets/data/"
-CORPUS, CORPUS_V2 = DATA + "gettext_en_de/manifest.json", DATA + "gettext_en_de_v2/manifest.json"
+CORPUS, CORPUS_V2 = DATA + "gettext_en_de/manifest.json", DATA + "gettext_en_de/manifest.json"
 MODELS = "spec_cascade_jax/assets/models/"
 VERIFIER_RECIPE = MODELS + "demo-verifier/recipe.json"
 DRAFTER_RECIPE = MODELS + "demo-drafter/recipe.json"

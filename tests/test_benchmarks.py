@@ -260,7 +260,7 @@ def test_train_step_times_both_dtypes_on_real_packed_batches(tmp_path):
   assert all(len(v) == 2 and min(v) > 0 for v in report["per_step"].values())
   assert report["ratio_min"] <= report["ratio_median"] <= report["ratio_max"]
   assert json.loads(out.read_text())["args"]["layers"] == "1+1"
-  batch = train_step.batches("gettext_en_de_v2", "gettext_v2", rows=4, max_len=64, count=1,
+  batch = train_step.batches("gettext_en_de", "gettext", rows=4, max_len=64, count=1,
                              seed=0)[0]
   assert batch.inputs.shape == (4, 64) and batch.input_segments.max() > 1  # packed
 

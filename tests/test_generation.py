@@ -11,7 +11,8 @@ import pytest
 
 import spec_cascade_jax as scj
 from spec_cascade_jax.decoding import api
-from spec_cascade_jax.testing import tiny_t5_pair
+from spec_cascade_jax.decoding import UsageError
+from spec_cascade_jax.testing import BigramModel, tiny_t5_pair
 
 
 def test_the_front_door_documents_and_signs_every_argument():
@@ -20,7 +21,8 @@ def test_the_front_door_documents_and_signs_every_argument():
   assert list(sig.parameters)[:len(local.parameters)] == list(local.parameters)
   assert [p.name for p in sig.parameters.values()
           if p.kind is inspect.Parameter.KEYWORD_ONLY] == ["mesh", "rules"]
-  for name in ("mesh:", "rules:", "eos_id:", "input_lengths:", "pad_single_row:"):
+  for name in ("mesh:", "rules:", "eos_id:", "input_lengths:", "pad_single_row:", "rng:",
+               "seq_confidence:", "ngram_size:", "num_draft_tokens:", "top_k:"):
     assert name in scj.generate.__doc__, name
 
 
@@ -64,3 +66,24 @@ def test_generate_instances_compile_their_own_executables_and_agree():
     copies[0](drafter, verifier, ids, gamma=2)
   with pytest.raises(ValueError, match="count must be an int >= 1"):
     api.generate_instances(0)
+
+
+def test_sampling_needs_an_explicit_key():
+  """rng=None at temperature > 0 raises (it used to be PRNGKey(0) for every
+  call: two calls gave the same "samples"); greedy needs no key; a key draws
+  its own samples, again the same for the same key."""
+  model = BigramModel(jax.numpy.zeros((16, 16)))   # uniform: every draw is random
+  ids = np.full((4, 3), 2, np.int32)
+  kw = dict(method="verifier", max_new_tokens=8)
+  traces = sum(api.TRACE_COUNTS.values())
+  for temperature in (1.0, np.array([0.0, 0.0, 0.5, 0.0])):
+    with pytest.raises(UsageError, match=r"temperature > 0 samples: pass "
+                                         r"rng=jax\.random\.PRNGKey\(seed\)"):
+      scj.generate(None, model, ids, temperature=temperature, **kw)
+  assert sum(api.TRACE_COUNTS.values()) == traces   # raised before any compilation
+  scj.generate(None, model, ids, temperature=0.0, **kw)   # greedy: no key needed
+  one, again, two = (scj.generate(None, model, ids, temperature=1.0,
+                                  rng=jax.random.PRNGKey(seed), **kw).tokens
+                     for seed in (1, 1, 2))
+  np.testing.assert_array_equal(one, again)
+  assert not np.array_equal(one, two)

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from spec_cascade_jax.decoding import api, generate, kernel, loop, methods
+from spec_cascade_jax.decoding import UsageError, api, generate, kernel, loop, methods
 from spec_cascade_jax.testing import BigramModel, bigram_from_probs
 
 # ------------------------------------------------------------- one round by hand
@@ -293,15 +293,69 @@ def test_alpha_temperature_top_p_do_not_recompile():
     (dict(method="prompt_lookup", alpha=0.5), ValueError, "prompt_lookup' takes no alpha"),
     (dict(method="spec_cascade", rule=""), ValueError, "valid rules"),
     (dict(method="oracle_cascade", rule="nonsense"), ValueError, "valid rules"),
+    # So are seq_confidence and ngram_size given to a method that takes neither.
+    (dict(method="speculative", ngram_size=3), ValueError,
+     r"method='speculative' takes no ngram_size; drop ngram_size=3, or use a method that "
+     r"takes one: 'prompt_lookup'\."),
+    (dict(method="spec_cascade", seq_confidence="mean"), ValueError,
+     r"method='spec_cascade' takes no seq_confidence; drop seq_confidence='mean', or use a "
+     r"method that takes one: 'seq_cascade'\."),
+    (dict(method="seq_cascade", ngram_size=2), ValueError, "takes no ngram_size"),
+    (dict(method="prompt_lookup", seq_confidence="min"), ValueError, "takes no seq_confidence"),
+    # Sampling needs a key: rng=None would give every call the same samples.
+    (dict(temperature=1.0), ValueError,
+     r"temperature > 0 samples: pass rng=jax\.random\.PRNGKey\(seed\)"),
+    (dict(method="verifier", drafter=None, temperature=np.array([0.0, 0.5])), ValueError,
+     "temperature > 0 samples"),
+    # γ is bounded by max_new_tokens, top_k by the vocabulary.
+    (dict(method="speculative", num_draft_tokens=10_000), ValueError,
+     r"num_draft_tokens=10000 exceeds max_new_tokens=64: .*pass num_draft_tokens <= 64"),
+    (dict(method="token_cascade", num_draft_tokens=9, max_new_tokens=8), ValueError,
+     "pass num_draft_tokens <= 8"),
+    (dict(top_k=5), ValueError,
+     r"top_k=5 exceeds the verifier's vocabulary of 4 tokens .*pass top_k <= 4"),
+    (dict(method="drafter", verifier=None, top_k=5), ValueError,
+     "top_k=5 exceeds the drafter's vocabulary of 4 tokens"),
 ])
 def test_errors(kwargs, exc, match):
   args = dict(drafter=BigramModel(jnp.zeros((4, 4))), verifier=BigramModel(jnp.zeros((4, 4))),
               input_ids=jnp.ones((2, 3), jnp.int32))
   args.update(kwargs)
   traces = sum(api.TRACE_COUNTS.values())
-  with pytest.raises(exc, match=match):
+  with pytest.raises(exc, match=match) as e:
     generate(**args)
   assert sum(api.TRACE_COUNTS.values()) == traces  # raised before anything compiled
+  if exc is ValueError:
+    assert isinstance(e.value, UsageError)   # main.py prints it on one line, exit code 2
+
+
+def test_the_settings_that_fit_run():
+  """rng=None is fine at temperature 0; γ up to max_new_tokens, top_k up to the
+  vocabulary; γ is ignored by the methods without drafts; None for
+  num_draft_tokens is 5, capped at max_new_tokens."""
+  d = BigramModel(jnp.zeros((4, 4)))
+  ids = jnp.ones((2, 3), jnp.int32)
+  assert generate(d, d, ids, method="speculative", num_draft_tokens=3, top_k=4,
+                  max_new_tokens=3).tokens.shape == (2, 3)
+  assert generate(d, d, ids, method="verifier", num_draft_tokens=50,
+                  max_new_tokens=3).tokens.shape == (2, 3)
+  api.check_settings(method="speculative", max_new_tokens=3)   # γ None: 3, not 5
+  with pytest.raises(UsageError, match="num_draft_tokens=5 exceeds max_new_tokens=3"):
+    api.check_settings(method="speculative", num_draft_tokens=5, max_new_tokens=3)
+
+
+def test_check_settings_needs_no_models():
+  """What a job runs before loading anything: generate's own checks."""
+  api.check_settings(method="spec_cascade", rule="chow", alpha=0.5, temperature=1.0,
+                     rng=jax.random.PRNGKey(0))
+  for kwargs, match in [(dict(method="nope"), "Unknown method 'nope'"),
+                        (dict(alpha=1.5), "outside"),
+                        (dict(method="verifier", alpha=0.3), "takes no alpha"),
+                        (dict(temperature=0.7), "pass rng=")]:
+    with pytest.raises(UsageError, match=match):
+      api.check_settings(**kwargs)
+  with pytest.raises(TypeError, match="Unknown generate arguments"):
+    api.check_settings(gamma=3)
 
 
 def test_generate_inside_jit_names_the_fix():
@@ -323,7 +377,7 @@ def test_methods_without_rule_or_alpha_run_when_neither_is_passed(method):
 @pytest.mark.slow
 def test_rule_and_alpha_none_mean_the_methods_default():
   """rule=None: token_v3 (token_cascade: chow, its only rule); alpha=None: 0.3.
-  lossy, bild and seq_cascade take an α but no rule."""
+  lossy, bild and seq_cascade take an α but no rule; seq_confidence=None: mean."""
   drafter = BigramModel(jax.random.normal(jax.random.PRNGKey(1), (9, 9)))
   verifier = BigramModel(jax.random.normal(jax.random.PRNGKey(2), (9, 9)))
   ids = jnp.asarray(np.random.RandomState(0).randint(2, 9, size=(3, 4)), jnp.int32)
@@ -336,6 +390,11 @@ def test_rule_and_alpha_none_mean_the_methods_default():
     np.testing.assert_array_equal(
         generate(drafter, verifier, ids, method=method, **kw).tokens,
         generate(drafter, verifier, ids, method=method, alpha=0.3, **kw).tokens)
+  # seq_confidence=None: "mean".
+  np.testing.assert_array_equal(
+      generate(drafter, verifier, ids, method="seq_cascade", alpha=0.5, **kw).tokens,
+      generate(drafter, verifier, ids, method="seq_cascade", alpha=0.5, seq_confidence="mean",
+               **kw).tokens)
 
 
 def test_the_table_of_methods_imports_without_jax_and_drives_generate():
@@ -352,6 +411,11 @@ def test_the_table_of_methods_imports_without_jax_and_drives_generate():
   for name, m in methods.METHODS.items():
     assert api.method_takes_rule(name) == m.takes_rule
     assert (not m.takes_rule) or m.default_rule in methods.RULES
+    for arg in methods.METHOD_ARGS:
+      assert api.method_takes(name, arg) == m.takes(arg)
+  assert methods.taking("ngram_size") == ("prompt_lookup",)
+  assert methods.taking("seq_confidence") == ("seq_cascade",)
+  assert methods.taking("rule") == ("spec_cascade", "token_cascade", "oracle_cascade")
   with pytest.raises(ValueError, match="Unknown method 'nope'; valid methods"):
     methods.get("nope")
   with pytest.raises(ValueError, match="loop 'x' is not one of"):
@@ -370,7 +434,7 @@ def test_the_method_facts_agree_with_the_sweep_grids():
       kw = infer.decode_kwargs(point, max_new_tokens=8)
       assert ("rule" in kw) == api.method_takes_rule(point.method), point
       assert ("alpha" in kw) == api.method_takes_alpha(point.method), point
-      api._resolve_rule_alpha(point.method, kw.get("rule"), kw.get("alpha"))
+      api.check_settings(**kw)
   # infer / evaluate pass their rule and alpha defaults for every method.
   point = grids.Point("infer", "speculative", "token_v3", 0.3)
   assert "rule" not in infer.decode_kwargs(point, 8) and "alpha" not in infer.decode_kwargs(

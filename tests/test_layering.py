@@ -36,6 +36,12 @@ ALLOWED_ARROWS = {
         "training validates with the project's one BLEU, evaluation.metrics.bleu "
         "(docs/design.md §6.2); evaluation never imports training",
 }
+# What decoding may import outside its own package: the model protocol, no more
+# (docs/design.md §5). Not data: a helper that needs a vocabulary or padding
+# belongs to a consumer above decoding.
+DECODING_MAY_IMPORT = {"spec_cascade_jax.models.protocol"}
+# The one module that may import gin: configuration stays at the edge.
+GIN_IMPORTERS = {"spec_cascade_jax.main"}
 # Arrows left out of the search for circles; each one closes a known circle.
 ALLOWED_CIRCLE_ARROWS: dict = {}
 # (importer, imported module, private name) uses allowed across packages.
@@ -66,6 +72,19 @@ def package_of(module: str) -> str:
   """spec_cascade_jax.decoding.api -> "decoding"; spec_cascade_jax -> ""."""
   parts = module.split(".")
   return parts[1] if len(parts) > 1 else ""
+
+
+def _outside_imports(path: str) -> set[str]:
+  """The top-level names of every module `path` imports from outside the package."""
+  with open(path, encoding="utf-8") as f:
+    tree = ast.parse(f.read(), filename=path)
+  out = set()
+  for node in ast.walk(tree):
+    if isinstance(node, ast.Import):
+      out |= {a.name.split(".")[0] for a in node.names}
+    elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+      out.add(node.module.split(".")[0])
+  return out - {PACKAGE}
 
 
 def _scan(module: str, path: str):
@@ -182,6 +201,30 @@ def _circles(graph):
     if v not in index:
       visit(v)
   return out
+
+
+def _decoding_breaks(graph):
+  return sorted((src, tgt) for src, targets in graph.items() if package_of(src) == "decoding"
+                for tgt in targets
+                if package_of(tgt) != "decoding" and tgt not in DECODING_MAY_IMPORT)
+
+
+def test_decoding_depends_on_nothing_but_the_model_protocol():
+  breaks = _decoding_breaks(GRAPH)
+  assert not breaks, (
+      "decoding imports only decoding and the model protocol (docs/design.md §5): move "
+      f"what needs data, a model family or a vocabulary to its consumer: {breaks}")
+  planted = {m: set(t) for m, t in GRAPH.items()}
+  planted["spec_cascade_jax.decoding.greedy"].add("spec_cascade_jax.data.padding")
+  assert _decoding_breaks(planted) == [("spec_cascade_jax.decoding.greedy",
+                                        "spec_cascade_jax.data.padding")]
+
+
+def test_only_main_imports_gin():
+  importers = sorted(m for m, path in MODULES.items() if "gin" in _outside_imports(path))
+  assert importers == sorted(GIN_IMPORTERS), (
+      "library modules never import gin (docs/design.md §5): gin files name them through "
+      f"dynamic registration; main.py alone parses the configs. Importers: {importers}")
 
 
 def test_no_circles():

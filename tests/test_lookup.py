@@ -199,3 +199,21 @@ def test_prompt_lookup_errors():
       generate(None, verifier, ids, method="prompt_lookup", ngram_size=bad)
   with pytest.raises(ValueError, match="verifier"):
     generate(verifier, None, ids, method="prompt_lookup")
+  with pytest.raises(ValueError, match=r"method='verifier' takes no ngram_size; drop "
+                                       r"ngram_size=1, .*'prompt_lookup'"):
+    generate(None, verifier, ids, method="verifier", ngram_size=1)
+
+
+def test_ngram_size_none_is_the_default_3():
+  """None and 3 are one setting: the same compiled function, the same stats."""
+  from spec_cascade_jax.decoding import api, methods
+  verifier = _cycle(7, [2, 3, 4, 5, 1])
+  ids = jnp.asarray([[6, 2, 3, 4, 5, 1, 0]], jnp.int32)
+  kw = dict(method="prompt_lookup", num_draft_tokens=2, max_new_tokens=6)
+  three = generate(None, verifier, ids, ngram_size=methods.DEFAULT_NGRAM_SIZE, **kw)
+  traces = api.TRACE_COUNTS["prompt_lookup"]
+  default = generate(None, verifier, ids, **kw)
+  assert api.TRACE_COUNTS["prompt_lookup"] == traces and methods.DEFAULT_NGRAM_SIZE == 3
+  np.testing.assert_array_equal(default.tokens, three.tokens)
+  for k, v in three.stats.items():
+    np.testing.assert_array_equal(default.stats[k], v)

@@ -167,6 +167,78 @@ def test_main_exits_2_on_a_misspelt_binding_without_running(monkeypatch, capsys)
   assert "Did you mean GRID?" in err[0]
 
 
+# ------------------------------------------------------------------ the job's settings
+
+
+def _job_argv(run_file, tmp_path, *bindings):
+  """A run file with placeholder models: the settings are checked before any
+  model (or data) is loaded, so the model names never matter here."""
+  return [f"--gin_file=configs/runs/{run_file}", "--gin.DRAFTER='no-drafter'",
+          "--gin.VERIFIER='no-verifier'", "--gin.TASK='gettext_en_de'",
+          f"--gin.OUTPUT_DIR='{tmp_path}'", *bindings]
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+  """Fails the test if the job loads a model or a task split; no seqio (the
+  unknown-task message then names the bundled tasks and how to get seqio's)."""
+  from spec_cascade_jax.evaluation import infer
+  monkeypatch.setattr(infer, "resolve_model", lambda *a: pytest.fail("a model was loaded"))
+  monkeypatch.setattr(infer, "load_task", lambda *a, **k: pytest.fail("data was loaded"))
+  monkeypatch.setitem(sys.modules, "seqio", None)
+
+
+@pytest.mark.parametrize("run_file, bindings, message", [
+    ("eval.gin", ["--gin.METHOD='nope'"], "Unknown method 'nope'; valid methods: ("),
+    ("infer.gin", ["--gin.METHOD='nope'"], "Unknown method 'nope'; valid methods: ("),
+    ("eval.gin", ["--gin.ALPHA=1.5"], "alpha=1.5 is outside [0, 1], the meaningful range for "
+                                      "'token_v3'"),
+    ("eval.gin", ["--gin.METHOD='speculative'", "--gin.NUM_DRAFT_TOKENS=500",
+                  "--gin.MAX_NEW_TOKENS=16"], "num_draft_tokens=500 exceeds max_new_tokens=16"),
+    ("eval.gin", ["--gin.METHOD='lossy'", "--gin.ALPHA=1.0"],
+     "alpha=1 is outside [0, 1), the meaningful range for 'lossy'"),
+    ("eval.gin", ["--gin.TASK='nope'"], "unknown task 'nope'. Known tasks: gettext_en_de "),
+])
+def test_a_bad_method_alpha_or_task_is_one_line_and_exit_code_2(
+    no_work, capsys, tmp_path, run_file, bindings, message):
+  with pytest.raises(SystemExit) as e:
+    main.main(_job_argv(run_file, tmp_path, *bindings))
+  assert e.value.code == 2
+  err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+  assert len(err) == 1, err
+  assert err[0].startswith(f"python -m spec_cascade_jax.main: error: {message}"), err[0]
+  assert "In call to configurable" not in err[0]
+
+
+def test_an_unknown_task_lists_the_tasks_not_a_seqio_requirement(no_work, capsys, tmp_path):
+  with pytest.raises(SystemExit):
+    main.main(_job_argv("infer.gin", tmp_path, "--gin.TASK='nope'"))
+  line = capsys.readouterr().err.strip()
+  assert "is a seqio task" not in line
+  for part in ("unknown task 'nope'", "gettext_en_de (bundled)", "gettext_en_de_<k>shot",
+               "seqio tasks, which need seqio", "pip install seqio"):
+    assert part in line, part
+
+
+def test_a_bug_in_the_job_keeps_its_traceback(monkeypatch, tmp_path):
+  """Only UsageError is a user's mistake: any other error propagates."""
+  from spec_cascade_jax.evaluation import infer
+
+  def broken(*args, **kwargs):
+    raise ValueError("a bug, not a setting")
+  monkeypatch.setattr(infer, "check_job", broken)
+  with pytest.raises(ValueError, match="a bug, not a setting"):
+    main.main(_job_argv("eval.gin", tmp_path))
+
+
+def test_a_bad_method_from_the_command_line_exits_2_without_a_traceback(tmp_path):
+  res = _cli(*_job_argv("eval.gin", tmp_path, "--gin.METHOD='nope'"))
+  assert res.returncode == 2, res.stderr
+  lines = [line for line in res.stderr.splitlines() if line.strip()]
+  assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+  assert lines[0].startswith("python -m spec_cascade_jax.main: error: Unknown method 'nope'")
+
+
 # ------------------------------------------------------------------ --help
 
 

@@ -100,7 +100,7 @@ def test_corpus_v2():
     checks.claim(name, text, "{mb} MB gzip in the package", mb=gz)
     # The copy baseline's example counts are the splits' sizes.
     for row in md_table(text, ["corpus", "split", "examples"]):
-      manifest = CORPUS_V2 if row["corpus"].startswith("gettext_en_de_v2") else CORPUS
+      manifest = CORPUS_V2 if row["corpus"].startswith("gettext_en_de") else CORPUS
       split = "test" if row["split"].startswith("test") else "validation"
       checks.number(f"{name}: copy baseline, {row['corpus']} {split}, examples", row["examples"],
                     at(manifest, "splits", split, "count"))
@@ -217,7 +217,7 @@ def test_v3_drafter_bundled():
   quality_pair_v3.json."""
   text = doc("BENCHMARKS.md", "## Issue 17")
   text = text[text.index("**demo-drafter-v3: bundled**"):
-              text.index("**demo-verifier-v4: bundled**")]
+              text.index("**demo-verifier: bundled**")]
   _trained_model_and_pair_table(
       "BENCHMARKS.md (Issue 17, demo-drafter-v3)", text,
       MODELS + "demo-drafter-v3/recipe.json", QUALITY_PAIR_V3,
@@ -225,14 +225,14 @@ def test_v3_drafter_bundled():
 
 
 def test_v4_verifier_bundled():
-  """demo-verifier-v4's training run (its whole-split figures are in the v4
+  """demo-verifier's training run (its whole-split figures are in the v4
   drafter's table) against its recipe.json, and the placeholder counts its
   paragraph compares."""
   text = doc("BENCHMARKS.md", "## Issue 17")
-  text = text[text.index("**demo-verifier-v4: bundled**"):
-              text.index("**demo-drafter-v4: bundled**")]
-  name = "BENCHMARKS.md (Issue 17, demo-verifier-v4)"
-  _trained_model_and_pair_table(name, text, MODELS + "demo-verifier-v4/recipe.json")
+  text = text[text.index("**demo-verifier: bundled**"):
+              text.index("**demo-drafter: bundled**")]
+  name = "BENCHMARKS.md (Issue 17, demo-verifier)"
+  _trained_model_and_pair_table(name, text, MODELS + "demo-verifier/recipe.json")
   extra = lambda path, model: at(path, "splits", "validation", "models", model,  # noqa: E731
                                  "placeholder_mismatches", "extra", "%s")
   missing = lambda path, model: at(path, "splits", "validation", "models", model,  # noqa: E731
@@ -240,21 +240,21 @@ def test_v4_verifier_bundled():
   with Checks() as checks:
     checks.claim(name, text, "Added `%s` fell from {a} to {b} on\nvalidation, dropped `%s` "
                  "from {c} to {d}.", a=extra(QUALITY_PAIR_V3, "demo-verifier-v3"),
-                 b=extra(QUALITY_PAIR_V4, "demo-verifier-v4"),
+                 b=extra(QUALITY_PAIR_V4, "demo-verifier"),
                  c=missing(QUALITY_PAIR_V3, "demo-verifier-v3"),
-                 d=missing(QUALITY_PAIR_V4, "demo-verifier-v4"))
+                 d=missing(QUALITY_PAIR_V4, "demo-verifier"))
 
 
 def test_v4_drafter_bundled():
-  """demo-drafter-v4's training run and the main job's pair on the whole
+  """demo-drafter's training run and the main job's pair on the whole
   splits (BENCHMARKS.md, issue 17) against its recipe.json and
   quality_pair_v4.json."""
   text = doc("BENCHMARKS.md", "## Issue 17")
-  text = text[text.index("**demo-drafter-v4: bundled**"):]
+  text = text[text.index("**demo-drafter: bundled**"):]
   _trained_model_and_pair_table(
-      "BENCHMARKS.md (Issue 17, demo-drafter-v4)", text,
-      MODELS + "demo-drafter-v4/recipe.json", QUALITY_PAIR_V4,
-      ("demo-drafter-v4", "demo-verifier-v4"))
+      "BENCHMARKS.md (Issue 17, demo-drafter)", text,
+      MODELS + "demo-drafter/recipe.json", QUALITY_PAIR_V4,
+      ("demo-drafter", "demo-verifier"))
 
 
 def test_train_step_dtypes():

@@ -239,6 +239,18 @@ def test_summary_matches_hand_computed_table():
     assert md.count(words) == 2, words
 
 
+def test_the_verifiers_own_speed_up_is_one_whatever_its_timing_noise():
+  """The verifier paired with itself measures timing noise (here 0.98), not a
+  speed-up: its row says 1.00x, its latency column shows the noise."""
+  noisy = [dict(r, relative_latency=0.98) if r["method"] == "verifier" else r
+           for r in SYNTHETIC]
+  rows = {r["curve"]: r for r in summary.summarize(noisy)["tables"][0]["rows"]}
+  assert rows["Verifier"]["speedup_at_verifier_quality"] == 1.0
+  assert rows["Verifier"]["latency_at_verifier_quality"] == 0.98
+  assert rows["SpecDecode"]["speedup_at_verifier_quality"] == pytest.approx(1 / 0.7)
+  assert "| Verifier | 1.00× |" in summary.format_markdown(summary.summarize(noisy))
+
+
 def test_summary_errors_are_clear():
   with pytest.raises(ValueError, match="no verifier point"):
     summary.summarize([r for r in SYNTHETIC if r["method"] != "verifier"])

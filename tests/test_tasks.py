@@ -61,11 +61,11 @@ def test_gettext_task_tokenizes_with_eos(seqio_and_tasks, monkeypatch):
   seqio, tasks = seqio_and_tasks
   monkeypatch.delenv(tasks.T5_VOCAB_ENV, raising=False)
   names = tasks.register_tasks()
-  assert names == ["gettext_en_de", "gettext_en_de_v2", "wmt_t2t_ende", "xsum",
+  assert names == ["gettext_en_de", "gettext_en_de", "wmt_t2t_ende", "xsum",
                    "cnn_dailymail", "wmt_t2t_ende_5shot", "gsm8k_8shot"]
   assert tasks.register_tasks() == names  # idempotent
   from spec_cascade_jax.data import dataset, vocab  # pylint: disable=g-import-not-at-top
-  demo = vocab.load_vocabulary("demo")
+  demo = vocab.load_vocabulary("gettext")
   task = seqio.get_mixture_or_task("gettext_en_de")
   assert task.splits == ("train", "validation", "test")
   rows = dataset.load_split("validation")[:5]
@@ -78,19 +78,38 @@ def test_gettext_task_tokenizes_with_eos(seqio_and_tasks, monkeypatch):
     assert ex["targets"].tolist() == demo.encode(row["de"]) + [1]
   assert {m.__name__ for m in task.metric_fns} == {"bleu", "chrf"}
   # The v2 corpus tokenizes with its own vocabulary (placeholders as units).
-  v2 = vocab.load_vocabulary("gettext_v2")
-  task = seqio.get_mixture_or_task("gettext_en_de_v2")
-  rows = dataset.load_split("test", "gettext_en_de_v2")[:3]
+  v2 = vocab.load_vocabulary("gettext")
+  task = seqio.get_mixture_or_task("gettext_en_de")
+  rows = dataset.load_split("test", "gettext_en_de")[:3]
   ds = task.get_dataset(sequence_length=None, split="test", shuffle=False,
                         try_in_mem_cache=False)
   for row, ex in zip(rows, ds.as_numpy_iterator()):
     assert ex["targets_pretokenized"].decode() == row["de"]
     assert ex["inputs"].tolist() == v2.encode(row["en"]) + [1]
-  assert task.num_input_examples("test") == len(dataset.load_split("test", "gettext_en_de_v2"))
+  assert task.num_input_examples("test") == len(dataset.load_split("test", "gettext_en_de"))
+
+
+@pytest.mark.parametrize("task", ["nope", "wmt_t2t_ende"])
+def test_an_unknown_task_without_seqio_lists_the_known_tasks(monkeypatch, task):
+  """Without seqio, a name that is not bundled is unknown: the error lists the
+  bundled tasks and says what seqio's need, before any data is read."""
+  from spec_cascade_jax.decoding import UsageError  # pylint: disable=g-import-not-at-top
+  from spec_cascade_jax.evaluation import infer  # pylint: disable=g-import-not-at-top
+  monkeypatch.setitem(sys.modules, "seqio", None)   # import seqio raises ImportError
+  for check in (infer.check_task, infer.load_task):
+    with pytest.raises(UsageError) as e:
+      check(task)
+    msg = str(e.value)
+    assert msg.startswith(f"unknown task {task!r}. Known tasks: gettext_en_de (bundled), "
+                          "their k-shot prompts for decoder-only LMs"), msg
+    assert "seqio tasks, which need seqio (not installed: pip install seqio" in msg
+    assert "is a seqio task" not in msg and "\n" not in msg
+  infer.check_task("gettext_en_de")          # bundled: no seqio needed
+  infer.check_task("gettext_en_de_5shot")    # its k-shot prompts
 
 
 def test_the_offline_task_of_each_bundled_corpus_reads_that_corpus():
-  """The main job reads gettext_en_de_v2 (issue 17's corpus) without seqio, with
+  """The main job reads gettext_en_de (issue 17's corpus) without seqio, with
   the vocabulary it is given."""
   from spec_cascade_jax.data import dataset, vocab  # pylint: disable=g-import-not-at-top
   from spec_cascade_jax.evaluation import infer  # pylint: disable=g-import-not-at-top
@@ -100,7 +119,7 @@ def test_the_offline_task_of_each_bundled_corpus_reads_that_corpus():
     rows = dataset.load_split("test", corpus)
     assert data.targets[0] == rows[0]["de"] and data.inputs[-1] in {r["en"] for r in rows}
     assert data.input_ids[0] == vocab.load_vocabulary(vocab_name).encode(rows[0]["en"]) + [1]
-  assert len(dataset.load_split("test", "gettext_en_de_v2")) != len(
+  assert len(dataset.load_split("test", "gettext_en_de")) != len(
       dataset.load_split("test", "gettext_en_de"))
 
 
@@ -148,7 +167,7 @@ def test_tfds_tasks_with_mock_data(seqio_and_tasks, monkeypatch, request, name, 
   seqio, tasks = seqio_and_tasks
   tfds = pytest.importorskip("tensorflow_datasets")
   from spec_cascade_jax.data import vocab  # pylint: disable=g-import-not-at-top
-  demo_path = vocab.vocabulary_path("demo")
+  demo_path = vocab.vocabulary_path("gettext")
   # The environment variable is the second way to say where T5's vocab is.
   monkeypatch.setenv(tasks.T5_VOCAB_ENV, demo_path)
   tasks.register_tasks()
@@ -191,9 +210,9 @@ def test_prompted_tfds_tasks_with_mock_data(seqio_and_tasks, monkeypatch, reques
   # none of; with none listed it shards by example, as for any small source.
   monkeypatch.setattr(seqio.TfdsDataSource, "list_shards", lambda self, split: [])
   with tfds.testing.mock_data(num_examples=12):
-    data = infer.load_task(name, split, vocabulary="demo", max_input_length=100000,
+    data = infer.load_task(name, split, vocabulary="gettext", max_input_length=100000,
                            num_examples=3)
-  demo = vocab.load_vocabulary("demo")
+  demo = vocab.load_vocabulary("gettext")
   assert len(data) == 3
   first_shots = None
   for text, ids in zip(data.inputs, data.input_ids):
@@ -223,7 +242,8 @@ def test_load_task_registers_the_projects_tasks_through_the_hook(seqio_and_tasks
   assert tasks.register_tasks in infer.SEQIO_TASK_REGISTRARS
   calls = []
   monkeypatch.setattr(infer, "SEQIO_TASK_REGISTRARS", [calls.append])
-  with pytest.raises(ValueError, match="unknown seqio task 'no_such_task'.*register_tasks"):
+  with pytest.raises(ValueError, match=r"unknown task 'no_such_task'\. Known tasks: "
+                                       r"gettext_en_de \(bundled\).*seqio.*register_tasks"):
     infer.load_task("no_such_task", t5_vocab_path="/v.model")
   assert calls == ["/v.model"]
   assert "no_such_task" not in seqio.TaskRegistry.names()

@@ -21,7 +21,7 @@ SAMPLES = [
 
 @pytest.fixture(scope="module")
 def demo():
-  return vocab_lib.load_vocabulary("demo")
+  return vocab_lib.load_vocabulary("gettext")
 
 
 def test_special_ids_and_size(demo):
@@ -88,7 +88,7 @@ def test_no_tensorflow_import():
   code = (
       "import sys\n"
       "from spec_cascade_jax.data import vocab, dataset\n"
-      "v = vocab.load_vocabulary('demo')\n"
+      "v = vocab.load_vocabulary("gettext")\n"
       "assert v.decode(v.encode('Datei öffnen')) == 'Datei öffnen'\n"
       "assert len(dataset.load_split('validation')) > 1000\n"
       "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n"
@@ -122,7 +122,7 @@ def test_shipped_model_reproduces(tmp_path):
   from spec_cascade_jax.data import dataset  # pylint: disable=g-import-not-at-top
   out = vocab_lib.train_vocabulary_from_split_file(
       os.path.join(dataset.DATA_DIR, "train.jsonl.gz"), str(tmp_path / "demo.model"))
-  with open(out, "rb") as f1, open(vocab_lib.vocabulary_path("demo"), "rb") as f2:
+  with open(out, "rb") as f1, open(vocab_lib.vocabulary_path("gettext"), "rb") as f2:
     assert f1.read() == f2.read()
 
 
@@ -149,7 +149,7 @@ def test_placeholder_units_become_single_pieces(tmp_path):
 
 
 def test_placeholder_piece_mask_marks_the_placeholder_units_only():
-  v2 = vocab_lib.load_vocabulary("gettext_v2")
+  v2 = vocab_lib.load_vocabulary("gettext")
   mask = vocab_lib.placeholder_piece_mask(v2)
   assert mask.shape == (v2.vocab_size,) and mask.dtype == bool
   ids = v2.encode("Cannot open %s: %d files, %(name)s in {0}")

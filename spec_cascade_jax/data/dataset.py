@@ -3,7 +3,7 @@
 The frozen copy lives in `spec_cascade_jax/assets/data/gettext_en_de/`, built by
 `spec_cascade_jax.data.build_gettext`; see that module for the cleaning rules.
 
-    rows = load_split("validation")   # [{"en": ..., "de": ..., "source": ...}, ...]
+    rows = load_split("validation")   # [{"en", "de", "package", "catalog", "context"}, ...]
 """
 
 from __future__ import annotations
@@ -17,15 +17,15 @@ import os
 SPLITS = ("train", "validation", "test")
 _ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                        "assets", "data")
-# Bundled corpora by name. gettext_en_de: 45k pairs from one machine's
-# catalogs, split by hash (the current demo pair's). gettext_en_de_v2: 651k
-# pairs from 1,905 Debian packages, with a test split of whole unseen packages
-# (spec_cascade_jax/data/debian_harvest.py, build_gettext.py --harvest_dir).
-CORPORA = {name: os.path.join(_ASSETS, name) for name in ("gettext_en_de", "gettext_en_de_v2")}
+# The bundled corpus by name: 651k pairs from the German catalogs of 1,905
+# Debian packages, with an in-domain validation split and a test split of
+# whole packages never seen in training (data/debian_harvest.py,
+# build_gettext.py --harvest_dir).
+CORPORA = {name: os.path.join(_ASSETS, name) for name in ("gettext_en_de",)}
 DATA_DIR = CORPORA["gettext_en_de"]
 # The bundled vocabulary trained on each corpus (data/vocab.py): what its
 # seqio task tokenizes with, and the main job's default for it.
-CORPUS_VOCABULARIES = {"gettext_en_de": "demo", "gettext_en_de_v2": "gettext_v2"}
+CORPUS_VOCABULARIES = {"gettext_en_de": "gettext"}
 
 
 def corpus_dir(name_or_dir: str) -> str:
@@ -76,8 +76,8 @@ def load_split(split: str, data_dir: str = DATA_DIR, verify: bool = True) -> lis
     verify: check the file's sha256 against manifest.json first.
 
   Returns:
-    list of {"en", "de", and provenance: "source" (gettext_en_de) or
-    "package", "catalog", "context" (gettext_en_de_v2)}; a fresh list of fresh dicts
+    list of {"en", "de", and provenance: "package", "catalog", "context" (harvest
+    mode) or "source" (catalog-directory mode)}; a fresh list of fresh dicts
     each call (the parsed file is cached).
   """
   return [dict(r) for r in _load(split, os.path.abspath(corpus_dir(data_dir)), verify)]

@@ -84,6 +84,16 @@ class HFTokenizerVocabulary:
     return self.eos_ids[0]
 
   @property
+  def name(self) -> str:
+    return os.path.basename(os.path.normpath(self.path))
+
+  @property
+  def fingerprint(self) -> str:
+    """sha256 of tokenizer.json (what a model saved with it records)."""
+    from spec_cascade_jax.data.vocab import file_fingerprint  # pylint: disable=g-import-not-at-top
+    return file_fingerprint(os.path.realpath(os.path.join(self.path, TOKENIZER_FILE)))
+
+  @property
   def vocab_size(self) -> int:
     """Ids the tokenizer knows (a model's embedding may hold more rows)."""
     return self.tokenizer.get_vocab_size(with_added_tokens=True)

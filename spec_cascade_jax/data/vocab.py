@@ -1,6 +1,7 @@
 """SentencePiece vocabularies with seqio's interface, without TensorFlow.
 
-    vocab = load_vocabulary("demo")            # the shipped gettext vocabulary
+    vocab = load_vocabulary("gettext")         # the bundled pair's vocabulary
+    vocab = load_vocabulary("gettext", models=(drafter, verifier))  # checked against them
     vocab = load_vocabulary("/path/spiece.model", extra_ids=100)   # T5's own
     ids = vocab.encode("Datei öffnen")         # list[int], no EOS
     vocab.decode(ids + [1, 0, 0])              # "Datei öffnen": stops at EOS
@@ -10,21 +11,27 @@ Ids follow T5: pad 0, eos 1, unk 2, no BOS. `decode` mirrors
 (extra ids / sentinels) become unk, everything after the first EOS is cut, and
 SentencePiece drops the pad and EOS control pieces.
 
-The demo model is trained by
+The bundled "gettext" vocabulary is trained by
 
-    python -m spec_cascade_jax.data.vocab --train \
+    python -m spec_cascade_jax.data.vocab --train --placeholder_units \
         --split_file spec_cascade_jax/assets/data/gettext_en_de/train.jsonl.gz \
-        --output spec_cascade_jax/assets/vocab/demo.model
+        --output spec_cascade_jax/assets/vocab/gettext.model
 
 on the English and German sides of the training split (unigram, 8000 pieces,
 character coverage 1.0 for umlauts, byte fallback for unseen characters, one
-thread and no input shuffling so the same input gives the same model).
+thread and no input shuffling so the same input gives the same model; the
+frequent format placeholders and markup tags are single pieces).
+
+A model records the vocabulary it was trained with (models/vocab_record.py);
+`check_vocabulary` raises when a model meets another one, before any decoding.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import gzip
+import hashlib
 import json
 import os
 import io
@@ -35,7 +42,19 @@ PAD_ID, EOS_ID, UNK_ID = 0, 1, 2
 DEFAULT_VOCAB_SIZE = 8000
 VOCAB_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                          "assets", "vocab")
-BUNDLED = {"demo": "demo.model", "gettext_v2": "gettext_v2.model"}
+BUNDLED = {"gettext": "gettext.model"}
+DEFAULT_VOCABULARY = "gettext"   # the bundled pair's
+
+
+class VocabularyMismatchError(ValueError):
+  """A model meets a vocabulary other than the one it was trained with."""
+
+
+@functools.lru_cache(maxsize=None)
+def file_fingerprint(path: str) -> str:
+  """sha256 of a vocabulary file's bytes: what a model records of its vocabulary."""
+  with open(path, "rb") as f:
+    return hashlib.sha256(f.read()).hexdigest()
 
 
 class SentencePieceVocabulary:
@@ -46,11 +65,14 @@ class SentencePieceVocabulary:
     extra_ids: sentinel ids appended after the SentencePiece pieces (T5: 100).
   """
 
-  def __init__(self, sentencepiece_model_file: str, extra_ids: int = 0):
+  def __init__(self, sentencepiece_model_file: str, extra_ids: int = 0,
+               name: str | None = None):
     import sentencepiece as spm  # pylint: disable=g-import-not-at-top
     if not os.path.isfile(sentencepiece_model_file):
       raise FileNotFoundError(f"SentencePiece model {sentencepiece_model_file!r} not found")
     self.sentencepiece_model_file = sentencepiece_model_file
+    # The bundled name, else the file name: what messages call it.
+    self.name = name or os.path.basename(sentencepiece_model_file)
     self.extra_ids = int(extra_ids)
     self.tokenizer = spm.SentencePieceProcessor(model_file=sentencepiece_model_file)
     if (self.tokenizer.pad_id(), self.tokenizer.eos_id()) != (PAD_ID, EOS_ID):
@@ -70,6 +92,11 @@ class SentencePieceVocabulary:
   @property
   def unk_id(self) -> int:
     return self.tokenizer.unk_id()
+
+  @property
+  def fingerprint(self) -> str:
+    """sha256 of the .model file (what a model records, models/vocab_record.py)."""
+    return file_fingerprint(os.path.realpath(self.sentencepiece_model_file))
 
   @property
   def _base_vocab_size(self) -> int:
@@ -127,7 +154,7 @@ def encode_with_eos(vocab, text: str, max_len: int) -> list[int]:
 
 
 def vocabulary_path(name_or_path: str) -> str:
-  """Resolves a bundled name ("demo") or a .model path to a file path."""
+  """Resolves a bundled name ("gettext") or a .model path to a file path."""
   if name_or_path in BUNDLED:
     path = os.path.join(VOCAB_DIR, BUNDLED[name_or_path])
   else:
@@ -139,21 +166,58 @@ def vocabulary_path(name_or_path: str) -> str:
   return path
 
 
-def load_vocabulary(name_or_path: str = "demo", extra_ids: int = 0):
+def load_vocabulary(name_or_path: str = DEFAULT_VOCABULARY, extra_ids: int = 0,
+                    models: Sequence = ()):
   """A bundled vocabulary by name, any SentencePiece .model by path, or the
   tokenizer of a Hugging Face directory (decoder-only LMs; data/hf_tokenizer.py).
 
   Args:
-    name_or_path: "demo" (the gettext vocabulary), a .model path, or a
+    name_or_path: "gettext" (the bundled pair's), a .model path, or a
       directory holding tokenizer.json.
-    extra_ids: sentinel ids after the pieces; 0 for "demo", 100 for T5's
+    extra_ids: sentinel ids after the pieces; 0 for "gettext", 100 for T5's
       own vocabulary to match T5 checkpoints (32000 + 100). Not used for a
       Hugging Face tokenizer.
+    models: models that will decode with it (e.g. `(drafter, verifier)`):
+      `check_vocabulary` raises VocabularyMismatchError if one of them
+      records another vocabulary, or has fewer outputs than it has ids.
   """
   from spec_cascade_jax.data import hf_tokenizer  # pylint: disable=g-import-not-at-top
   if hf_tokenizer.is_tokenizer_dir(os.path.expanduser(name_or_path)):
-    return hf_tokenizer.HFTokenizerVocabulary(os.path.expanduser(name_or_path))
-  return SentencePieceVocabulary(vocabulary_path(name_or_path), extra_ids=extra_ids)
+    vocab = hf_tokenizer.HFTokenizerVocabulary(os.path.expanduser(name_or_path))
+  else:
+    vocab = SentencePieceVocabulary(vocabulary_path(name_or_path), extra_ids=extra_ids,
+                                    name=name_or_path if name_or_path in BUNDLED else None)
+  check_vocabulary(vocab, *models)
+  return vocab
+
+
+def check_vocabulary(vocab, *models) -> None:
+  """Raises VocabularyMismatchError, before any decoding, when a model records
+  a vocabulary (models/vocab_record.py) whose fingerprint differs from
+  `vocab`'s, or when `vocab` has more ids than a model has outputs. Models
+  that record none (Hugging Face, t5x checkpoints) get the size check only;
+  None entries (no drafter) are skipped."""
+  from spec_cascade_jax.models import vocab_record  # pylint: disable=g-import-not-at-top
+  for model in models:
+    if model is None:
+      continue
+    record = vocab_record.record_of(model)
+    name = getattr(vocab, "name", repr(vocab))
+    fingerprint = getattr(vocab, "fingerprint", None)
+    if record is not None and fingerprint is not None and record.sha256 != fingerprint:
+      owner = getattr(getattr(vocab_record.unwrap(model), "config", None), "name", "") or "a model"
+      hint = (f"load_vocabulary({record.name!r})" if record.name in BUNDLED
+              else f"the vocabulary {record.name!r} it was saved with")
+      raise VocabularyMismatchError(
+          f"{owner!r} was trained with the vocabulary {record.name!r} (sha256"
+          f" {record.sha256[:12]}...), but is given {name!r} (sha256 {fingerprint[:12]}...):"
+          f" it would decode garbage. Use {hint} (in gin: VOCABULARY = {record.name!r}).")
+    model_size = getattr(model, "vocab_size", None)
+    if model_size is not None and vocab.vocab_size > int(model_size):
+      raise VocabularyMismatchError(
+          f"the vocabulary {name!r} has {vocab.vocab_size} ids but the model has only"
+          f" {int(model_size)} outputs: it is not this model's vocabulary. Pass the"
+          " vocabulary the model was trained with.")
 
 
 def read_split_texts(split_file: str) -> list[str]:

@@ -14,6 +14,7 @@ _LAZY = {
     "METHODS": "spec_cascade_jax.decoding.api",
     "ALPHA_RANGES": "spec_cascade_jax.decoding.methods",
     "RULES": "spec_cascade_jax.decoding.methods",
+    "UsageError": "spec_cascade_jax.decoding.errors",
 }
 
 __all__ = sorted(_LAZY)

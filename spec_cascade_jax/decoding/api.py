@@ -27,11 +27,11 @@ try:  # public in every jax this package supports; the fallback guards a rename
   from jax.core import Tracer as _Tracer
 except ImportError:  # pragma: no cover
   from jax._src.core import Tracer as _Tracer
-from spec_cascade_jax.decoding.methods import ALPHA_RANGES, RULES
+from spec_cascade_jax.decoding.errors import UsageError
+from spec_cascade_jax.decoding.methods import ALPHA_RANGES, RULES, SEQ_CONFIDENCES
 
 # Every method (methods.py declares each one: its loop, models, rule, α).
 METHODS = methods.names()
-SEQ_CONFIDENCES = ("mean", "min")
 
 
 def method_takes_rule(method: str) -> bool:
@@ -45,6 +45,13 @@ def method_takes_alpha(method: str) -> bool:
   the methods with an α range (methods.ALPHA_RANGES). drafter, verifier,
   speculative and prompt_lookup have none; an α passed to them raises."""
   return methods.get(method).takes_alpha
+
+
+def method_takes(method: str, arg: str) -> bool:
+  """Whether `generate(method=method)` accepts `arg`, one of the arguments
+  only some methods take (methods.METHOD_ARGS: rule, alpha, seq_confidence,
+  ngram_size); passing it to another method raises."""
+  return methods.get(method).takes(arg)
 
 # Number of times the jitted body was traced, per method: tests assert that
 # changing alpha / temperature / top_p does not add traces.
@@ -113,18 +120,20 @@ jitted_decode = jax.jit(decode, static_argnames=STATIC_ARGNAMES)
 
 
 def _per_row(name, value, batch):
-  """Scalar or [B] -> np [B] float32, validated before anything is traced."""
+  """Scalar or [B] -> np [B] float32, validated before anything is traced
+  (batch None: any number of rows, for `check_settings`)."""
   if isinstance(value, _Tracer):
     raise TypeError(f"{name} is a traced value: call generate() outside jax.jit "
                     "(it is jitted and compile-cached inside already).")
   arr = np.asarray(value, np.float32)
   if arr.ndim == 0:
-    arr = np.full((batch,), arr, np.float32)
-  if arr.shape != (batch,):
-    raise ValueError(f"{name} must be a scalar or a per-row array of shape ({batch},) "
-                     f"for input_ids with {batch} rows; got shape {arr.shape}.")
+    arr = np.full((1 if batch is None else batch,), arr, np.float32)
+  if arr.ndim != 1 or (batch is not None and arr.shape != (batch,)):
+    rows = "B" if batch is None else batch
+    raise UsageError(f"{name} must be a scalar or a per-row array of shape ({rows},) "
+                     f"for input_ids with {rows} rows; got shape {arr.shape}.")
   if not np.all(np.isfinite(arr)):
-    raise ValueError(f"{name} must be finite; got {value!r}.")
+    raise UsageError(f"{name} must be finite; got {value!r}.")
   return arr
 
 
@@ -136,7 +145,7 @@ def _check_alpha(alpha, method, rule):
   bad = (alpha < lo) | ((alpha > hi) if hi_inclusive else (alpha >= hi))
   if np.any(bad):
     bracket = "]" if hi_inclusive else ")"
-    raise ValueError(
+    raise UsageError(
         f"alpha={alpha[bad][0]:g} is outside [{lo:g}, {hi:g}{bracket}, the meaningful range "
         f"for {key!r} (see spec_cascade_jax.decoding.targets); pass a value in range.")
 
@@ -147,7 +156,7 @@ def _eos_tuple(value, name: str) -> tuple[int, ...]:
   out = []
   for e in items:
     if isinstance(e, bool) or not isinstance(e, (int, np.integer)):
-      raise ValueError(f"{name} must be an int token id or a sequence of them; got "
+      raise UsageError(f"{name} must be an int token id or a sequence of them; got "
                        f"{value!r}.")
     out.append(int(e))
   return tuple(out)
@@ -170,14 +179,14 @@ def _resolve_eos(drafter, verifier, eos_id) -> tuple[int, ...]:
   else:
     own = {n: model_eos_ids(m, n) for n, m in models}
     if len(set(own.values())) > 1:
-      raise ValueError(
+      raise UsageError(
           f"drafter and verifier end generations with different EOS ids (drafter: "
           f"{list(own['drafter'])}, verifier: {list(own['verifier'])}); pass eos_id= to "
           "generate() to choose the ids (the models must share one vocabulary).")
     eos = next(iter(own.values()))
   bad = [e for e in eos if not 0 <= e < vocab]
   if bad:
-    raise ValueError(f"eos_id {bad[0]} is not a token id of the vocabulary [0, {vocab}); "
+    raise UsageError(f"eos_id {bad[0]} is not a token id of the vocabulary [0, {vocab}); "
                      "pass the models' own EOS id(s).")
   return eos
 
@@ -189,13 +198,13 @@ def _check_input_lengths(input_lengths, input_ids) -> np.ndarray:
   batch, width = (int(d) for d in input_ids.shape)
   arr = np.asarray(input_lengths)
   if arr.shape != (batch,) or not np.issubdtype(arr.dtype, np.integer):
-    raise ValueError(f"input_lengths must be an integer array of shape ({batch},), one "
+    raise UsageError(f"input_lengths must be an integer array of shape ({batch},), one "
                      f"prompt length per row of input_ids; got {_short(input_lengths)} "
                      f"(dtype {arr.dtype}).")
   bad = (arr < 1) | (arr > width)
   if bad.any():
     row = int(np.argmax(bad))
-    raise ValueError(f"input_lengths[{row}] = {int(arr[row])} is outside [1, {width}]: "
+    raise UsageError(f"input_lengths[{row}] = {int(arr[row])} is outside [1, {width}]: "
                      f"each row's prompt is input_ids[b, :input_lengths[b]] (at least one "
                      "token, at most the width of input_ids).")
   return arr.astype(np.int32)
@@ -207,91 +216,159 @@ def _short(value) -> str:
   return repr(value) if not shape else f"<array of shape {tuple(shape)}>"
 
 
-def _resolve_rule_alpha(method, rule, alpha):
-  """(rule, alpha) with None replaced by the method's default. A rule or an α
-  passed to a method that takes none is a mistake (it would be ignored): raise."""
-  spec = methods.get(method)   # an unknown method raises here
-  if not spec.takes_rule:
-    if rule is not None:
-      with_rule = [m for m in METHODS if method_takes_rule(m)]
-      raise ValueError(
-          f"method={method!r} takes no rule; drop rule={_short(rule)}, or use a method that "
-          f"takes one: {', '.join(repr(m) for m in with_rule)} (e.g. "
-          "method='spec_cascade').")
-    rule = ""
-  elif rule is None:
-    rule = spec.default_rule
-  if not method_takes_alpha(method):
-    if alpha is not None:
-      with_alpha = [m for m in METHODS if method_takes_alpha(m)]
-      raise ValueError(
-          f"method={method!r} takes no alpha (it has no deferral threshold); "
-          f"drop alpha={_short(alpha)}, or use a method that takes one: "
-          f"{', '.join(repr(m) for m in with_alpha)}.")
-    alpha = 0.0  # unused by the method; DecodeParams still carries a value
-  elif alpha is None:
-    alpha = methods.DEFAULT_ALPHA
-  return rule, alpha
+def _is_int(value) -> bool:
+  return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
-def _validate(drafter, verifier, input_ids, method, rule, num_draft_tokens, max_new_tokens,
-              top_k, seq_confidence, ngram_size):
+# What methods.METHOD_ARGS become for a method that does not take them (the
+# statics stay equal, so such a method compiles once).
+_UNUSED = {"rule": "", "alpha": 0.0, "seq_confidence": "", "ngram_size": 0}
+_NOT_TAKEN_WHY = {"alpha": " (it has no deferral threshold)"}
+
+
+def _resolve_method_args(method, **given) -> dict:
+  """`given` (some of methods.METHOD_ARGS) with None replaced by the method's
+  default, or by a placeholder where the method does not take the argument. An
+  argument passed to a method that does not take it would be ignored: raise."""
   spec = methods.get(method)   # an unknown method raises here
+  out = {}
+  for arg, value in given.items():
+    if spec.takes(arg):
+      out[arg] = spec.default(arg) if value is None else value
+    elif value is None:
+      out[arg] = _UNUSED[arg]
+    else:
+      raise UsageError(
+          f"method={method!r} takes no {arg}{_NOT_TAKEN_WHY.get(arg, '')}; drop "
+          f"{arg}={_short(value)}, or use a method that takes one: "
+          f"{', '.join(repr(m) for m in methods.taking(arg))}.")
+  return out
+
+
+def _settings(method, rule, alpha, num_draft_tokens, temperature, top_k, top_p,
+              max_new_tokens, rng, seq_confidence, ngram_size, batch):
+  """Every check of generate's settings that needs neither models nor inputs.
+
+  Returns ({rule, seq_confidence, ngram_size, num_draft_tokens, top_k,
+  max_new_tokens}: the statics but method, (alpha, temperature, top_p) as numpy
+  [B], rng): None replaced by the method's defaults.
+  """
+  args = _resolve_method_args(method, rule=rule, alpha=alpha, seq_confidence=seq_confidence,
+                              ngram_size=ngram_size)
+  spec = methods.get(method)
+  rule, alpha = args.pop("rule"), args.pop("alpha")
   if spec.takes_rule and rule not in RULES:
-    raise ValueError(f"Unknown rule {rule!r}; valid rules: {RULES}.")
+    raise UsageError(f"Unknown rule {rule!r}; valid rules: {RULES}.")
   if method == "token_cascade" and rule != "chow":
-    raise ValueError(
+    raise UsageError(
         f"token_cascade supports rule='chow' only (rule={rule!r} needs the verifier at "
         "every position): use method='oracle_cascade' for a sequential reference or "
         "method='spec_cascade' for the speculative one.")
-  if method == "seq_cascade" and seq_confidence not in SEQ_CONFIDENCES:
-    raise ValueError(f"seq_confidence={seq_confidence!r}; use one of {SEQ_CONFIDENCES}.")
-  if method == "prompt_lookup" and (
-      not isinstance(ngram_size, (int, np.integer)) or isinstance(ngram_size, bool)
-      or ngram_size < 1):
-    raise ValueError(f"ngram_size must be an int >= 1 (the trailing tokens that must match "
-                     f"for prompt_lookup); got {ngram_size!r}.")
-  if spec.uses_drafter and drafter is None:
-    raise ValueError(f"method={method!r} needs a drafter model; got drafter=None.")
-  if spec.uses_verifier and verifier is None:
-    raise ValueError(f"method={method!r} needs a verifier model; got verifier=None "
-                     "(use method='drafter' to decode with the drafter alone).")
-  if drafter is not None and verifier is not None:
-    if drafter.vocab_size != verifier.vocab_size:
-      raise ValueError(f"drafter and verifier vocabularies differ ({drafter.vocab_size} vs "
-                       f"{verifier.vocab_size}); both models must share one vocabulary. "
-                       "Where they share a tokenizer and one embedding only has extra "
-                       "padding rows (Qwen 2.5 0.5B and 7B), widen the smaller: "
-                       "spec_cascade_jax.models.padded.pad_vocabulary(model, size).")
-  if (not isinstance(num_draft_tokens, (int, np.integer)) or isinstance(num_draft_tokens, bool)
-      or num_draft_tokens < 1):
-    raise ValueError(f"num_draft_tokens must be an int >= 1; got {num_draft_tokens!r}.")
-  if (not isinstance(max_new_tokens, (int, np.integer)) or isinstance(max_new_tokens, bool)
-      or max_new_tokens < 1):
-    raise ValueError(f"max_new_tokens must be an int >= 1; got {max_new_tokens!r}.")
-  if not isinstance(top_k, (int, np.integer)) or isinstance(top_k, bool) or top_k < 0:
-    raise ValueError(f"top_k must be an int >= 0 (0 disables it); got {top_k!r}.")
+  if spec.takes("seq_confidence") and args["seq_confidence"] not in SEQ_CONFIDENCES:
+    raise UsageError(f"seq_confidence={args['seq_confidence']!r}; use one of "
+                     f"{SEQ_CONFIDENCES}.")
+  if spec.takes("ngram_size") and (not _is_int(args["ngram_size"])
+                                   or args["ngram_size"] < 1):
+    raise UsageError(f"ngram_size must be an int >= 1 (the trailing tokens that must "
+                     f"match for prompt_lookup); got {args['ngram_size']!r}.")
+  if not _is_int(max_new_tokens) or max_new_tokens < 1:
+    raise UsageError(f"max_new_tokens must be an int >= 1; got {max_new_tokens!r}.")
+  if num_draft_tokens is None:
+    num_draft_tokens = min(methods.DEFAULT_NUM_DRAFT_TOKENS, int(max_new_tokens))
+  if not _is_int(num_draft_tokens) or num_draft_tokens < 1:
+    raise UsageError(f"num_draft_tokens must be an int >= 1; got {num_draft_tokens!r}.")
+  if spec.uses_num_draft_tokens and num_draft_tokens > max_new_tokens:
+    raise UsageError(
+        f"num_draft_tokens={num_draft_tokens} exceeds max_new_tokens={max_new_tokens}: no "
+        "round commits more than max_new_tokens tokens, so longer drafts are wasted work "
+        f"in a larger program; pass num_draft_tokens <= {max_new_tokens} (None takes "
+        f"{methods.DEFAULT_NUM_DRAFT_TOKENS}, capped at max_new_tokens).")
+  if not _is_int(top_k) or top_k < 0:
+    raise UsageError(f"top_k must be an int >= 0 (0 disables it); got {top_k!r}.")
+  alpha = _per_row("alpha", alpha, batch)
+  temperature = _per_row("temperature", temperature, batch)
+  top_p = _per_row("top_p", top_p, batch)
+  _check_alpha(alpha, method, rule)
+  if np.any(temperature < 0):
+    raise UsageError(f"temperature must be >= 0 (0 = greedy); got {temperature.min():g}.")
+  if np.any((top_p <= 0) | (top_p > 1)):
+    raise UsageError(f"top_p must be in (0, 1] (1 disables nucleus sampling); got "
+                     f"{top_p[(top_p <= 0) | (top_p > 1)][0]:g}.")
+  if rng is None:
+    if np.any(temperature > 0):
+      raise UsageError(
+          "temperature > 0 samples: pass rng=jax.random.PRNGKey(seed) (the same key "
+          "draws the same samples, a new key new ones); rng=None is for greedy decoding "
+          "(temperature 0 in every row) only.")
+    rng = jax.random.PRNGKey(0)  # unused by greedy decoding; the compiled call takes one
+  statics = dict(rule=rule, num_draft_tokens=int(num_draft_tokens), top_k=int(top_k),
+                 max_new_tokens=int(max_new_tokens), seq_confidence=args["seq_confidence"],
+                 ngram_size=int(args["ngram_size"]))
+  if not spec.uses_num_draft_tokens:
+    statics["num_draft_tokens"] = 1  # unused by the method: do not recompile per γ
+  return statics, (alpha, temperature, top_p), rng
+
+
+def check_settings(**generate_kwargs) -> None:
+  """Raises what `generate` would raise for these settings (method, rule, alpha,
+  num_draft_tokens, temperature, ...; its keyword arguments but the models and
+  inputs) without models or inputs, so that a job can fail before it loads
+  anything. Arguments left out take generate's defaults."""
+  unknown = sorted(set(generate_kwargs) - set(GENERATE_DEFAULTS))
+  if unknown:
+    raise TypeError(f"Unknown generate arguments {unknown}; valid: "
+                    f"{sorted(GENERATE_DEFAULTS)}.")
+  kw = {**GENERATE_DEFAULTS, **generate_kwargs}
+  _settings(kw["method"], kw["rule"], kw["alpha"], kw["num_draft_tokens"], kw["temperature"],
+            kw["top_k"], kw["top_p"], kw["max_new_tokens"], kw["rng"], kw["seq_confidence"],
+            kw["ngram_size"], batch=None)
+
+
+def _check_input_shape(input_ids):
   if not hasattr(input_ids, "dtype") or not hasattr(input_ids, "ndim"):
     raise TypeError(f"input_ids must be an integer array [B, S]; got {type(input_ids)}.")
   if not jnp.issubdtype(input_ids.dtype, jnp.integer):
     raise TypeError(f"input_ids must have an integer dtype (token ids); got "
                     f"{input_ids.dtype}. Cast with .astype(jnp.int32).")
   if input_ids.ndim != 2:
-    raise ValueError(f"input_ids must be rank 2 [batch, length]; got shape "
+    raise UsageError(f"input_ids must be rank 2 [batch, length]; got shape "
                      f"{input_ids.shape}. Add a batch axis with input_ids[None].")
   if input_ids.shape[0] < 1:
-    raise ValueError("input_ids has no rows.")
+    raise UsageError("input_ids has no rows.")
   if input_ids.shape[1] < 1:
-    raise ValueError(f"input_ids has shape {tuple(input_ids.shape)}: every row needs at least "
-                     "one token (an empty input is the EOS id 1 alone).")
-  model = verifier if verifier is not None else drafter
-  if (model is not None and not isinstance(input_ids, jax.core.Tracer)
-      and getattr(input_ids, "is_fully_addressable", True)):
+    raise UsageError(f"input_ids has shape {tuple(input_ids.shape)}: every row needs at "
+                     "least one token (an empty input is the EOS id 1 alone).")
+
+
+def _validate(drafter, verifier, input_ids, method, top_k):
+  """The checks of the models (the ones `method` uses, others None) and of
+  the token ids against their vocabulary."""
+  spec = methods.get(method)
+  if spec.uses_drafter and drafter is None:
+    raise UsageError(f"method={method!r} needs a drafter model; got drafter=None.")
+  if spec.uses_verifier and verifier is None:
+    raise UsageError(f"method={method!r} needs a verifier model; got verifier=None "
+                     "(use method='drafter' to decode with the drafter alone).")
+  if drafter is not None and verifier is not None:
+    if drafter.vocab_size != verifier.vocab_size:
+      raise UsageError(f"drafter and verifier vocabularies differ ({drafter.vocab_size} vs "
+                       f"{verifier.vocab_size}); both models must share one vocabulary. "
+                       "Where they share a tokenizer and one embedding only has extra "
+                       "padding rows (Qwen 2.5 0.5B and 7B), widen the smaller: "
+                       "spec_cascade_jax.models.padded.pad_vocabulary(model, size).")
+  name, model = ("verifier", verifier) if verifier is not None else ("drafter", drafter)
+  if top_k > model.vocab_size:
+    raise UsageError(
+        f"top_k={top_k} exceeds the {name}'s vocabulary of {model.vocab_size} tokens (top_k "
+        f"keeps the k most likely tokens): pass top_k <= {model.vocab_size}, or 0 to keep "
+        "them all.")
+  if not isinstance(input_ids, jax.core.Tracer) and getattr(input_ids, "is_fully_addressable",
+                                                            True):
     ids = np.asarray(input_ids)
     bad = (ids < 0) | (ids >= model.vocab_size)
     if bad.any():
       row, col = (int(i) for i in np.argwhere(bad)[0])
-      raise ValueError(
+      raise UsageError(
           f"input_ids[{row}, {col}] = {int(ids[row, col])} is not a token id of this "
           f"vocabulary [0, {model.vocab_size}); encode the text with the models' own "
           "vocabulary (0 pads, 1 is EOS).")
@@ -302,53 +379,35 @@ def prepare(drafter, verifier, input_ids, *, method, rule, alpha, num_draft_toke
             eos_id=None, input_lengths=None):
   """Validation and static normalisation shared by `generate` and the sharded
   entry point (parallel/generate.py): every check runs here, before anything
-  is traced.
+  is traced; a mistake raises UsageError (a ValueError).
 
   Returns (drafter, verifier, (alpha, temperature, top_p) as numpy [B],
   rng, statics): unused models become None (no transfer, no cache-key effect).
-  rule / alpha None: the method's default (see `generate`); eos_id None: the
-  used models' own (statics["eos_ids"]). input_lengths: checked only (a global
-  multi-host array is not), for the sharded entry point.
+  None for rule, alpha, num_draft_tokens, seq_confidence, ngram_size: the
+  method's default (see `generate`); eos_id None: the used models' own
+  (statics["eos_ids"]). input_lengths: checked only (a global multi-host array
+  is not), for the sharded entry point.
   """
-  rule, alpha = _resolve_rule_alpha(method, rule, alpha)
-  _validate(drafter, verifier, input_ids, method, rule, num_draft_tokens,
-            max_new_tokens, top_k, seq_confidence, ngram_size)
-  batch = int(input_ids.shape[0])
-  alpha = _per_row("alpha", alpha, batch)
-  temperature = _per_row("temperature", temperature, batch)
-  top_p = _per_row("top_p", top_p, batch)
-  _check_alpha(alpha, method, rule)
-  if np.any(temperature < 0):
-    raise ValueError(f"temperature must be >= 0 (0 = greedy); got {temperature.min():g}.")
-  if np.any((top_p <= 0) | (top_p > 1)):
-    raise ValueError(f"top_p must be in (0, 1] (1 disables nucleus sampling); got "
-                     f"{top_p[(top_p <= 0) | (top_p > 1)][0]:g}.")
-  rng = jax.random.PRNGKey(0) if rng is None else rng
-  # Normalise the statics so equal settings hit the same compiled function.
-  statics = dict(method=method, rule=rule if method_takes_rule(method) else "",
-                 num_draft_tokens=int(num_draft_tokens), top_k=int(top_k),
-                 max_new_tokens=int(max_new_tokens),
-                 seq_confidence=seq_confidence if method == "seq_cascade" else "",
-                 ngram_size=int(ngram_size) if method == "prompt_lookup" else 0)
-  spec = methods.get(method)
-  if not spec.uses_num_draft_tokens:
-    statics["num_draft_tokens"] = 1  # unused by the method: do not recompile per γ
+  spec = methods.get(method)   # an unknown method raises here
+  _check_input_shape(input_ids)
+  settings, per_row, rng = _settings(
+      method, rule, alpha, num_draft_tokens, temperature, top_k, top_p, max_new_tokens, rng,
+      seq_confidence, ngram_size, batch=int(input_ids.shape[0]))
   if not spec.uses_verifier:
     verifier = None
   if not spec.uses_drafter:
     drafter = None
-  statics["eos_ids"] = _resolve_eos(drafter, verifier, eos_id)
+  _validate(drafter, verifier, input_ids, method, settings["top_k"])
+  statics = dict(method=method, **settings, eos_ids=_resolve_eos(drafter, verifier, eos_id))
   if input_lengths is not None and getattr(input_lengths, "is_fully_addressable", True):
     _check_input_lengths(input_lengths, input_ids)
-  return drafter, verifier, (alpha, temperature, top_p), rng, statics
+  return drafter, verifier, per_row, rng, statics
 
 
 def generate(drafter, verifier, input_ids, method: str = methods.DEFAULT_METHOD,
-             rule: str | None = None, alpha=None,
-             num_draft_tokens: int = methods.DEFAULT_NUM_DRAFT_TOKENS,
+             rule: str | None = None, alpha=None, num_draft_tokens: int | None = None,
              temperature=0.0, top_k: int = 0, top_p=1.0, max_new_tokens: int = 64,
-             rng=None, seq_confidence: str = "mean",
-             ngram_size: int = methods.DEFAULT_NGRAM_SIZE,
+             rng=None, seq_confidence: str | None = None, ngram_size: int | None = None,
              pad_single_row: bool | None = None, eos_id=None,
              input_lengths=None) -> GenerateResult:
   """Decodes `input_ids` [B, S] (0 = pad) with `method`; see docs/design.md §3.
@@ -359,16 +418,23 @@ def generate(drafter, verifier, input_ids, method: str = methods.DEFAULT_METHOD,
   drafter / verifier: models implementing models.protocol.DecoderModel (either
   may be None for the method that does not use it). alpha, temperature, top_p:
   scalars or per-row [B] arrays (traced).
-  rule: for spec_cascade and oracle_cascade (default None: "token_v3") and
-  token_cascade ("chow", its only rule); the other methods take no rule and
-  raise if one is passed. alpha: for the cascades, lossy, bild and seq_cascade
-  (default None: 0.3; its range per rule or method: methods.ALPHA_RANGES);
-  drafter, verifier, speculative and prompt_lookup take none and raise if one
-  is passed. For token_cascade, num_draft_tokens + 1 is the verifier's
-  catch-up chunk size.
-  method="prompt_lookup" needs no drafter: it drafts num_draft_tokens tokens by
-  matching the last ngram_size tokens in the output and the input
-  (decoding/lookup.py; lossless, like "speculative").
+  rng: a jax.random.PRNGKey; required when any row samples (temperature > 0),
+  where rng=None raises (a fixed key would repeat the same samples every
+  call). Greedy decoding (temperature 0 everywhere) needs none.
+  Arguments only some methods take (decoding/methods.py): None means the
+  method's default, and a value passed to another method raises.
+  rule: spec_cascade and oracle_cascade (default "token_v3"), token_cascade
+  ("chow", its only rule). alpha: the cascades, lossy, bild and seq_cascade
+  (default 0.3; its range per rule or method: methods.ALPHA_RANGES).
+  seq_confidence: seq_cascade ("mean", default, or "min"). ngram_size:
+  prompt_lookup (default 3), which drafts num_draft_tokens tokens by matching
+  the last ngram_size tokens in the output and the input (decoding/lookup.py;
+  lossless, like "speculative").
+  num_draft_tokens: tokens drafted per round, at most max_new_tokens (more
+  raises); None: 5, or max_new_tokens where that is smaller. For token_cascade,
+  num_draft_tokens + 1 is the verifier's catch-up chunk size; methods without
+  drafts ignore it. top_k: at most the vocabulary size (0 disables it).
+  Every mistake raises UsageError (a ValueError) before anything is compiled.
   pad_single_row: decode a one-row batch as two copies of the row and return
   the first; None (default) does so on GPU backends only. With one row,
   XLA:GPU emits each projection of a one-token step as a reduction:

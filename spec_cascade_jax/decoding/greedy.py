@@ -1,10 +1,10 @@
 """Batched greedy verifier-only decoding of token-id inputs (few compiled shapes).
 
     outs = greedy_ids(model, [[13, 7, 1], [5, 1]])        # EOS kept where produced
-    texts = greedy_translate(model, vocab, ["Open file"])
 
-Used by training (distillation targets, validation BLEU) and evaluation
-(translation quality, drafter agreement).
+Used by training (distillation targets, validation BLEU: `recipes.greedy_translate`)
+and evaluation (translation quality, drafter agreement). Decoding imports no
+other package but the model protocol, so the rows are padded here.
 """
 
 from __future__ import annotations
@@ -13,9 +13,17 @@ from typing import Sequence
 
 import numpy as np
 
-from spec_cascade_jax.data.padding import pad_batch
-from spec_cascade_jax.data.vocab import encode_with_eos
 from spec_cascade_jax.decoding import api
+
+
+def _pad_rows(rows: Sequence[Sequence[int]], multiple: int = 16) -> np.ndarray:
+  """[len(rows), L] int32, zero-padded (0 = pad), L the longest row rounded up
+  to `multiple` (few shapes, few compilations), as data.padding.pad_batch."""
+  width = -(-max(len(r) for r in rows) // multiple) * multiple
+  out = np.zeros((len(rows), width), np.int32)
+  for i, r in enumerate(rows):
+    out[i, :len(r)] = r
+  return out
 
 
 def greedy_ids(model, inputs: Sequence[Sequence[int]], batch_size: int = 64,
@@ -32,15 +40,8 @@ def greedy_ids(model, inputs: Sequence[Sequence[int]], batch_size: int = 64,
     starts = tqdm(starts, desc=progress, unit="batch")
   for s in starts:
     idx = order[s:s + batch_size]
-    res = api.generate(model, model, pad_batch([inputs[i] for i in idx]), method="verifier",
-                   temperature=0.0, max_new_tokens=max_new_tokens)
+    res = api.generate(model, model, _pad_rows([inputs[i] for i in idx]), method="verifier",
+                       temperature=0.0, max_new_tokens=max_new_tokens)
     for i, row in zip(idx, np.asarray(res.tokens).tolist()):
       out[i] = row[:row.index(1) + 1] if 1 in row else row
   return out
-
-
-def greedy_translate(model, vocab, sources: Sequence[str], batch_size: int = 64,
-                     max_new_tokens: int = 64, max_len: int = 128) -> list[str]:
-  """Greedy verifier-only decoding of `sources` with `model`, batched."""
-  ids = [encode_with_eos(vocab, x, max_len) for x in sources]
-  return [vocab.decode(o) for o in greedy_ids(model, ids, batch_size, max_new_tokens)]

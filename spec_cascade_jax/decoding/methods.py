@@ -6,6 +6,8 @@ read the same table, without importing jax. Adding a method is one entry
 here plus its loop; docs/design.md §2 gives each method's law.
 
     methods.get("spec_cascade").takes_rule      # True
+    methods.get("seq_cascade").takes("ngram_size")  # False: prompt_lookup's
+    methods.taking("seq_confidence")            # ("seq_cascade",)
     methods.names()                             # declaration order
     [m.name for m in methods.METHODS.values() if not m.takes_alpha]
 """
@@ -13,6 +15,8 @@ here plus its loop; docs/design.md §2 gives each method's law.
 from __future__ import annotations
 
 import dataclasses
+
+from spec_cascade_jax.decoding.errors import UsageError
 
 RULES = ("chow", "diff", "opt", "token_v1", "token_v2", "token_v3")
 
@@ -34,6 +38,12 @@ ALPHA_RANGES: dict[str, tuple[float, float, bool]] = {
 
 # The loops a method can run in (api.decode dispatches on them).
 LOOPS = ("kernel", "lookup", "single", "token_cascade", "oracle_cascade", "seq_cascade")
+
+# generate()'s arguments that only some methods take (`Method.takes` says
+# which): None means the method's default (`Method.default`); a value passed
+# to a method that does not take it raises.
+METHOD_ARGS = ("rule", "alpha", "seq_confidence", "ngram_size")
+SEQ_CONFIDENCES = ("mean", "min")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,14 +87,27 @@ class Method:
     """The rule methods and the methods with an α range of their own."""
     return self.takes_rule or self.name in ALPHA_RANGES
 
+  def takes(self, arg: str) -> bool:
+    """Whether `generate(method=self.name)` accepts `arg` (one of METHOD_ARGS):
+    seq_confidence is seq_cascade's, ngram_size prompt lookup's."""
+    return {"rule": self.takes_rule, "alpha": self.takes_alpha,
+            "seq_confidence": self.loop == "seq_cascade",
+            "ngram_size": self.loop == "lookup"}[arg]
+
+  def default(self, arg: str):
+    """The value `generate` uses for `arg` (one the method takes) given None."""
+    return {"rule": self.default_rule, "alpha": DEFAULT_ALPHA,
+            "seq_confidence": DEFAULT_SEQ_CONFIDENCE, "ngram_size": DEFAULT_NGRAM_SIZE}[arg]
+
 
 # generate()'s defaults, used by every entry point (the sweep's points, the
 # main job's infer/evaluate, the sharded call).
 DEFAULT_METHOD = "spec_cascade"
 DEFAULT_RULE = "token_v3"
 DEFAULT_ALPHA = 0.3
-DEFAULT_NUM_DRAFT_TOKENS = 5
+DEFAULT_NUM_DRAFT_TOKENS = 5   # capped at max_new_tokens where generate gets None
 DEFAULT_NGRAM_SIZE = 3
+DEFAULT_SEQ_CONFIDENCE = "mean"
 
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("drafter", "single", uses_verifier=False, uses_num_draft_tokens=False),
@@ -111,8 +134,13 @@ def names() -> tuple[str, ...]:
 def get(name: str) -> Method:
   """The method called `name`; an unknown name raises, listing the valid ones."""
   if name not in METHODS:
-    raise ValueError(f"Unknown method {name!r}; valid methods: {names()}.")
+    raise UsageError(f"Unknown method {name!r}; valid methods: {names()}.")
   return METHODS[name]
+
+
+def taking(arg: str) -> tuple[str, ...]:
+  """The methods that take `arg` (one of METHOD_ARGS), in declaration order."""
+  return tuple(n for n, m in METHODS.items() if m.takes(arg))
 
 
 def without_alpha() -> tuple[str, ...]:

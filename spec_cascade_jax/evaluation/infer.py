@@ -4,7 +4,7 @@
         --gin_file=configs/models/demo_pair.gin --gin.TASK="'gettext_en_de'" \
         --gin.OUTPUT_DIR="'runs/infer'"
 
-Tasks: the bundled corpora `gettext_en_de` and `gettext_en_de_v2`
+Tasks: the bundled corpora `gettext_en_de` and `gettext_en_de`
 (`data.dataset.CORPORA`) are read with `data.dataset.load_split` and the
 vocabulary given (their own: `dataset.CORPUS_VOCABULARIES`; no seqio or
 TensorFlow needed: the GPU machine has neither);
@@ -31,6 +31,7 @@ import numpy as np
 
 from spec_cascade_jax.data.padding import pad_batch
 from spec_cascade_jax.decoding import methods
+from spec_cascade_jax.decoding.errors import UsageError
 from spec_cascade_jax.evaluation import grids, prompts
 from spec_cascade_jax.models.protocol import is_decoder_only
 
@@ -85,27 +86,32 @@ def spread_indices(n: int, k: int | None) -> np.ndarray:
 
 
 def load_task(task: str = GETTEXT_TASK, split: str = "validation",
-              vocabulary: str = "demo", max_input_length: int = 128,
+              vocabulary: str = "gettext", max_input_length: int = 128,
               num_examples: int | None = None,
-              t5_vocab_path: str | None = None) -> TaskData:
-  """Reads `split` of `task` (see the module docstring); `num_examples` spread evenly."""
+              t5_vocab_path: str | None = None, models: Sequence = ()) -> TaskData:
+  """Reads `split` of `task` (see the module docstring); `num_examples` spread evenly.
+
+  `models`: the models that will decode it (drafter, verifier): a vocabulary
+  other than the one they record raises `data.vocab.VocabularyMismatchError`
+  here, before any decoding."""
   if max_input_length < 2:
     raise ValueError(f"max_input_length must be >= 2 (one token and EOS); got "
                      f"{max_input_length}")
   if prompts.num_shots(task) is not None:
-    return _load_prompted_task(task, split, vocabulary, max_input_length, num_examples)
+    return _load_prompted_task(task, split, vocabulary, max_input_length, num_examples,
+                               models)
   from spec_cascade_jax.data import dataset
   if task in dataset.CORPORA:
     from spec_cascade_jax.data.vocab import load_vocabulary
     from spec_cascade_jax.evaluation import metrics
-    vocab = load_vocabulary(vocabulary)
+    vocab = load_vocabulary(vocabulary, models=models)
     rows = dataset.load_split(split, task)
     rows = [rows[i] for i in spread_indices(len(rows), num_examples)]
     ids = [vocab.encode(r["en"])[:max_input_length - 1] + [vocab.eos_id] for r in rows]
     return TaskData(task, split, ids, [r["en"] for r in rows], [r["de"] for r in rows],
                     vocab.decode, [metrics.bleu, metrics.chrf])
   return _load_seqio_task(task, split, vocabulary, max_input_length, num_examples,
-                          t5_vocab_path)
+                          t5_vocab_path, models)
 
 
 def _encode_prompts(vocab, texts: Sequence[str], max_input_length: int) -> list[list[int]]:
@@ -121,12 +127,12 @@ def _encode_prompts(vocab, texts: Sequence[str], max_input_length: int) -> list[
   return out
 
 
-def _load_prompted_task(task, split, vocabulary, max_input_length, num_examples):
+def _load_prompted_task(task, split, vocabulary, max_input_length, num_examples, models=()):
   """gettext_en_de as k-shot prompts (evaluation/prompts.py)."""
   from spec_cascade_jax.data.dataset import load_split
   from spec_cascade_jax.data.vocab import load_vocabulary
   from spec_cascade_jax.evaluation import metrics
-  vocab = load_vocabulary(vocabulary)
+  vocab = load_vocabulary(vocabulary, models=models)
   shots = prompts.pick_shots(load_split("train"), prompts.num_shots(task))
   rows = load_split(split)
   rows = [rows[i] for i in spread_indices(len(rows), num_examples)]
@@ -137,20 +143,54 @@ def _load_prompted_task(task, split, vocabulary, max_input_length, num_examples)
                   postprocess=prompts.answer_line)
 
 
-def _load_seqio_task(task, split, vocabulary, max_input_length, num_examples,
-                     t5_vocab_path):
+def check_task(task: str, t5_vocab_path: str | None = None) -> None:
+  """Raises UsageError, listing the known tasks, unless `load_task` can read
+  `task`: a bundled corpus, its k-shot prompts, or a seqio task (registered
+  through SEQIO_TASK_REGISTRARS where seqio does not know it yet). Reads no data."""
+  from spec_cascade_jax.data import dataset
+  if prompts.num_shots(task) is None and task not in dataset.CORPORA:
+    _seqio_with_task(task, t5_vocab_path)
+
+
+def _seqio_with_task(task: str, t5_vocab_path: str | None):
+  """The seqio module, `task` registered in it; UsageError if it is unknown."""
+  from spec_cascade_jax.data import dataset
+  unknown = (f"unknown task {task!r}. Known tasks: {', '.join(sorted(dataset.CORPORA))} "
+             f"(bundled), their k-shot prompts for decoder-only LMs ({GETTEXT_TASK}_<k>shot, "
+             f"e.g. {GETTEXT_TASK}_5shot)")
   try:
     import seqio  # pylint: disable=g-import-not-at-top
   except ImportError as e:
-    raise ImportError(f"task {task!r} is a seqio task and needs seqio: pip install seqio "
-                      "tensorflow-datasets rouge-score (the project's [seqio] extra)") from e
+    raise UsageError(f"{unknown}, and seqio tasks, which need seqio (not installed: pip "
+                     "install seqio tensorflow-datasets rouge-score, the project's [seqio] "
+                     "extra).") from e
   if task not in seqio.TaskRegistry.names():
     for register in SEQIO_TASK_REGISTRARS:
       register(t5_vocab_path)
-  if task not in seqio.TaskRegistry.names():
-    raise ValueError(f"unknown seqio task {task!r}: register it before running "
-                     "(spec_cascade_jax.tasks.register_tasks() registers the project's "
-                     f"tasks), or use one of {sorted(seqio.TaskRegistry.names())[:20]}")
+  names = sorted(seqio.TaskRegistry.names())
+  if task not in names:
+    listed = (f"the seqio tasks {', '.join(names[:40])}{', ...' if len(names) > 40 else ''}"
+              if names else "no seqio task yet")
+    raise UsageError(f"{unknown}, and {listed}. Register another seqio task before running "
+                     "(spec_cascade_jax.tasks.register_tasks() registers the project's).")
+  return seqio
+
+
+def check_job(task: str, point: grids.Point, max_new_tokens: int,
+              t5_vocab_path: str | None = None) -> None:
+  """Raises UsageError for decoding settings `generate` would reject (method,
+  rule, α, γ, temperature, ...) or an unknown task: a job calls it before it
+  loads any model or data."""
+  import jax
+  from spec_cascade_jax.decoding import api
+  api.check_settings(rng=jax.random.PRNGKey(point.seed),
+                     **decode_kwargs(point, max_new_tokens))
+  check_task(task, t5_vocab_path)
+
+
+def _load_seqio_task(task, split, vocabulary, max_input_length, num_examples,
+                     t5_vocab_path, models=()):
+  seqio = _seqio_with_task(task, t5_vocab_path)
   t = seqio.get_mixture_or_task(task)
   ds = t.get_dataset(sequence_length=None, split=split, shuffle=False)
   rows = list(ds.as_numpy_iterator())
@@ -165,7 +205,7 @@ def _load_seqio_task(task, split, vocabulary, max_input_length, num_examples,
     # A text task (the few-shot prompts for LMs): the prompts are tokenized
     # with `vocabulary`, the LM's own tokenizer.
     from spec_cascade_jax.data.vocab import load_vocabulary
-    lm_vocab = load_vocabulary(vocabulary)
+    lm_vocab = load_vocabulary(vocabulary, models=models)
     ids = _encode_prompts(lm_vocab, [text(r["inputs"]) for r in rows], max_input_length)
     return TaskData(task, split, ids, [text(r["inputs"]) for r in rows],
                     [text(r["targets"]) for r in rows], lm_vocab.decode, metric_fns,
@@ -334,17 +374,28 @@ def resolve_model(model_or_name):
 
 
 def load_checked_model(path_or_name: str, preset: str | None = None,
-                       dtype: str | None = None):
+                       dtype: str | None = None, pad_vocab_to: int | None = None):
   """`load_model`, then checks the architecture against a size preset.
 
   Used by configs/models/*.gin so that a T5-base checkpoint passed where a
   T5-small is expected (or a Gemma 2 9B where the 2B is) fails here, not as a
   silently odd latency curve. `preset`: a T5 preset (models/t5/config.py) or a
-  decoder-only one (models/lm/config.py).
+  decoder-only one (models/lm/config.py); None checks nothing (configs/models/
+  pair.gin). `pad_vocab_to`: widen the model's output vocabulary to this size
+  (`models.padded.pad_vocabulary`: the added ids get probability 0), for two
+  checkpoints of one tokenizer whose embeddings differ by padding rows.
   """
-  from spec_cascade_jax.models import lm, t5
   from spec_cascade_jax.models.loading import load_model
   model = load_model(path_or_name, dtype=dtype)
+  if pad_vocab_to is not None:
+    from spec_cascade_jax.models.padded import pad_vocabulary
+    return pad_vocabulary(_checked(model, path_or_name, preset), int(pad_vocab_to))
+  return _checked(model, path_or_name, preset)
+
+
+def _checked(model, path_or_name: str, preset: str | None):
+  """`model`, after its architecture is checked against `preset` (if any)."""
+  from spec_cascade_jax.models import lm, t5
   if not preset:
     return model
   if preset not in lm.PRESETS and preset not in t5.PRESETS:
@@ -382,20 +433,23 @@ def infer(drafter, verifier, output_dir: str, task: str = GETTEXT_TASK,
           num_draft_tokens: int = methods.DEFAULT_NUM_DRAFT_TOKENS, temperature: float = 0.0,
           seed: int = 0, num_examples: int | None = None, batch_size: int = 64,
           max_new_tokens: int = 64, max_input_length: int = 128,
-          buckets: Sequence[int] = DEFAULT_BUCKETS, vocabulary: str = "demo",
+          buckets: Sequence[int] = DEFAULT_BUCKETS, vocabulary: str = "gettext",
           t5_vocab_path: str | None = None) -> str:
   """Decodes a task split and writes `output_dir/predictions.jsonl`.
 
   One line per example: index, input, target, prediction, stats (per-row
   kernel counters: rounds, drafter_steps, draft_tokens, accepted, deferrals,
-  sequential_verifier_calls, num_tokens). Returns the file's path.
+  sequential_verifier_calls, num_tokens). Returns the file's path. A mistake
+  in the task or the decoding settings raises UsageError before any work.
   """
-  data = load_task(task, split, vocabulary, max_input_length, num_examples, t5_vocab_path)
-  rows, _, _ = _infer_rows(resolve_model(drafter), resolve_model(verifier), data,
-                           grids.Point("infer", method, rule or "", float(alpha),
-                                       num_draft_tokens,
-                                       float(temperature), int(seed)),
-                           batch_size, max_new_tokens, buckets)
+  point = grids.Point("infer", method, rule or "", float(alpha), num_draft_tokens,
+                      float(temperature), int(seed))
+  check_job(task, point, max_new_tokens, t5_vocab_path)
+  drafter, verifier = resolve_model(drafter), resolve_model(verifier)
+  data = load_task(task, split, vocabulary, max_input_length, num_examples, t5_vocab_path,
+                   models=(drafter, verifier))
+  rows, _, _ = _infer_rows(drafter, verifier, data, point, batch_size, max_new_tokens,
+                           buckets)
   path = os.path.join(output_dir, "predictions.jsonl")
   _write_jsonl(path, rows)
   print(f"wrote {len(rows)} predictions to {path}")
@@ -418,7 +472,7 @@ def evaluate(drafter, verifier, output_dir: str, task: str = GETTEXT_TASK,
              num_draft_tokens: int = methods.DEFAULT_NUM_DRAFT_TOKENS,
              temperature: float = 0.0, seed: int = 0, num_examples: int | None = None,
              batch_size: int = 64, max_new_tokens: int = 64, max_input_length: int = 128,
-             buckets: Sequence[int] = DEFAULT_BUCKETS, vocabulary: str = "demo",
+             buckets: Sequence[int] = DEFAULT_BUCKETS, vocabulary: str = "gettext",
              t5_vocab_path: str | None = None, num_latency_examples: int = 0,
              repeats: int = 3) -> dict:
   """infer, then the task's metrics next to the cost statistics.
@@ -426,12 +480,15 @@ def evaluate(drafter, verifier, output_dir: str, task: str = GETTEXT_TASK,
   Writes predictions.jsonl and metrics.json in `output_dir`. With
   num_latency_examples > 0 it also times that many examples at batch 1, paired
   with verifier-only decoding (`time_point`), and reports the relative
-  latency with its bootstrap interval.
+  latency with its bootstrap interval. A mistake in the task or the decoding
+  settings raises UsageError before any work.
   """
-  data = load_task(task, split, vocabulary, max_input_length, num_examples, t5_vocab_path)
-  q_model, p_model = resolve_model(drafter), resolve_model(verifier)
   point = grids.Point("eval", method, rule or "", float(alpha), num_draft_tokens,
                       float(temperature), int(seed))
+  check_job(task, point, max_new_tokens, t5_vocab_path)
+  q_model, p_model = resolve_model(drafter), resolve_model(verifier)
+  data = load_task(task, split, vocabulary, max_input_length, num_examples, t5_vocab_path,
+                   models=(q_model, p_model))
   t0 = time.perf_counter()
   rows, preds, stats = _infer_rows(q_model, p_model, data, point, batch_size,
                                    max_new_tokens, buckets)

@@ -73,7 +73,7 @@ def run_sweep(drafter="demo-drafter", verifier="demo-verifier", output_dir: str 
               seeds: Sequence[int] = (0, 1, 2), num_quality_examples: int | None = None,
               num_latency_examples: int = 20, repeats: int = 3, batch_size: int = 64,
               max_new_tokens: int = 64, max_input_length: int = 128,
-              buckets: Sequence[int] = infer.DEFAULT_BUCKETS, vocabulary: str = "demo",
+              buckets: Sequence[int] = infer.DEFAULT_BUCKETS, vocabulary: str = "gettext",
               t5_vocab_path: str | None = None, metric: str | None = None,
               make_plots: bool = True,
               on_point: Callable[[dict], Any] | None = None) -> dict:
@@ -143,7 +143,7 @@ def _run_points(pending, results, drafter, verifier, task, split, vocabulary,
                 batch_size, max_new_tokens, buckets, t5_vocab_path, on_point, tqdm):
   q_model, p_model = infer.resolve_model(drafter), infer.resolve_model(verifier)
   data = infer.load_task(task, split, vocabulary, max_input_length, num_quality_examples,
-                         t5_vocab_path)
+                         t5_vocab_path, models=(q_model, p_model))
   lat_ids = data.subset(infer.spread_indices(len(data), num_latency_examples)).input_ids
   if results.copy_baseline() is None:
     # What copying the input scores: software messages keep names, numbers and

@@ -1,7 +1,7 @@
 """The project's own model format: a directory with two files.
 
     config.json      config.to_dict() + {"family": "t5" | "lm", "format": "spec_cascade_jax",
-                     "format_version": 1}
+                     "format_version": 1, "vocabulary": {"name", "sha256"} where known}
     params.msgpack   flax.serialization.msgpack_serialize(params), the family's parameter
                      names, float32 or bfloat16 ("param_storage_dtype" in config.json)
 
@@ -9,7 +9,10 @@ Any family of `models/families.py` (T5Model, LMModel) is saved and loaded
 through the registry: `"family"` picks the config class and the model
 builder; a config.json without it is a T5 (the bundled models,
 `spec_cascade_jax/assets/models/<name>/`, were written before the key). The
-`format` key tells it apart from a Hugging Face `config.json`. Each file is
+`format` key tells it apart from a Hugging Face `config.json`. "vocabulary"
+records the vocabulary the model was trained with (models/vocab_record.py);
+loading puts it on `model.vocabulary`, and decoding it with another
+vocabulary is an error (`data.vocab.check_vocabulary`). Each file is
 written under a temporary name and renamed, so an interrupted save leaves
 either the old file or the new one, never half of one; params go first and
 config.json last, so a directory with our config.json always has its params.
@@ -17,6 +20,7 @@ config.json last, so a directory with our config.json always has its params.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -26,12 +30,13 @@ import numpy as np
 
 from spec_cascade_jax.models import families
 from spec_cascade_jax.models.params import flatten_params, unflatten_params
+from spec_cascade_jax.models.vocab_record import VocabularyRecord
 
 FORMAT_NAME = "spec_cascade_jax"
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 PARAMS_FILE = "params.msgpack"
-_MARKER_KEYS = ("family", "format", "format_version", "param_storage_dtype")
+_MARKER_KEYS = ("family", "format", "format_version", "param_storage_dtype", "vocabulary")
 # The family of a config.json without a "family" key (written before it existed).
 DEFAULT_FAMILY = "t5"
 
@@ -61,9 +66,14 @@ def _atomic_write(path: str, data: bytes) -> None:
 _STORAGE_DTYPES = ("float32", "bfloat16")
 
 
-def save_model(model: Any, directory: str, param_dtype: str = "float32") -> str:
+def save_model(model: Any, directory: str, param_dtype: str = "float32",
+               vocabulary: Any = None) -> str:
   """Writes `model` (a family's model, models/families.py: T5Model, LMModel) to
   `directory`; returns it.
+
+  `vocabulary`: the vocabulary the model was trained with (a loaded one from
+  `scj.load_vocabulary`, or a `VocabularyRecord`); recorded in config.json so
+  that decoding with another one raises. Default: `model.vocabulary`.
 
   `param_dtype="bfloat16"` stores the weights rounded to bfloat16 (half the
   bytes, as t5x checkpoints often do); loading casts them back to float32, so
@@ -87,10 +97,24 @@ def save_model(model: Any, directory: str, param_dtype: str = "float32") -> str:
   blob = serialization.msgpack_serialize(unflatten_params(params))
   config = dict(family.config_to_dict(model.config), family=family.name, format=FORMAT_NAME,
                 format_version=FORMAT_VERSION, param_storage_dtype=param_dtype)
+  record = _vocabulary_record(vocabulary if vocabulary is not None else model.vocabulary)
+  if record is not None:
+    config["vocabulary"] = record.to_dict()
   _atomic_write(os.path.join(directory, PARAMS_FILE), blob)
   _atomic_write(os.path.join(directory, CONFIG_FILE),
                 (json.dumps(config, indent=2, sort_keys=True) + "\n").encode())
   return directory
+
+
+def _vocabulary_record(vocabulary: Any) -> VocabularyRecord | None:
+  """A VocabularyRecord for a loaded vocabulary (its `name` and `fingerprint`),
+  or the record itself, or None."""
+  if vocabulary is None or isinstance(vocabulary, VocabularyRecord):
+    return vocabulary
+  if not hasattr(vocabulary, "fingerprint"):
+    raise TypeError(f"vocabulary= takes a vocabulary from scj.load_vocabulary or a"
+                    f" VocabularyRecord; got a {type(vocabulary).__name__}.")
+  return VocabularyRecord(name=vocabulary.name, sha256=vocabulary.fingerprint)
 
 
 def storage_dtype(name: str) -> np.dtype:
@@ -105,7 +129,7 @@ def round_params(model: Any, param_dtype: str):
   dtype = storage_dtype(param_dtype)
   params = jax.tree_util.tree_map(
       lambda x: np.asarray(x).astype(dtype).astype(np.float32), model.params)
-  return type(model)(config=model.config, params=params)
+  return dataclasses.replace(model, params=params)
 
 
 def read_config_json(directory: str) -> dict[str, Any] | None:
@@ -175,4 +199,9 @@ def load_saved_model(directory: str, dtype: str | None = None):
   if not isinstance(params, dict):
     raise ValueError(f"{params_path!r} holds a {type(params).__name__}, not a parameter"
                      " dict.")
-  return family.make_model(flatten_params(params), config, repr(params_path), dtype)
+  try:
+    record = VocabularyRecord.from_dict(cfg.get("vocabulary"))
+  except ValueError as e:
+    raise ValueError(f"{cfg_path!r}: {e}") from None
+  model = family.make_model(flatten_params(params), config, repr(params_path), dtype)
+  return model if record is None else dataclasses.replace(model, vocabulary=record)

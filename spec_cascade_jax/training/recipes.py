@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from spec_cascade_jax.data.vocab import encode_with_eos, placeholder_piece_mask
-from spec_cascade_jax.decoding.greedy import greedy_translate
+from spec_cascade_jax.decoding.greedy import greedy_ids
 from spec_cascade_jax.models.t5 import T5Config
 from spec_cascade_jax.training.trainer import TrainConfig, train
 
@@ -32,6 +32,14 @@ def encode_pairs(pairs: Sequence[dict], vocab, max_len: int) -> list[tuple[list[
     out.append((encode_with_eos(vocab, ex["en"], max_len),
                 encode_with_eos(vocab, ex["de"], max_len)))
   return out
+
+
+def greedy_translate(model, vocab, sources: Sequence[str], batch_size: int = 64,
+                     max_new_tokens: int = 64, max_len: int = 128) -> list[str]:
+  """Greedy verifier-only translations of `sources` by `model`, batched
+  (`decoding.greedy.greedy_ids` on the texts encoded with `vocab`)."""
+  ids = [encode_with_eos(vocab, x, max_len) for x in sources]
+  return [vocab.decode(o) for o in greedy_ids(model, ids, batch_size, max_new_tokens)]
 
 
 def corpus_bleu(predictions: Sequence[str], references: Sequence[str]) -> float:
@@ -47,15 +55,21 @@ def data_hash(pairs: Sequence[dict]) -> str:
   return h.hexdigest()
 
 
-def _initial_params(init_from: str, model_config: T5Config):
+def _initial_params(init_from: str, model_config: T5Config, workdir: str,
+                    expected_sha256: str | None = None):
   """Parameters of `init_from` grown to `model_config`, its recipe (or None), and
-  the fingerprint of its parameters as loaded (`distill.params_fingerprint`)."""
+  the fingerprint of its parameters as loaded (`distill.params_fingerprint`),
+  checked against `expected_sha256` when given. `init_from` may name a model
+  of the git history (training/lineage.py), written out under `workdir`."""
   from spec_cascade_jax.models.loading import ASSETS_DIR, load_model
+  from spec_cascade_jax.training import lineage
   from spec_cascade_jax.training.distill import params_fingerprint
   from spec_cascade_jax.training.growth import check_growable, deepen
 
+  init_from = lineage.materialize(init_from, os.path.join(workdir, "start"))
   init = load_model(init_from)
   fingerprint = params_fingerprint(init.params)
+  lineage.check_fingerprint(init_from, fingerprint, expected_sha256)
   check_growable(init.config, model_config)
   grown = deepen(init, model_config.num_layers, model_config.n_decoder_layers)
   folder = init_from if os.path.isdir(init_from) else os.path.join(ASSETS_DIR, init_from)
@@ -68,8 +82,9 @@ def _initial_params(init_from: str, model_config: T5Config):
 
 
 def train_gettext(model_config: T5Config, train_config: TrainConfig, workdir: str,
-                  output_dir: str, vocabulary: str = "demo",
+                  output_dir: str, vocabulary: str = "gettext",
                   bleu_examples: int = 200, init_from: str | None = None,
+                  init_sha256: str | None = None,
                   param_dtype: str = "float32", distill_from: str | None = None,
                   corpus: str = "gettext_en_de", kd_from: str | None = None) -> dict:
   """Trains `model_config` on a gettext corpus and exports it to `output_dir`.
@@ -79,7 +94,11 @@ def train_gettext(model_config: T5Config, train_config: TrainConfig, workdir: st
       a random init; if it has fewer layers than `model_config` it is grown
       with `growth.deepen` (same function, new layers start as identities).
       Its recipe.json is kept in this recipe under "init_recipe", the
-      fingerprint of its parameters under "init_sha256".
+      fingerprint of its parameters under "init_sha256", and both with the
+      commit and path of a model of the git history ('git:<commit>:<path>',
+      training/lineage.py) under "start".
+    init_sha256: the fingerprint `init_from` must have; a different model
+      raises before training.
     param_dtype: storage dtype of the exported weights ("float32" or
       "bfloat16"); for bfloat16, "final_eval_stored" records BLEU with the
       stored (rounded) weights.
@@ -132,17 +151,18 @@ def train_gettext(model_config: T5Config, train_config: TrainConfig, workdir: st
                     "kd_weight": train_config.kd_weight}
   init_params, init_recipe, init_sha256 = None, None, None
   if init_from is not None:
-    init_params, init_recipe, init_sha256 = _initial_params(init_from, model_config)
+    init_params, init_recipe, init_sha256 = _initial_params(init_from, model_config,
+                                                            workdir, init_sha256)
   t0 = time.time()
   model, history = train(model_config, train_ex, valid_ex, train_config, workdir,
                          bleu_fn=bleu_fn, init_params=init_params, teacher=teacher,
                          placeholder_mask=(placeholder_piece_mask(vocab)
                                            if train_config.placeholder_weight != 1.0 else None))
-  save_model(model, output_dir, param_dtype=param_dtype)
+  save_model(model, output_dir, param_dtype=param_dtype, vocabulary=vocab)
   recipe = {
       "model_config": model_config.to_dict(),
       "train_config": dataclasses.asdict(train_config),
-      "vocabulary": vocabulary,
+      "vocabulary": {"name": vocab.name, "sha256": vocab.fingerprint},
       "data": {"task": os.path.basename(os.path.normpath(corpus)),
                "train_sha256": data_hash(train_pairs),
                "train_examples": len(train_pairs)},
@@ -164,6 +184,8 @@ def train_gettext(model_config: T5Config, train_config: TrainConfig, workdir: st
     recipe["init_from"] = init_from
     recipe["init_sha256"] = init_sha256
     recipe["init_recipe"] = init_recipe
+    from spec_cascade_jax.training import lineage
+    recipe["start"] = lineage.start_record(init_from, init_sha256)
   with open(os.path.join(output_dir, "recipe.json"), "w") as f:
     json.dump(recipe, f, indent=1)
   return recipe

@@ -312,6 +312,8 @@ class LMModel:
   """
   config: LMConfig = flax.struct.field(pytree_node=False)
   params: dict
+  # The vocabulary it was trained with, where recorded (models/vocab_record.py).
+  vocabulary: Any = flax.struct.field(pytree_node=False, default=None)
   decoder_only = True   # protocol.is_decoder_only: inputs are prompts (a class constant)
 
   @property

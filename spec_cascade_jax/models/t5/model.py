@@ -457,6 +457,8 @@ class T5Model:
   """
   config: T5Config = flax.struct.field(pytree_node=False)
   params: dict
+  # The vocabulary it was trained with, where recorded (models/vocab_record.py).
+  vocabulary: Any = flax.struct.field(pytree_node=False, default=None)
 
   @property
   def module(self) -> T5Module:

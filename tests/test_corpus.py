@@ -1,4 +1,4 @@
-"""gettext_en_de_v2: placeholders, the package harvester, the package split, the shipped copy."""
+"""gettext_en_de: placeholders, the package harvester, the package split, the shipped copy."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -62,9 +63,9 @@ def test_frequent_units_counts_placeholders_and_markup():
   assert "%(name)s" in placeholders.frequent_units(texts, min_count=2)
 
 
-def test_gettext_v2_vocabulary_keeps_placeholders_whole():
+def test_gettext_vocabulary_keeps_placeholders_whole():
   from spec_cascade_jax.data.vocab import load_vocabulary
-  vocab = load_vocabulary("gettext_v2")
+  vocab = load_vocabulary("gettext")
   assert vocab.vocab_size == 8000
   for unit in ("%s", "%d", "%1$s", "%(count)d", "{0}", "<b>", "</b>", "&amp;", "%1", "%m"):
     ids = vocab.encode(f"x {unit} y")
@@ -90,7 +91,7 @@ def test_excluded_names_and_package_list_errors(tmp_path):
 
 
 def test_shipped_package_list_is_pinned_and_clean():
-  rows = debian_harvest.read_packages(os.path.join(dataset.CORPORA["gettext_en_de_v2"],
+  rows = debian_harvest.read_packages(os.path.join(dataset.CORPORA["gettext_en_de"],
                                                    "PACKAGES.tsv"))
   assert len(rows) > 1500
   assert all(v and s for _, v, s in rows)
@@ -252,27 +253,40 @@ def test_harvest_build_errors(harvest_build, tmp_path):
     bg.build(str(tmp_path / "z"), harvest_dir=str(bad))
 
 
+def test_clean_pair_keeps_control_characters_but_whitespace_ones_become_spaces():
+  drops = collections.Counter()
+  # naev's colour code, IRC bold, ESC, DEL and C1 travel with the text (rule 6).
+  for en, de in [("\x07oAborting hyperspace sequence.", "\x07oHyperraumsequenz abgebrochen."),
+                 ("Mode is \x02on\x02 \x1b[1m\x7f\x9f", "Modus ist \x02an\x02 \x1b[1m\x7f\x9f")]:
+    assert bg.clean_pair(en, de, drops) == (en, de)
+  # TAB, LF, VT, FF, CR, U+001C-U+001F and NEL are whitespace to rule 6.
+  assert bg.clean_pair("a\tb\x0bc\x0cd\re\x1cf\x1fg\x85h\n",
+                       "A\tB\x0bC\x0cD\rE\x1cF\x1fG\x85H\n", drops) == (
+                           "a b c d e f g h", "A B C D E F G H")
+  assert not drops
+
+
 # ----------------------------------------------------------------- shipped copy
 @pytest.fixture(scope="module")
 def shipped():
-  m = dataset.load_manifest("gettext_en_de_v2")
-  return m, {s: dataset.load_split(s, "gettext_en_de_v2") for s in bg.SPLITS}
+  m = dataset.load_manifest("gettext_en_de")
+  return m, {s: dataset.load_split(s, "gettext_en_de") for s in bg.SPLITS}
 
 
 @pytest.mark.slow
-def test_shipped_v2_sizes_and_splits(shipped):
+def test_shipped_sizes_and_splits(shipped):
   m, rows = shipped
   total = sum(len(r) for r in rows.values())
   assert total == m["total"] >= 300_000
   assert len(rows["test"]) >= 0.05 * total
   assert m["splits"]["test"]["packages"] >= 30 and len(m["test_split"]["sources"]) >= 30
-  size = sum(os.path.getsize(os.path.join(dataset.CORPORA["gettext_en_de_v2"], i["file"]))
+  size = sum(os.path.getsize(os.path.join(dataset.CORPORA["gettext_en_de"], i["file"]))
              for i in m["splits"].values())
   assert size < 40e6
 
 
 @pytest.mark.slow
-def test_shipped_v2_test_packages_unseen_and_no_shared_text(shipped):
+def test_shipped_test_packages_unseen_and_no_shared_text(shipped):
   m, rows = shipped
   test_pk = {r["package"] for r in rows["test"]}
   train_pk = {r["package"] for s in ("train", "validation") for r in rows[s]}
@@ -285,7 +299,7 @@ def test_shipped_v2_test_packages_unseen_and_no_shared_text(shipped):
 
 
 @pytest.mark.slow
-def test_shipped_v2_pairs_are_clean(shipped):
+def test_shipped_pairs_are_clean(shipped):
   m, rows = shipped
   for s in bg.SPLITS:
     for r in rows[s][::50]:
@@ -296,11 +310,36 @@ def test_shipped_v2_pairs_are_clean(shipped):
       assert not bg._AMP_MNEMONIC.search(r["en"]), r  # accelerators are stripped
 
 
-def test_shipped_v2_files_match_manifest():
-  m = dataset.load_manifest("gettext_en_de_v2")
+def test_shipped_files_match_manifest():
+  m = dataset.load_manifest("gettext_en_de")
   for s, info in m["splits"].items():
-    with open(os.path.join(dataset.CORPORA["gettext_en_de_v2"], info["file"]), "rb") as f:
+    with open(os.path.join(dataset.CORPORA["gettext_en_de"], info["file"]), "rb") as f:
       raw = f.read()
     assert hashlib.sha256(raw).hexdigest() == info["sha256"], s
     assert raw[3] == 0 and raw[4:8] == b"\0\0\0\0"  # no file name, mtime 0
     assert len(gzip.decompress(raw).splitlines()) == info["count"]
+
+
+# Control characters that rule 6 keeps: C0 without the ones it turns into
+# spaces, and DEL/C1 without NEL.
+_C0 = re.compile("[\x00-\x08\x0e-\x1b]")
+_C1 = re.compile("[\x7f-\x84\x86-\x9f]")
+_SPACE_CONTROLS = re.compile("[\t\n\x0b\x0c\r\x1c-\x1f\x85]")
+# Rows per split with one on either side: (any, C0, DEL/C1), as documented.
+SHIPPED_CONTROL_ROWS = {"train": (188, 185, 3), "validation": (2, 2, 0), "test": (218, 215, 3)}
+
+
+@pytest.mark.slow
+def test_shipped_control_characters_are_kept_as_documented(shipped):
+  _, rows = shipped
+  got = {}
+  for s in bg.SPLITS:
+    texts = [r["en"] + " " + r["de"] for r in rows[s]]
+    assert not [t for t in texts if _SPACE_CONTROLS.search(t)], s
+    got[s] = (sum(bool(_C0.search(t) or _C1.search(t)) for t in texts),
+              sum(bool(_C0.search(t)) for t in texts), sum(bool(_C1.search(t)) for t in texts))
+  assert got == SHIPPED_CONTROL_ROWS
+  doc = " ".join(bg.__doc__.split())
+  stated = ", ".join(f"{s} {n} ({c0} C0, {c1} DEL/C1)"
+                     for s, (n, c0, c1) in SHIPPED_CONTROL_ROWS.items())
+  assert stated in doc, stated
