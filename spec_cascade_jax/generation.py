@@ -15,6 +15,7 @@ from __future__ import annotations
 import inspect
 
 from spec_cascade_jax.decoding import api
+from spec_cascade_jax.decoding.errors import UsageError
 
 _MESH_DOC = """
   mesh: a ("data", "model") jax.sharding.Mesh (`spec_cascade_jax.parallel.make_mesh`):
@@ -29,7 +30,7 @@ def generate(drafter, verifier, input_ids, *args, mesh=None, rules=None,
              **kwargs) -> api.GenerateResult:
   if mesh is None:
     if rules is not None:
-      raise ValueError("rules= is used only with mesh=; pass a mesh "
+      raise UsageError("rules= is used only with mesh=; pass a mesh "
                        "(spec_cascade_jax.parallel.make_mesh) or drop rules.")
     return api.generate(drafter, verifier, input_ids, *args, **kwargs)
   if args:

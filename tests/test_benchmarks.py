@@ -1,8 +1,11 @@
-"""benchmarks/gpu.py, the one script a lent accelerator runs: its pieces on tiny shapes.
+"""The benchmark scripts' pieces on tiny shapes (benchmarks/).
 
-A run on the device machine is short and cannot be repeated at will, so what
-it computes beside the timings (bytes per step, random weights, the JSON it
-writes, errors recorded rather than fatal) is checked here, on the CPU.
+Mostly gpu.py, the one script a lent accelerator runs: a run on the device
+machine is short and cannot be repeated at will, so what it computes beside
+the timings (bytes per step, random weights, the JSON it writes, errors
+recorded rather than fatal) is checked here, on the CPU. Then the helpers of
+common.py, round_profile.py, speed.py, train_step.py, quality.py and
+latency_fit.py.
 """
 
 import argparse
@@ -212,43 +215,6 @@ def test_interleaved_times_rewarm_times_only_warm_calls():
   assert calls == ["a", "b", "a", "b"]
 
 
-def _speed_report(ms: dict, tok_s: dict) -> dict:
-  return {"tables": {"T=0": [{"label": m, "ms_per_example": ms[m], "tok_s_b8": tok_s[m],
-                              "tok_s_b8_best": 1e9, "speedup_median": 9.0}
-                             for m in ms]}}
-
-
-def test_ab_speed_compares_each_pair_and_reports_the_median_and_range(tmp_path):
-  import ab_speed
-  pairs = [(_speed_report({"verifier": 10.0, "speculative": 5.0}, {"verifier": 100.0,
-                                                                   "speculative": 200.0}),
-            _speed_report({"verifier": 11.0, "speculative": 5.0}, {"verifier": 90.0,
-                                                                   "speculative": 200.0})),
-           (_speed_report({"verifier": 20.0, "speculative": 4.0}, {"verifier": 100.0,
-                                                                   "speculative": 100.0}),
-            _speed_report({"verifier": 19.0, "speculative": 6.0}, {"verifier": 100.0,
-                                                                   "speculative": 300.0}))]
-  rows = {(r["method"], r["metric"]): r for r in ab_speed.compare(pairs)}
-  # Only latency and median throughput are compared (not speed-ups, not "_best").
-  assert set(rows) == {(m, k) for m in ("verifier", "speculative")
-                       for k in ("latency", "tok_s_b8")}
-  lat = rows[("verifier", "latency")]
-  # Ratios are taken within each pair (1.1 and 0.95), not across medians.
-  assert lat["ratio_min"] == pytest.approx(0.95) and lat["ratio_max"] == pytest.approx(1.1)
-  assert lat["ratio_median"] == pytest.approx((1.1 + 0.95) / 2)
-  assert rows[("speculative", "latency")]["ratio_max"] == pytest.approx(1.5)
-  assert rows[("speculative", "tok_s_b8")]["ratio_median"] == pytest.approx((1.0 + 3.0) / 2)
-
-
-def test_ab_speed_refuses_a_tree_whose_package_is_not_imported(tmp_path):
-  """A tree without its own package would silently time the installed one."""
-  import ab_speed
-  tree = tmp_path / "tree"
-  tree.mkdir()
-  with pytest.raises(RuntimeError, match="not this tree's package"):
-    ab_speed.run_speed(str(tree), [], str(tmp_path / "out.json"))
-
-
 @pytest.mark.slow
 def test_train_step_times_both_dtypes_on_real_packed_batches(tmp_path):
   import train_step
@@ -279,7 +245,7 @@ def test_quality_records_fingerprints_and_samples_and_keeps_finished_splits(
     model = T5Model.init(cfg, jax.random.PRNGKey(i))
     dirs.append(save_model(model, str(tmp_path / f"m{i}")))
   out = tmp_path / "q.json"
-  args = ["--models", ",".join(dirs), "--vocabulary", "demo", "--corpus", "gettext_en_de",
+  args = ["--models", ",".join(dirs), "--vocabulary", "gettext", "--corpus", "gettext_en_de",
           "--splits", "validation", "--examples", "3", "--samples", "2", "--json", str(out)]
   report = quality.main(args)
   rep = report["splits"]["validation"]
@@ -312,3 +278,14 @@ def test_latency_fit_recovers_fixed_and_per_iteration_costs():
   assert latency_fit.iteration_counts(stats, "verifier") == 7
   assert [latency_fit.iteration_unit(m) for m in ("spec_cascade", "seq_cascade")] == [
       "round", "token"]
+
+
+@pytest.mark.parametrize("script", ["speed", "vs_hf", "round_profile", "gpu", "quality"])
+def test_the_scripts_run_the_one_bundled_pair(script, capsys):
+  """No script offers a choice of bundled pair: they all run common.DEMO."""
+  import importlib
+  with pytest.raises(SystemExit) as done:
+    importlib.import_module(script).main(["--help"])
+  assert done.value.code == 0
+  assert "--demo-pair" not in capsys.readouterr().out
+  assert (common.DEMO.drafter, common.DEMO.verifier) == ("demo-drafter", "demo-verifier")

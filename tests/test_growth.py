@@ -87,12 +87,12 @@ def test_training_starts_from_init_params(tmp_path):
                   init_params=small.params)
 
 
-def test_recipe_start_grows_a_bundled_model_and_keeps_its_recipe():
+def test_recipe_start_grows_a_bundled_model_and_keeps_its_recipe(tmp_path):
   from spec_cascade_jax.models.loading import load_model
   from spec_cascade_jax.training.recipes import _initial_params
   small = load_model("demo-drafter")
   target = small.config.replace(num_decoder_layers=small.config.n_decoder_layers + 1)
-  params, recipe, fingerprint = _initial_params("demo-drafter", target)
+  params, recipe, fingerprint = _initial_params("demo-drafter", target, str(tmp_path))
   assert recipe is not None and recipe["model_config"]["name"] == "demo-drafter"
   from spec_cascade_jax.training.distill import params_fingerprint
   assert fingerprint == params_fingerprint(small.params) != params_fingerprint(params)
@@ -100,4 +100,44 @@ def test_recipe_start_grows_a_bundled_model_and_keeps_its_recipe():
   np.testing.assert_allclose(np.asarray(T5Model(config=target, params=params).logits(x, y)),
                              np.asarray(small.logits(x, y)), atol=1e-5)
   with pytest.raises(ValueError, match="d_model"):
-    _initial_params("demo-drafter", target.replace(d_model=128))
+    _initial_params("demo-drafter", target.replace(d_model=128), str(tmp_path))
+  with pytest.raises(ValueError, match="init_sha256"):
+    _initial_params("demo-drafter", target, str(tmp_path), expected_sha256="0" * 64)
+
+
+def test_a_start_in_git_history_is_written_out_and_its_fingerprint_checked(tmp_path):
+  """'git:<commit>:<path>' names a model that left the tree: `materialize`
+  writes it out of the history with `git show`, and the recipe's
+  init_sha256 catches another model in its place."""
+  import subprocess
+  from spec_cascade_jax.models.checkpoint import save_model
+  from spec_cascade_jax.models.loading import load_model
+  from spec_cascade_jax.training import lineage
+  from spec_cascade_jax.training.distill import params_fingerprint
+  from spec_cascade_jax.training.recipes import _initial_params
+  repo = tmp_path / "repo"
+  model = T5Model.init(PRESETS["tiny-v1.0"], jax.random.PRNGKey(0))
+  save_model(model, str(repo / "models" / "old"))
+  git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+  subprocess.run(["git", "init", "-q", str(repo)], check=True)
+  subprocess.run(git + ["add", "."], check=True)
+  subprocess.run(git + ["commit", "-qm", "old"], check=True)
+  commit = subprocess.run(git + ["rev-parse", "HEAD"], check=True, capture_output=True,
+                          text=True).stdout.strip()
+  subprocess.run(git + ["rm", "-rq", "models"], check=True)   # the model leaves the tree
+  ref = f"git:{commit}:models/old"
+  assert lineage.parse_git_ref(ref) == (commit, "models/old")
+  out = lineage.materialize(ref, str(tmp_path / "start"), repo=str(repo))
+  fingerprint = params_fingerprint(model.params)
+  assert params_fingerprint(load_model(out).params) == fingerprint
+  assert lineage.start_record(ref, fingerprint)["get"] == (
+      f"mkdir DIR && git show {commit}:models/old/config.json > DIR/config.json"
+      f" && git show {commit}:models/old/params.msgpack > DIR/params.msgpack")
+  _, _, got = _initial_params(out, PRESETS["tiny-v1.0"], str(tmp_path), fingerprint)
+  assert got == fingerprint
+  with pytest.raises(ValueError, match="init_sha256"):
+    _initial_params(out, PRESETS["tiny-v1.0"], str(tmp_path), "f" * 64)
+  with pytest.raises(FileNotFoundError, match="git show"):
+    lineage.materialize(f"git:{commit}:models/missing", str(tmp_path / "s2"), repo=str(repo))
+  with pytest.raises(ValueError, match="git:<commit>:<path"):
+    lineage.parse_git_ref("git:nocolon")

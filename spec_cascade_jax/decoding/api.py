@@ -432,9 +432,10 @@ def generate(drafter, verifier, input_ids, method: str = methods.DEFAULT_METHOD,
   lossless, like "speculative").
   num_draft_tokens: tokens drafted per round, at most max_new_tokens (more
   raises); None: 5, or max_new_tokens where that is smaller. For token_cascade,
-  num_draft_tokens + 1 is the verifier's catch-up chunk size; methods without
-  drafts ignore it. top_k: at most the vocabulary size (0 disables it).
-  Every mistake raises UsageError (a ValueError) before anything is compiled.
+  num_draft_tokens + 1 is the verifier's catch-up chunk size; the methods that
+  do not use it (methods.Method.uses_num_draft_tokens) ignore it.
+  top_k: at most the vocabulary size (0 disables it).
+  A wrong setting raises UsageError (a ValueError) before anything is compiled.
   pad_single_row: decode a one-row batch as two copies of the row and return
   the first; None (default) does so on GPU backends only. With one row,
   XLA:GPU emits each projection of a one-token step as a reduction:
@@ -464,7 +465,7 @@ def _generate(decode_fn, drafter, verifier, input_ids, pad_single_row, input_len
   """`generate`'s work with `decode_fn`, a jit of `decode` (jitted_decode, or
   a copy's own: generate_instances)."""
   if pad_single_row is not None and not isinstance(pad_single_row, bool):
-    raise ValueError(f"pad_single_row must be True, False or None (automatic: on GPU "
+    raise UsageError(f"pad_single_row must be True, False or None (automatic: on GPU "
                      f"only); got {pad_single_row!r}.")
   drafter, verifier, (alpha, temperature, top_p), rng, statics = prepare(
       drafter, verifier, input_ids, **prepare_kwargs)
@@ -508,7 +509,7 @@ def generate_instances(count: int) -> tuple[Callable[..., GenerateResult], ...]:
   per process.
   """
   if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-    raise ValueError(f"count must be an int >= 1; got {count!r}.")
+    raise UsageError(f"count must be an int >= 1; got {count!r}.")
 
   def instance(decode_fn):
     def run(drafter, verifier, input_ids, **kwargs) -> GenerateResult:

@@ -98,7 +98,7 @@ PAPER = (
 # reference, slower than the verifier), 3 α each, so that its 32 points fit in
 # ~10 minutes on 2 CPU cores with the bundled pair. The α values span each
 # rule from the verifier's BLEU towards the drafter's with the bundled pair
-# (picked on demo-verifier-v3's runs with the v2 and v3 drafters): chow
+# (picked on the bundled verifier's earlier runs): chow
 # reaches the verifier's BLEU at 0.2 (at 0.3 it stopped 0.1 short), and diff,
 # opt and the token rules lose quality fast above 0.1. At temperature 0 lossy SD accepts exactly what lossless SD
 # does (both distributions are one-hot), so it gets one point; its α matters

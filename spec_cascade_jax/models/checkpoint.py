@@ -7,8 +7,7 @@
 
 Any family of `models/families.py` (T5Model, LMModel) is saved and loaded
 through the registry: `"family"` picks the config class and the model
-builder; a config.json without it is a T5 (the bundled models,
-`spec_cascade_jax/assets/models/<name>/`, were written before the key). The
+builder; a config.json without it is a T5 (files written before the key). The
 `format` key tells it apart from a Hugging Face `config.json`. "vocabulary"
 records the vocabulary the model was trained with (models/vocab_record.py);
 loading puts it on `model.vocabulary`, and decoding it with another

@@ -50,9 +50,10 @@ def _repo_root() -> str:
   return out.stdout.strip()
 
 
-def materialize(ref: str, out_dir: str) -> str:
+def materialize(ref: str, out_dir: str, repo: str | None = None) -> str:
   """The directory of the model `ref` names: `ref` itself unless it is a git
-  reference, whose files are written to `out_dir/<commit>/<name>` (once)."""
+  reference, whose files are written to `out_dir/<commit>/<name>` (once) from
+  the history of `repo` (default: the clone this package lives in)."""
   parsed = parse_git_ref(ref)
   if parsed is None:
     return ref
@@ -60,7 +61,7 @@ def materialize(ref: str, out_dir: str) -> str:
   target = os.path.join(out_dir, commit[:12], os.path.basename(path))
   if all(os.path.isfile(os.path.join(target, f)) for f in _FILES[:2]):
     return target
-  root = _repo_root()
+  root = repo or _repo_root()
   if not root:
     raise FileNotFoundError(
         f"{ref!r} is a model of the project's git history, but this installation is"
