@@ -48,6 +48,7 @@ from gin import config_parser
 # Imported for its effect: it hooks the project's seqio tasks into
 # evaluation.infer, which registers them when a job names one (docs/design.md §5).
 from spec_cascade_jax import tasks  # noqa: F401  pylint: disable=unused-import
+from spec_cascade_jax.data.vocab import VocabularyMismatchError
 from spec_cascade_jax.decoding.errors import UsageError
 
 PROG = "python -m spec_cascade_jax.main"
@@ -400,8 +401,9 @@ def configure(gin_files: Sequence[str], bindings: Sequence[str] = (),
 
 def main(argv: Sequence[str] | None = None):
   """Parses the command line and runs the job. A UsageError (a ConfigError, or
-  a setting the job rejects) ends it with one line on stderr and exit code 2;
-  any other exception is a bug and keeps its traceback."""
+  a setting the job rejects) or a VocabularyMismatchError (a vocabulary the
+  models were not trained with) ends it with one line on stderr and exit code
+  2; any other exception is a bug and keeps its traceback."""
   args = parse_args(sys.argv[1:] if argv is None else argv)
   gin.clear_config()
   try:
@@ -410,7 +412,7 @@ def main(argv: Sequence[str] | None = None):
     # Dynamic registration (gin files `from spec_cascade_jax import main`)
     # attaches the bindings to this module's `run`.
     return gin.get_configurable(run)()
-  except UsageError as e:
+  except (UsageError, VocabularyMismatchError) as e:
     # gin appends "In call to configurable ..." lines to the message.
     print(f"{PROG}: error: {_first_line(e)}", file=sys.stderr)
     raise SystemExit(2) from None

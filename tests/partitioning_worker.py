@@ -1,13 +1,23 @@
-"""Subprocess side of tests/test_partitioning.py (needs several CPU devices).
+"""The T5 checks of the shared 8-device worker (tests/mesh_worker.py) and
+the two-process check of tests/test_partitioning.py.
 
-    XLA_FLAGS=--xla_force_host_platform_device_count=8 \
-        python tests/partitioning_worker.py mesh OUT_DIR
+    python tests/mesh_worker.py OUT_DIR t5          # run_mesh, with 8 fake devices
     XLA_FLAGS=--xla_force_host_platform_device_count=2 \
         python tests/partitioning_worker.py multiprocess OUT_DIR PORT PROCESS_ID
 
 Each mode runs several checks in one process (compiles dominate the cost) and
 writes what it found to OUT_DIR as .npz/.json for the parent to assert on; any
-failed check raises, so a non-zero exit status fails the parent test.
+failed check raises. run_mesh's decodes, each against the unsharded one:
+
+  tiny pair (4 heads)  speculative on (8, 1) and (2, 4); spec_cascade (also
+                       the compiled loop's HLO) and prompt_lookup on (2, 4)
+  bundled pair         demo-drafter (3 heads, replicated on a 2-way "model"
+                       axis) -> demo-verifier (4 heads, split): speculative
+                       and spec_cascade on (4, 2), 2 heads per device
+
+so every method runs model-parallel, (8, 1) covers one row per device, and
+(4, 2) both several heads per device and a pair whose models shard
+differently.
 """
 
 from __future__ import annotations
@@ -27,6 +37,17 @@ GAMMA = 3
 METHODS = (dict(method="speculative"),
            dict(method="spec_cascade", rule="token_v3", alpha=0.3),
            dict(method="prompt_lookup", ngram_size=1))
+# The tiny pair's meshes per method (module docstring); spec_cascade on
+# (2, 4) is also the program whose HLO is checked.
+MESHES = {"speculative": ((8, 1), (2, 4)), "spec_cascade": ((2, 4),),
+          "prompt_lookup": ((2, 4),)}
+# The bundled pair on a (4, 2) mesh: 8 short messages of its task.
+PAIR = ("demo-drafter", "demo-verifier", "gettext")
+PAIR_MESH = (4, 2)
+PAIR_MAX_NEW = 12
+PAIR_TEXTS = ("Open file", "Save the document before closing?", "Print", "Cancel",
+              "The file could not be found.", "Delete all selected messages?",
+              "Settings", "Show hidden files")
 
 
 def tiny_pair():
@@ -92,7 +113,7 @@ def run_mesh(out_dir: str):
     results[f"{name}/unsharded/tokens"] = ref.tokens
     for k, v in ref.stats.items():
       results[f"{name}/unsharded/{k}"] = v
-    for shape in ((8, 1), (4, 2), (2, 4)):
+    for shape in MESHES[name]:
       mesh = parallel.make_mesh(mesh_shape=shape)
       t0 = time.time()
       res = parallel.sharded_generate(drafter, verifier, ids, mesh=mesh,
@@ -181,10 +202,18 @@ def run_mesh(out_dir: str):
   pckpt._read_ts_block = counting
   sharded = parallel.load_t5x_sharded(ckpt, mesh)
   pckpt._read_ts_block = orig
-  whole = t5x_checkpoint.load_t5x_checkpoint(ckpt)
+  # The whole load, placed by shard_model: the same shardings, so one
+  # compiled forward serves both, and every parameter must be equal.
+  whole = parallel.shard_model(t5x_checkpoint.load_t5x_checkpoint(ckpt), mesh)
+  report["ckpt_params_differ"] = [
+      jax.tree_util.keystr(k) for (k, a), b in zip(
+          jax.tree_util.tree_leaves_with_path(sharded.model.params),
+          jax.tree.leaves(whole.model.params))
+      if not np.array_equal(np.asarray(a), np.asarray(b))]
   dec = np.concatenate([np.zeros((8, 1), np.int32), ids[:, :5]], axis=1)
-  logits_sharded = jax.jit(lambda m, a, b: m.logits(a, b))(sharded, ids_sh, dec)
-  logits_whole = whole.logits(ids, dec)
+  forward = jax.jit(lambda m, a, b: m.logits(a, b))
+  logits_sharded = forward(sharded, ids_sh, dec)
+  logits_whole = forward(whole, ids_sh, dec)
   np.savez(os.path.join(out_dir, "logits.npz"), sharded=np.asarray(logits_sharded),
            whole=np.asarray(logits_whole))
   report["ckpt_reads"] = reads
@@ -199,7 +228,6 @@ def run_mesh(out_dir: str):
   for label, fn in {
       "batch": lambda: parallel.sharded_generate(drafter, verifier, ids[:5], mesh=mesh,
                                                  method="speculative", max_new_tokens=4),
-      "heads": lambda: parallel.shard_model(verifier, parallel.make_mesh(mesh_shape=(1, 8))),
       "rules": lambda: parallel.Partitioner(logical_axis_rules=(("batch", "rows"),)),
   }.items():
     try:
@@ -208,10 +236,71 @@ def run_mesh(out_dir: str):
     except ValueError as e:
       errors[label] = str(e)
   report["errors"] = errors
+
+  run_pair(results, report, timings)
   report["timings"] = timings
   np.savez(os.path.join(out_dir, "mesh.npz"), **results)
   with open(os.path.join(out_dir, "mesh.json"), "w") as f:
     json.dump(report, f, indent=1)
+
+
+def pair_input_ids() -> np.ndarray:
+  """PAIR_TEXTS encoded with the pair's vocabulary, EOS appended, zero-padded."""
+  import spec_cascade_jax as scj
+  from spec_cascade_jax.data import padding
+  from spec_cascade_jax.data.vocab import encode_with_eos
+
+  vocab = scj.load_vocabulary(PAIR[2])
+  return padding.pad_batch([encode_with_eos(vocab, t, 32) for t in PAIR_TEXTS], multiple=1)
+
+
+def run_pair(results: dict, report: dict, timings: dict):
+  """The bundled pair decoded on a (4, 2) mesh: the 3-head drafter's heads are
+  replicated (a ReplicatedAxesWarning, once), the 4-head verifier's split;
+  tokens and stats must equal unsharded decoding (the parent compares them)."""
+  import warnings
+
+  import jax
+  import spec_cascade_jax as scj
+  from spec_cascade_jax import parallel
+
+  drafter, verifier = (scj.load_model(name) for name in PAIR[:2])
+  ids = pair_input_ids()
+  mesh = parallel.make_mesh(mesh_shape=PAIR_MESH)
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always", parallel.ReplicatedAxesWarning)
+    for kw in METHODS[:2]:
+      name = kw["method"]
+      for label, extra in (("unsharded", {}), ("sharded", {"mesh": mesh})):
+        t0 = time.time()
+        res = scj.generate(drafter, verifier, ids, num_draft_tokens=GAMMA,
+                           max_new_tokens=PAIR_MAX_NEW, **kw, **extra)
+        timings[f"pair/{name}/{label}"] = time.time() - t0
+        print("pair", name, label, round(timings[f"pair/{name}/{label}"], 1), file=sys.stderr,
+              flush=True)
+        results[f"pair/{name}/{label}/tokens"] = res.tokens
+        for k, v in res.stats.items():
+          results[f"pair/{name}/{label}/{k}"] = v
+    # What each model became on this mesh (no compile: placement only).
+    specs = {}
+    for role, model in (("drafter", drafter), ("verifier", verifier)):
+      sm = parallel.shard_model(model, mesh)
+      p = sm.model.params
+      cache = sm.cache_shardings(jax.eval_shape(lambda m: m.init_cache(ids, 8), model))
+      key_spec = [None if a is None else str(a)
+                  for a in cache["self_attention"]["layers_0"]["key"].spec]
+      specs[role] = {
+          "num_heads": model.config.num_heads,
+          "replicated_axes": list(parallel.replicated_axes(model, mesh)),
+          "query": _spec(p["decoder"]["layers_0"]["self_attention"]["query"]["kernel"]),
+          "relpos": _spec(p["encoder"]["relpos_bias"]["rel_embedding"]),
+          "wi": _spec(p["encoder"]["layers_0"]["mlp"]["wi"]["kernel"]),
+          "embedding": _spec(p["token_embedder"]["embedding"]),
+          "self_key_cache": key_spec + [None] * (4 - len(key_spec)),
+      }
+  report["pair"] = {"specs": specs, "mesh": list(PAIR_MESH), "input_ids": ids.tolist(),
+                    "warnings": [str(w.message) for w in caught
+                                 if issubclass(w.category, parallel.ReplicatedAxesWarning)]}
 
 
 def run_multiprocess(out_dir: str, port: int, process_id: int):
@@ -250,9 +339,8 @@ def run_multiprocess(out_dir: str, port: int, process_id: int):
 if __name__ == "__main__":
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   mode = sys.argv[1]
-  if mode == "mesh":
-    run_mesh(sys.argv[2])
-  elif mode == "multiprocess":
+  if mode == "multiprocess":
     run_multiprocess(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
   else:
-    raise SystemExit(f"unknown mode {mode!r}")
+    raise SystemExit(f"unknown mode {mode!r}; the 8-device checks run through "
+                     "tests/mesh_worker.py")

@@ -288,4 +288,16 @@ def test_the_scripts_run_the_one_bundled_pair(script, capsys):
     importlib.import_module(script).main(["--help"])
   assert done.value.code == 0
   assert "--demo-pair" not in capsys.readouterr().out
-  assert (common.DEMO.drafter, common.DEMO.verifier) == ("demo-drafter", "demo-verifier")
+
+
+def test_the_bundled_pair_is_the_main_jobs():
+  """common.DEMO names the pair, vocabulary and task that configs/demo.gin runs."""
+  import gin
+  from spec_cascade_jax import main
+  try:
+    main.configure([os.path.join(ROOT, "configs", "demo.gin")])
+    macro = lambda name: gin.query_parameter(f"{name}/macro.value")  # noqa: E731
+    assert common.DEMO == common.DemoPair(macro("DRAFTER"), macro("VERIFIER"),
+                                          macro("VOCABULARY"), macro("TASK"))
+  finally:
+    gin.clear_config()

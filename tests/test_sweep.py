@@ -37,6 +37,7 @@ class FakeBackend:
     self.decoded, self.timed = [], []
     self.slowdown = slowdown
     monkeypatch.setattr(infer, "load_task", lambda *a, **k: _fake_task())
+    monkeypatch.setattr(infer, "check_task", lambda *a, **k: None)   # "fake" is no real task
     monkeypatch.setattr(infer, "resolve_model", lambda m: m)
     monkeypatch.setattr(infer, "decode_batched", self.decode)
     monkeypatch.setattr(infer, "time_point", self.time)

@@ -90,7 +90,7 @@ class HFTokenizerVocabulary:
   @property
   def fingerprint(self) -> str:
     """sha256 of tokenizer.json (what a model saved with it records)."""
-    from spec_cascade_jax.data.vocab import file_fingerprint  # pylint: disable=g-import-not-at-top
+    from spec_cascade_jax.data.fingerprint import file_fingerprint  # pylint: disable=g-import-not-at-top
     return file_fingerprint(os.path.realpath(os.path.join(self.path, TOKENIZER_FILE)))
 
   @property

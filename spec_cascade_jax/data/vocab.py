@@ -29,14 +29,14 @@ A model records the vocabulary it was trained with (models/vocab_record.py);
 from __future__ import annotations
 
 import argparse
-import functools
 import gzip
-import hashlib
 import json
 import os
 import io
 import sys
 from typing import Iterable, Sequence
+
+from spec_cascade_jax.data.fingerprint import file_fingerprint
 
 PAD_ID, EOS_ID, UNK_ID = 0, 1, 2
 DEFAULT_VOCAB_SIZE = 8000
@@ -48,13 +48,6 @@ DEFAULT_VOCABULARY = "gettext"   # the bundled pair's
 
 class VocabularyMismatchError(ValueError):
   """A model meets a vocabulary other than the one it was trained with."""
-
-
-@functools.lru_cache(maxsize=None)
-def file_fingerprint(path: str) -> str:
-  """sha256 of a vocabulary file's bytes: what a model records of its vocabulary."""
-  with open(path, "rb") as f:
-    return hashlib.sha256(f.read()).hexdigest()
 
 
 class SentencePieceVocabulary:
@@ -197,15 +190,17 @@ def check_vocabulary(vocab, *models) -> None:
   `vocab`'s, or when `vocab` has more ids than a model has outputs. Models
   that record none (Hugging Face, t5x checkpoints) get the size check only;
   None entries (no drafter) are skipped."""
-  from spec_cascade_jax.models import vocab_record  # pylint: disable=g-import-not-at-top
   for model in models:
     if model is None:
       continue
-    record = vocab_record.record_of(model)
+    inner = model   # the family model under wrappers (sharded, padded) records it
+    while not hasattr(inner, "vocabulary") and hasattr(inner, "model"):
+      inner = inner.model
+    record = getattr(inner, "vocabulary", None)   # models/vocab_record.py
     name = getattr(vocab, "name", repr(vocab))
     fingerprint = getattr(vocab, "fingerprint", None)
     if record is not None and fingerprint is not None and record.sha256 != fingerprint:
-      owner = getattr(getattr(vocab_record.unwrap(model), "config", None), "name", "") or "a model"
+      owner = getattr(getattr(inner, "config", None), "name", "") or "a model"
       hint = (f"load_vocabulary({record.name!r})" if record.name in BUNDLED
               else f"the vocabulary {record.name!r} it was saved with")
       raise VocabularyMismatchError(

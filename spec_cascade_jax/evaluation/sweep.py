@@ -95,6 +95,7 @@ def run_sweep(drafter="demo-drafter", verifier="demo-verifier", output_dir: str 
     the summary (summary.summarize) of every point in the results file.
   """
   from tqdm.auto import tqdm
+  infer.check_task(task, t5_vocab_path)   # an unknown task fails before any work
   chosen = grids.select_curves(grid, curves, alphas)
   points = grids.build_points(chosen, num_draft_tokens, temperatures, seeds)
   results = ResultsFile(os.path.join(output_dir, RESULTS_FILE))

@@ -23,7 +23,7 @@ from typing import Any, Mapping
 @dataclasses.dataclass(frozen=True)
 class VocabularyRecord:
   """name: the vocabulary's bundled name (or file name); sha256: the
-  fingerprint of its file (`data.vocab` `fingerprint`)."""
+  fingerprint of its file (`data.fingerprint`)."""
   name: str
   sha256: str
 
@@ -38,16 +38,3 @@ class VocabularyRecord:
     if not isinstance(d, Mapping) or not isinstance(d.get("sha256"), str):
       raise ValueError(f"\"vocabulary\" must be {{\"name\": ..., \"sha256\": ...}}; got {d!r}.")
     return cls(name=str(d.get("name", "")), sha256=d["sha256"])
-
-
-def unwrap(model: Any) -> Any:
-  """The family model under wrappers (sharded, padded vocabulary): the
-  object that carries `vocabulary`."""
-  while not hasattr(model, "vocabulary") and hasattr(model, "model"):
-    model = model.model
-  return model
-
-
-def record_of(model: Any) -> VocabularyRecord | None:
-  """`model`'s recorded vocabulary, through wrappers; None if it has none."""
-  return getattr(unwrap(model), "vocabulary", None)

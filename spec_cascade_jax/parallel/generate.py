@@ -4,7 +4,9 @@ The decode function is the very one `decoding.api.generate` compiles
 (`api.decode`: the same kernel, baselines and targets); here it is jitted
 with explicit `in_shardings` / `out_shardings`:
 
-  drafter, verifier params   by the logical axis rules (heads/mlp/vocab over "model")
+  drafter, verifier params   by the logical axis rules (heads/mlp/vocab over "model"),
+                             resolved per model: an axis the mesh does not divide is
+                             replicated for that model only (partitioning.model_rules)
   input_ids [B, S]           P("data", None)
   alpha/temperature/top_p [B] P("data");  input_lengths [B] (LMs) P("data")
   rng                        replicated
@@ -13,7 +15,8 @@ with explicit `in_shardings` / `out_shardings`:
 and the models are wrapped in `ShardedModel`, which pins every K/V cache that
 `init_cache` / `step` return to P("data", "model", None, None) (an LM's
 grouped-query cache: P("data", None, None, None) where its K/V heads are
-replicated, parallel/lm_axes.py). The whole
+replicated, parallel/lm_axes.py; a T5 whose heads do not divide "model", e.g. a
+3-head drafter on a 2-way axis: P("data", None, None, None)). The whole
 speculative while_loop is one XLA program: GSPMD partitions it, no host round
 trip happens inside the loop, and the only collectives are the ones the math
 needs (the all-reduces after row-parallel matmuls, the vocab reductions of
@@ -143,7 +146,11 @@ def sharded_generate(drafter, verifier, input_ids, *, mesh: Mesh,
       parameters then replicated), or None where the method does not use it.
     input_ids: [B, S] int, the GLOBAL batch; B divisible by the "data" axis.
     mesh: a ("data", "model") Mesh (`parallel.make_mesh`).
-    rules: logical axis rules (`partitioning.STANDARD_RULES`).
+    rules: logical axis rules (`partitioning.STANDARD_RULES`), one set for both
+      models, resolved for each: a logical axis whose mesh axis does not divide
+      it in one model (e.g. a 3-head drafter's heads on a 2-way "model" axis)
+      is replicated for that model only, with a one-time
+      `partitioning.ReplicatedAxesWarning`; the other model keeps its sharding.
     **generate_kwargs: method, rule, alpha, num_draft_tokens, temperature,
       top_k, top_p, max_new_tokens, rng, seq_confidence, ngram_size, eos_id,
       input_lengths ([B], split over "data" like the rows), as `scj.generate`.

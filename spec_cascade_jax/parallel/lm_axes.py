@@ -22,8 +22,9 @@ LM cache (LMModel.init_cache):
   last_token [B], offset [B]                    (batch,)
 
 Query heads follow T5's rule: joined_kv = H * Dh over "model" puts whole
-heads on each device, and H must divide by the "model" size (else an error
-naming the fix). Key/value heads: grouped-query attention lets query head h
+heads on each device when H divides by the "model" size; when it does not,
+joined_kv is replicated for that model with a ReplicatedAxesWarning
+(partitioning.model_rules). Key/value heads: grouped-query attention lets query head h
 read K/V head h // (H / Hkv), so with contiguous splits device i's query
 heads read exactly its own K/V heads whenever Hkv divides by the "model"
 size; then kv_heads is split like heads, and attention, K/V projections and
@@ -62,8 +63,9 @@ CACHE_AXES: tuple[tuple[str, tuple[str, ...]], ...] = (
 def head_counts(config) -> tuple[dict[str, tuple[str, int]], dict[str, tuple[str, int]]]:
   """(split, replicate_if_uneven): {logical name: (config field, head count)}.
 
-  `split` names must divide by their mesh axis (else an error); the
-  `replicate_if_uneven` ones are replicated for this model when they do not.
+  A name whose mesh axis does not divide its count is replicated for this
+  model: a `split` one with a ReplicatedAxesWarning, a `replicate_if_uneven`
+  one silently (partitioning.model_rules).
   """
   return ({"joined_kv": ("num_heads", config.num_heads)},
           {"kv_heads": ("num_kv_heads", config.num_kv_heads)})

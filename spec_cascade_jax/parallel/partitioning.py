@@ -33,9 +33,20 @@ T5 cache (models/t5/model.py):
   cross_attention/*/{key,value} [B, H, S, Dkv] (batch, heads, length, kv)
   encoder_mask [B, S]                          (batch, length)
 Sharding joined_kv = heads * d_kv over "model" puts whole heads on each device
-(checked: num_heads % model == 0), so the [B, T, H, Dkv] reshape inside
+(when num_heads % model == 0), so the [B, T, H, Dkv] reshape inside
 attention keeps the head split that the caches carry, and no cache is ever
 gathered.
+
+Uneven axes are replicated per model (`model_rules`), never an error: the
+rules are resolved for each model on its own, and a logical axis whose size
+the mesh axis it maps to does not divide is replicated for THAT model only.
+"heads" and "joined_kv" go together (by num_heads: a 3-head drafter on a
+2-way "model" axis keeps all heads on every device, its caches split by batch
+only, while a 4-head verifier in the same call stays split); any other axis
+(vocab, mlp, ...) by the parameter dimensions it names. Each such model is
+reported once per process with a `ReplicatedAxesWarning` naming the model,
+the axes and the mesh size that would split them; `replicated_axes` returns
+them. The batch is not a model property: it must divide by "data" (pad it).
 
 Decoder-only LMs (models/lm/model.py): their table, and why grouped-query K/V
 heads are replicated when num_kv_heads does not divide by "model", is in
@@ -54,6 +65,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import warnings
 from typing import Any, Callable, Mapping, Sequence
 
 import flax.struct
@@ -241,6 +253,11 @@ def _spec_tree(shapes, axes, mesh: Mesh, rules: Rules, what: str):
                        f" a rank-{np.ndim(x)} array of shape {np.shape(x)}.")
     spec = logical_to_spec(names, rules)
     for dim, name, m in zip(np.shape(x), names, spec):
+      if m is not None and dim % mesh.shape[m] and name == "batch":
+        raise ValueError(
+            f"{what} {_path_str(path)!r} of shape {np.shape(x)}: its batch ({dim} rows) is"
+            f" not divisible by the {m!r} mesh axis ({mesh.shape[m]}); pad the batch with"
+            f" all-pad rows to a multiple of {mesh.shape[m]}.")
       if m is not None and dim % mesh.shape[m]:
         raise ValueError(
             f"{what} {_path_str(path)!r} of shape {np.shape(x)}: its {name!r} dimension"
@@ -263,8 +280,10 @@ class _Family:
   """How one model family is sharded (the one place that knows the families).
 
   heads(config) -> (split, replicate_if_uneven), each {logical name: (config
-  field, head count)}: a `split` name whose mesh axis does not divide its
-  count is an error; a `replicate_if_uneven` one is then replicated.
+  field, head count)}: a name whose mesh axis does not divide its count is
+  replicated for that model (`model_rules`), a `split` one with a
+  ReplicatedAxesWarning (the family means to split it), a
+  `replicate_if_uneven` one silently (replicating it is the family's design).
   """
   param_axes: Callable
   cache_axes: Callable
@@ -297,31 +316,91 @@ def _is_family_model(x) -> bool:
   return _family(x) is not None
 
 
+class ReplicatedAxesWarning(UserWarning):
+  """A model's logical axes are replicated because the mesh axis they map to
+  does not divide them (`model_rules`); issued once per model and mesh shape."""
+
+
+# (config, mesh sizes, rules) already reported by a ReplicatedAxesWarning.
+_WARNED: set = set()
+
+
+def _model_replication(model, sizes: Mapping[str, int], rules: Rules):
+  """(loud, quiet): the logical axes `model_rules` replicates for one family
+  model, each {name: (why, the mesh size that would split it)}; `quiet` are
+  those its family replicates by design (an LM's grouped-query K/V heads),
+  `loud` the ones a ReplicatedAxesWarning reports."""
+  fam = _family(model)
+  loud: dict[str, tuple[str, str]] = {}
+  quiet: dict[str, tuple[str, str]] = {}
+  split, uneven = fam.heads(model.config)
+  for counts, out in ((split, loud), (uneven, quiet)):
+    for name, (field, count) in counts.items():
+      m = logical_to_spec((name,), rules)[0]
+      if m is not None and count % sizes[m]:
+        out[name] = (f"{field}={count} is not divisible by the {m!r} mesh axis ({sizes[m]})",
+                     f"{m!r} size divides {count}")
+  # Any other axis, by the parameter dimensions it names. Replicating one
+  # name can hand its mesh axis to another dimension of the same array
+  # (first free rule wins), so repeat until nothing changes.
+  leaves = jax.tree_util.tree_leaves_with_path(model.params)
+  axes = jax.tree.leaves(fam.param_axes(model.params), is_leaf=lambda x: isinstance(x, tuple))
+  named = [(_path_str(path), np.shape(x), names) for (path, x), names in zip(leaves, axes)]
+  while True:
+    resolved = tuple((n, None) for n in (*quiet, *loud)) + tuple(rules)
+    found = {}
+    for path, shape, names in named:
+      for dim, name, m in zip(shape, names, logical_to_spec(names, resolved)):
+        if m is not None and dim % sizes[m] and name not in found:
+          found[name] = (f"{path!r} has {name!r} size {dim}, not divisible by the {m!r}"
+                         f" mesh axis ({sizes[m]})", f"{m!r} size divides {dim}")
+    if not found:
+      return loud, quiet
+    loud.update(found)
+
+
+def replicated_axes(model, mesh: Mesh | Mapping[str, int],
+                    rules: Rules = STANDARD_RULES) -> tuple[str, ...]:
+  """The logical axes `model_rules` replicates for `model` on `mesh` because
+  their mesh axis does not divide them (e.g. ("heads", "joined_kv") for a
+  3-head T5 on a 2-way "model" axis); () when the model shards as the rules
+  say, or is not a family model."""
+  if _family(model) is None:
+    return ()
+  loud, quiet = _model_replication(model, dict(getattr(mesh, "shape", mesh)),
+                                   _check_rules(rules))
+  return (*quiet, *loud)
+
+
 def model_rules(model, mesh: Mesh | Mapping[str, int], rules: Rules = STANDARD_RULES) -> Rules:
   """The rules as applied to one family model (T5Model, LMModel) on `mesh`.
 
-  Checks that query heads split evenly (ValueError naming the fix) and puts
-  ("kv_heads", None) first when the LM's num_kv_heads does not divide by
-  kv_heads' mesh axis (lm_axes.py: those K/V heads are replicated). `mesh`
-  may be a Mesh or its {axis name: size} shape.
+  Every logical axis that its mesh axis does not divide for THIS model is
+  replicated for it: (name, None) goes first, the other models of a call keep
+  the rules as given. Query heads ("heads" and "joined_kv", by num_heads) and
+  any parameter dimension (vocab, mlp, ...) that would split unevenly are
+  reported with a one-time `ReplicatedAxesWarning` (per model configuration,
+  mesh shape and rules) naming the mesh size that would split them; an LM's
+  K/V heads ("kv_heads") are replicated silently, by design (lm_axes.py).
+  `mesh` may be a Mesh or its {axis name: size} shape.
   """
-  fam, sizes = _family(model), dict(getattr(mesh, "shape", mesh))
-  if fam is None:
+  if _family(model) is None:
     return rules
-  split, uneven = fam.heads(model.config)
-  replicated = []
-  for name, (field, count) in split.items():
-    m = logical_to_spec((name,), rules)[0]
-    if m is not None and count % sizes[m]:
-      raise ValueError(f"{field}={count} is not divisible by the {m!r} mesh axis"
-                       f" ({sizes[m]}): heads cannot be split evenly. Use a"
-                       f" num_partitions that divides {count}, or map 'heads' and"
-                       " 'joined_kv' to None in logical_axis_rules.")
-  for name, (_, count) in uneven.items():
-    m = logical_to_spec((name,), rules)[0]
-    if m is not None and count % sizes[m]:
-      replicated.append((name, None))
-  return tuple(replicated) + tuple(rules)
+  sizes = dict(getattr(mesh, "shape", mesh))
+  loud, quiet = _model_replication(model, sizes, rules)
+  if loud:
+    key = (model.config, tuple(sorted(sizes.items())), tuple(rules))
+    if key not in _WARNED:
+      _WARNED.add(key)
+      name = getattr(model.config, "name", None) or type(model).__name__
+      axes = ", ".join(repr(n) for n in loud)
+      why = "; ".join(dict.fromkeys(w for w, _ in loud.values()))
+      fix = " and ".join(dict.fromkeys(f for _, f in loud.values()))
+      warnings.warn(
+          f"{name}: {why}, so its logical axes {axes} are replicated for this model (every"
+          f" device holds them whole) while other models keep their sharding. To split"
+          f" them, use a mesh whose {fix}.", ReplicatedAxesWarning, stacklevel=3)
+  return tuple((n, None) for n in (*quiet, *loud)) + tuple(rules)
 
 
 def _cache_axes(model, cache, mesh: Mesh, rules: Rules):
