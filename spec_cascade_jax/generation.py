@@ -21,8 +21,11 @@ _MESH_DOC = """
   mesh: a ("data", "model") jax.sharding.Mesh (`spec_cascade_jax.parallel.make_mesh`):
   decode sharded over it with `parallel.sharded_generate`; input_ids is then the
   global batch, and eos_id / input_lengths work as above. rules: logical axis
-  rules (default `parallel.STANDARD_RULES`), with mesh= only. pad_single_row
-  is a single-device setting and is ignored with mesh=.
+  rules (default `parallel.STANDARD_RULES`), with mesh= only, applied to each
+  model separately: an axis a mesh axis does not divide for one model (a
+  3-head drafter on a 2-way "model" axis) is replicated for that model only,
+  with a `parallel.ReplicatedAxesWarning`. pad_single_row is a single-device
+  setting and is ignored with mesh=.
 """
 
 

@@ -129,3 +129,18 @@ def tiny_t5_v32():
   (PRNGKey(0)); test_configs.py, test_sweep.py."""
   from spec_cascade_jax.testing import tiny_t5_pair  # pylint: disable=g-import-not-at-top
   return tiny_t5_pair(vocab_size=32, verifier_layers=2)
+
+
+# ---------------------------------------------------------------------------
+# The partitioning tests' one 8-fake-device worker (tests/mesh_worker.py).
+
+
+@pytest.fixture(scope="session")
+def eight_device_run(request, tmp_path_factory):
+  """(out_dir, {part: error text or None}): tests/mesh_worker.py run once per
+  session, for the parts whose tests were collected ("t5":
+  test_partitioning.py's `mesh_run`, "lm": test_lm_partitioning.py's
+  `lm_run`); those module fixtures read their part's files from out_dir."""
+  import mesh_worker  # pylint: disable=g-import-not-at-top
+  out = str(tmp_path_factory.mktemp("eight_devices"))
+  return out, mesh_worker.run(out, mesh_worker.parts_for(request.session.items))

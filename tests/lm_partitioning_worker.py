@@ -1,7 +1,7 @@
-"""Subprocess side of tests/test_lm_partitioning.py (needs 8 CPU devices).
+"""The decoder-only LM checks of the shared 8-device worker (tests/mesh_worker.py),
+for tests/test_lm_partitioning.py.
 
-    XLA_FLAGS=--xla_force_host_platform_device_count=8 \
-        python tests/lm_partitioning_worker.py OUT_DIR
+    python tests/mesh_worker.py OUT_DIR lm          # main, with 8 fake devices
 
 All five decoder-only LM families (models.lm.hf.SUPPORTED_MODEL_TYPES; tiny
 configs: 4 query heads), each on a mesh chosen so that K/V heads are
@@ -17,15 +17,21 @@ the 4 K/V heads that (2, 4) would split:
   qwen2        (4, 2)             2 K/V heads, split; q/k/v biases
   gemma        (4, 2)             1 K/V head (multi-query), replicated
 
-All but llama tie the head to the embedding. Per family: greedy speculative
-and spec_cascade on ragged prompts (input_lengths, pads of nonzero junk) with
-an explicit eos_id, unsharded and through `scj.generate(..., mesh=)`;
+All but llama tie the head to the embedding. Per family: greedy decoding on
+ragged prompts (input_lengths, pads of nonzero junk) with an explicit eos_id,
+unsharded and through `scj.generate(..., mesh=)`, by the family's methods:
+both for llama (untied), speculative for qwen2 and gemma, spec_cascade for
+gemma2 and gemma3_text. A family's features (attention variants, biases,
+norms, K/V heads split or replicated) act in the model step, which both
+methods call alike, and a method's logic after the logits is the same for
+every family, so each method still runs on both meshes, with K/V heads split
+and replicated, and with tied and untied heads;
 parameter (q/k/v biases and q/k norms included) and cache shardings, with
 the verifier's config for the test to derive its expectations from; the
 sharded HF loader against whole loading then sharding, with every slice it
-reads. Compiles dominate the cost (~20 s a family), so all of it runs in one
+reads. Compiles dominate the cost (~10 s a family), so all of it runs in one
 process. Results go to OUT_DIR (lm.npz, lm.json); a failed check raises
-(non-zero exit status).
+(mesh_worker.py then records its traceback for the tests to report).
 """
 
 from __future__ import annotations
@@ -42,13 +48,16 @@ GAMMA = 3
 LENGTHS = (7, 3, 5, 1, 7, 6, 2, 4)
 METHODS = (dict(method="speculative"),
            dict(method="spec_cascade", rule="token_v3", alpha=0.3))
-# (model_type, mesh (data, model), init std, drafter noise): weights drawn so
-# that greedy outputs vary from token to token and drafts are partly accepted
-# (a tied Gemma with large weights copies its input token forever, and so does
-# Qwen2 at std 0.1; Gemma 1 at small std repeats a few tokens).
-FAMILIES = (("llama", (2, 4), 0.5, 0.15), ("gemma2", (4, 2), 0.03, 0.1),
-            ("gemma", (4, 2), 0.3, 0.1), ("gemma3_text", (2, 4), 0.03, 0.1),
-            ("qwen2", (4, 2), 0.5, 0.1))
+# (model_type, mesh (data, model), init std, drafter noise, methods): weights
+# drawn so that greedy outputs vary from token to token and drafts are partly
+# accepted (a tied Gemma with large weights copies its input token forever,
+# and so does Qwen2 at std 0.1; Gemma 1 at small std repeats a few tokens).
+# The last method's compiled loop is the one whose HLO is checked.
+FAMILIES = (("llama", (2, 4), 0.5, 0.15, ("speculative", "spec_cascade")),
+            ("gemma2", (4, 2), 0.03, 0.1, ("spec_cascade",)),
+            ("gemma", (4, 2), 0.3, 0.1, ("speculative",)),
+            ("gemma3_text", (2, 4), 0.03, 0.1, ("spec_cascade",)),
+            ("qwen2", (4, 2), 0.5, 0.1, ("speculative",)))
 
 
 def _spec(x) -> list:
@@ -100,7 +109,7 @@ def resplit_bf16(src: str, dst: str):
     json.dump({"metadata": {}, "weight_map": weight_map}, f)
 
 
-def run_family(model_type: str, shape, init_std: float, noise: float, out_dir: str,
+def run_family(model_type: str, shape, init_std: float, noise: float, methods, out_dir: str,
                results: dict, report: dict, timings: dict):
   import jax
   import jax.numpy as jnp
@@ -119,7 +128,8 @@ def run_family(model_type: str, shape, init_std: float, noise: float, out_dir: s
   report["eos"], report["first_tokens"] = eos, np.asarray(first).tolist()
   mesh = parallel.make_mesh(mesh_shape=shape)
   kw = dict(num_draft_tokens=GAMMA, max_new_tokens=MAX_NEW, eos_id=eos, input_lengths=lengths)
-  for mkw in METHODS:
+  family_methods = [m for m in METHODS if m["method"] in methods]
+  for mkw in family_methods:
     name = mkw["method"]
     for label, extra in (("unsharded", {}), ("sharded", {"mesh": mesh})):
       t0 = time.time()
@@ -170,10 +180,11 @@ def run_family(model_type: str, shape, init_std: float, noise: float, out_dir: s
   report["cache_key_shape"] = list(key.shape)
   np.testing.assert_array_equal(np.asarray(cache["offset"]), lengths - 1)
 
-  # --- The compiled sharded loop holds per-device caches only, never gathered.
+  # --- The compiled sharded loop holds per-device caches only, never gathered
+  # (the last method's program: compiled above, so this is a cache hit).
   t0 = time.time()
   lowered, _ = parallel.lower_sharded_generate(drafter, verifier, ids, mesh=mesh, **kw,
-                                               **METHODS[1])
+                                               **family_methods[-1])
   hlo = lowered.compile().as_text()
   timings[f"{model_type}/hlo"] = round(time.time() - t0, 1)
   slots = ids.shape[1] - 1 + MAX_NEW + GAMMA + 1     # S - 1 + the kernel's max length
@@ -236,8 +247,3 @@ def main(out_dir: str):
   np.savez(os.path.join(out_dir, "lm.npz"), **results)
   with open(os.path.join(out_dir, "lm.json"), "w") as f:
     json.dump(reports, f, indent=1)
-
-
-if __name__ == "__main__":
-  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  main(sys.argv[1])

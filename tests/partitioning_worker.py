@@ -41,13 +41,20 @@ METHODS = (dict(method="speculative"),
 # (2, 4) is also the program whose HLO is checked.
 MESHES = {"speculative": ((8, 1), (2, 4)), "spec_cascade": ((2, 4),),
           "prompt_lookup": ((2, 4),)}
-# The bundled pair on a (4, 2) mesh: 8 short messages of its task.
+# The bundled pair on a (4, 2) mesh: 8 short messages of its task (English
+# UI strings) on which the drafter's drafts are partly rejected and the
+# cascade defers some tokens.
 PAIR = ("demo-drafter", "demo-verifier", "gettext")
 PAIR_MESH = (4, 2)
-PAIR_MAX_NEW = 12
-PAIR_TEXTS = ("Open file", "Save the document before closing?", "Print", "Cancel",
-              "The file could not be found.", "Delete all selected messages?",
-              "Settings", "Show hidden files")
+PAIR_MAX_NEW = 16
+PAIR_TEXTS = ("!! Insufficient Fuel Consumption",
+              "!Invalid find condition - change it and try again",
+              '"%s" Already Exists - Continue With Join?',
+              '"Come back when you are ready."',
+              '"Enter" key finishes the transaction',
+              "\"I'm going to make him an offer he can't refuse.\"",
+              '"Take his gun, we\'re going to need it."',
+              '"Who do you take us for, the Empire?"')
 
 
 def tiny_pair():
@@ -298,7 +305,25 @@ def run_pair(results: dict, report: dict, timings: dict):
           "embedding": _spec(p["token_embedder"]["embedding"]),
           "self_key_cache": key_spec + [None] * (4 - len(key_spec)),
       }
+    # The compiled spec_cascade loop (a cache hit): each model's caches stay
+    # per device, the verifier's split by heads, the drafter's by rows only.
+    lowered, _ = parallel.lower_sharded_generate(
+        drafter, verifier, ids, mesh=mesh, num_draft_tokens=GAMMA, max_new_tokens=PAIR_MAX_NEW,
+        **METHODS[1])
+    hlo = lowered.compile().as_text()
+  rows = ids.shape[0] // PAIR_MESH[0]
+  hlo_report = {}
+  for role, model in (("drafter", drafter), ("verifier", verifier)):
+    h, dkv = model.config.num_heads, model.config.d_kv
+    local_h = h // PAIR_MESH[1] if specs[role]["self_key_cache"][1] else h
+    lengths = f"({PAIR_MAX_NEW + GAMMA + 1}|{ids.shape[1]})"
+    hlo_report[role] = {
+        "local_cache": bool(re.search(rf"f32\[{rows},{local_h},{lengths},{dkv}\]", hlo)),
+        "global_cache": bool(re.search(rf"f32\[{ids.shape[0]},{h},{lengths},{dkv}\]", hlo)),
+        "all_gather_of_cache": bool(re.search(
+            rf"f32\[{ids.shape[0]},{h},{lengths},{dkv}\][^\n]*all-gather", hlo))}
   report["pair"] = {"specs": specs, "mesh": list(PAIR_MESH), "input_ids": ids.tolist(),
+                    "hlo": hlo_report,
                     "warnings": [str(w.message) for w in caught
                                  if issubclass(w.category, parallel.ReplicatedAxesWarning)]}
 

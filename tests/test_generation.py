@@ -49,25 +49,6 @@ def test_mistakes_with_mesh_and_rules_are_named_before_any_work():
   assert sum(api.TRACE_COUNTS.values()) == traces
 
 
-def test_generate_instances_compile_their_own_executables_and_agree():
-  drafter, verifier = tiny_t5_pair(jax.random.PRNGKey(0), verifier_layers=1, drafter_layers=1)
-  ids = np.ones((1, 5), np.int32)
-  kw = dict(method="speculative", num_draft_tokens=2, max_new_tokens=4)
-  copies = api.generate_instances(2)
-  assert api.generate_instances(2) is copies  # one set per process
-  before = api.TRACE_COUNTS["speculative"]
-  results = [g(drafter, verifier, ids, **kw) for g in copies]
-  assert api.TRACE_COUNTS["speculative"] == before + 2  # each copy compiled its own
-  ref = api.generate(drafter, verifier, ids, **kw)
-  for r in results:
-    np.testing.assert_array_equal(r.tokens, ref.tokens)
-    assert r.stats.keys() == ref.stats.keys()
-  with pytest.raises(TypeError, match="Unknown generate arguments"):
-    copies[0](drafter, verifier, ids, gamma=2)
-  with pytest.raises(ValueError, match="count must be an int >= 1"):
-    api.generate_instances(0)
-
-
 def test_sampling_needs_an_explicit_key():
   """rng=None at temperature > 0 raises (it used to be PRNGKey(0) for every
   call: two calls gave the same "samples"); greedy needs no key; a key draws

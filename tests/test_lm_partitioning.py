@@ -1,12 +1,14 @@
 """Sharded decoder-only LMs (parallel/lm_axes.py, partitioning.py, hf_checkpoint.py).
 
-The multi-device checks run in one subprocess (tests/lm_partitioning_worker.py)
-with 8 fake CPU devices, shared by the `lm_run` fixture; it runs every
+The multi-device checks run in the one 8-fake-CPU-device subprocess that
+this file shares with test_partitioning.py (tests/mesh_worker.py, part "lm":
+lm_partitioning_worker.main), read by the `lm_run` fixture; it runs every
 supported family (hf_lm.SUPPORTED_MODEL_TYPES), each on the mesh its FAMILIES
 entry names, chosen so that K/V heads are replicated on both (2, 4) and
-(4, 2) meshes and split on (4, 2). The expectations here follow from each
-family's config (tied head or not, K/V heads dividing the "model" axis or
-not, q/k/v biases, q/k norms), not from its name. The checks that need one
+(4, 2) meshes and split on (4, 2), with the methods that entry names. The
+expectations here follow from each family's config (tied head or not, K/V
+heads dividing the "model" axis or not, q/k/v biases, q/k norms), not from
+its name. The checks that need one
 device only run in this process.
 """
 
@@ -15,8 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
+import warnings
 
 import jax
 import numpy as np
@@ -31,14 +32,12 @@ from spec_cascade_jax.models.lm import hf as hf_lm
 from spec_cascade_jax.parallel import partitioning as pt
 from spec_cascade_jax.testing import tiny_lm_pair, tiny_t5_pair
 from lm_partitioning_worker import FAMILIES as WORKER_FAMILIES
-from test_partitioning import _env
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-WORKER = os.path.join(HERE, "lm_partitioning_worker.py")
-TIMEOUT_S = 540          # generous: CI machines are shared; normally ~2 min
 FAMILIES = tuple(f[0] for f in WORKER_FAMILIES)
 METHODS = ("speculative", "spec_cascade")
 MODEL_SIZE = {f[0]: f[1][1] for f in WORKER_FAMILIES}   # the worker's "model" axis
+# (family, method) pairs the worker decodes (its FAMILIES' last field).
+CASES = tuple((f[0], method) for f in WORKER_FAMILIES for method in f[4])
 
 
 def _kv_split(family: str) -> bool:
@@ -50,20 +49,27 @@ def _kv_split(family: str) -> bool:
 def test_families_cover_every_type_mesh_and_kv_rule():
   """The worker's families: every supported type once, and K/V heads
   replicated on both meshes and split on some mesh (no family here has 4 K/V
-  heads, which (2, 4) would split)."""
+  heads, which (2, 4) would split). Each method runs on both meshes, with K/V
+  heads split and replicated, and with a tied and an untied head."""
   assert sorted(FAMILIES) == sorted(hf_lm.SUPPORTED_MODEL_TYPES)
   meshes = {f: tuple(shape) for f, shape, *_ in WORKER_FAMILIES}
   assert set(meshes.values()) == {(2, 4), (4, 2)}
   cases = {(meshes[f], _kv_split(f)) for f in FAMILIES}
   assert cases == {((2, 4), False), ((4, 2), False), ((4, 2), True)}, cases
+  assert {f for f, _ in CASES} == set(FAMILIES) and {m for _, m in CASES} == set(METHODS)
+  for method in METHODS:
+    families = [f for f, m in CASES if m == method]
+    assert {meshes[f] for f in families} == {(2, 4), (4, 2)}, method
+    assert {_kv_split(f) for f in families} == {False, True}, method
+    assert {lm_configs.tiny_config(f).tie_word_embeddings for f in families} == \
+        {False, True}, method
 
 
 @pytest.fixture(scope="module")
-def lm_run(tmp_path_factory):
-  out = str(tmp_path_factory.mktemp("lm_mesh"))
-  proc = subprocess.run([sys.executable, WORKER, out], env=_env(8), capture_output=True,
-                        text=True, timeout=TIMEOUT_S)
-  assert proc.returncode == 0, proc.stderr[-4000:]
+def lm_run(eight_device_run):
+  out, errors = eight_device_run
+  if errors.get("lm", "not run"):
+    pytest.fail(f"the 8-device worker's LM part failed:\n{errors.get('lm', 'not run')}")
   with open(os.path.join(out, "lm.json")) as f:
     report = json.load(f)
   return report, dict(np.load(os.path.join(out, "lm.npz")))
@@ -73,8 +79,7 @@ def lm_run(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("family, method", CASES)
 def test_sharded_equals_unsharded(lm_run, family, method):
   """scj.generate(mesh=) with eos_id and ragged input_lengths: same tokens and stats."""
   report, results = lm_run
@@ -236,13 +241,26 @@ def test_kv_heads_replicated_only_when_uneven():
   assert pt.model_rules(gqa, {"data": 8, "model": 1}) == pt.STANDARD_RULES
 
 
-def test_heads_error_names_the_fix():
-  gqa = _abstract(lm_configs.tiny_config("llama"))
-  with pytest.raises(ValueError, match=r"num_heads=4 is not divisible by the 'model' mesh "
-                                       r"axis \(8\).*num_partitions that divides 4"):
-    pt.model_rules(gqa, {"data": 1, "model": 8})
-  assert pt.model_rules(gqa, {"data": 1, "model": 8}, pt.DATA_PARALLEL_RULES) == \
-      pt.DATA_PARALLEL_RULES
+def test_uneven_query_heads_replicated_and_announced():
+  """4 query heads on an 8-way "model" axis: replicated for this model with a
+  ReplicatedAxesWarning naming the fix; its uneven K/V heads silently."""
+  gqa = _abstract(lm_configs.tiny_config("llama", name="replicate-test-llama"))
+  mesh = {"data": 1, "model": 8}
+  with pytest.warns(parallel.ReplicatedAxesWarning,
+                    match=r"replicate-test-llama: num_heads=4 is not divisible by the "
+                          r"'model' mesh axis \(8\).*'joined_kv'.*'model' size divides 4"):
+    rules = pt.model_rules(gqa, mesh)
+  assert parallel.replicated_axes(gqa, mesh) == ("kv_heads", "joined_kv")
+  assert pt.logical_to_spec(("embed", "joined_kv"), rules) == P(None, None)
+  assert pt.logical_to_spec(("batch", "kv_heads", "length", "kv"), rules) == \
+      P("data", None, None, None)
+  assert pt.logical_to_spec(("embed", "mlp"), rules) == P(None, "model")   # d_ff 64 / 8
+  # K/V heads alone (query heads split) are no news: no warning.
+  with warnings.catch_warnings():
+    warnings.simplefilter("error", parallel.ReplicatedAxesWarning)
+    pt.model_rules(_abstract(lm_configs.tiny_config("gemma", name="replicate-test-mqa")),
+                   {"data": 4, "model": 2})
+  assert pt.model_rules(gqa, mesh, pt.DATA_PARALLEL_RULES) == pt.DATA_PARALLEL_RULES
 
 
 def test_sharded_model_forwards_eos_and_input_lengths():

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import functools
 import inspect
 import types
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -462,8 +460,7 @@ def generate(drafter, verifier, input_ids, method: str = methods.DEFAULT_METHOD,
 
 def _generate(decode_fn, drafter, verifier, input_ids, pad_single_row, input_lengths,
               **prepare_kwargs) -> GenerateResult:
-  """`generate`'s work with `decode_fn`, a jit of `decode` (jitted_decode, or
-  a copy's own: generate_instances)."""
+  """`generate`'s work with `decode_fn`, a jit of `decode` (jitted_decode)."""
   if pad_single_row is not None and not isinstance(pad_single_row, bool):
     raise UsageError(f"pad_single_row must be True, False or None (automatic: on GPU "
                      f"only); got {pad_single_row!r}.")
@@ -496,32 +493,3 @@ def _generate(decode_fn, drafter, verifier, input_ids, pad_single_row, input_len
 GENERATE_DEFAULTS = types.MappingProxyType({
     name: p.default for name, p in inspect.signature(generate).parameters.items()
     if p.default is not inspect.Parameter.empty})
-
-
-@functools.lru_cache(maxsize=None)
-def generate_instances(count: int) -> tuple[Callable[..., GenerateResult], ...]:
-  """`count` functions that each do what `generate` does (same arguments, same
-  result) with executables compiled for them alone (cached per process).
-
-  For measuring whether separately compiled copies of one program run at
-  different speeds (benchmarks/compile_copies.py; BENCHMARKS.md, "Main job:
-  do two fresh runs agree?"): `generate`'s own jit compiles each program once
-  per process.
-  """
-  if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-    raise UsageError(f"count must be an int >= 1; got {count!r}.")
-
-  def instance(decode_fn):
-    def run(drafter, verifier, input_ids, **kwargs) -> GenerateResult:
-      unknown = sorted(set(kwargs) - set(GENERATE_DEFAULTS))
-      if unknown:
-        raise TypeError(f"Unknown generate arguments {unknown}; valid: "
-                        f"{sorted(GENERATE_DEFAULTS)}.")
-      kw = {**GENERATE_DEFAULTS, **kwargs}
-      return _generate(decode_fn, drafter, verifier, input_ids, kw.pop("pad_single_row"),
-                       kw.pop("input_lengths"), **kw)
-    return run
-
-  # A new jit of a new partial traces and compiles anew (jit caches by function).
-  return tuple(instance(jax.jit(functools.partial(decode), static_argnames=STATIC_ARGNAMES))
-               for _ in range(count))

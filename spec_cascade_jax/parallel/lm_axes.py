@@ -24,11 +24,11 @@ LM cache (LMModel.init_cache):
 Query heads follow T5's rule: joined_kv = H * Dh over "model" puts whole
 heads on each device when H divides by the "model" size; when it does not,
 joined_kv is replicated for that model with a ReplicatedAxesWarning
-(partitioning.model_rules). Key/value heads: grouped-query attention lets query head h
-read K/V head h // (H / Hkv), so with contiguous splits device i's query
-heads read exactly its own K/V heads whenever Hkv divides by the "model"
-size; then kv_heads is split like heads, and attention, K/V projections and
-the caches stay local. When it does not (multi-query Hkv = 1, or Hkv = 2 on
+(partitioning.model_rules). Key/value heads: grouped-query attention lets
+query head h read K/V head h // (H / Hkv), so with contiguous splits device
+i's query heads read exactly its own K/V heads whenever Hkv divides by the
+"model" size; then kv_heads is split like heads, and attention, K/V
+projections and the caches stay local. When it does not (multi-query Hkv = 1, or Hkv = 2 on
 4 devices) a K/V head would be needed on several devices, so `kv_heads` is
 REPLICATED for that model (partitioning resolves the rule per model, no
 error): every device computes all Hkv heads' K/V and keeps them in its cache

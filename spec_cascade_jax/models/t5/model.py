@@ -208,8 +208,8 @@ class Attention(nn.Module):
              bias: jax.Array) -> jax.Array:
     """q [B, Q, H, Dkv], k/v [B, H, K, Dkv] (cache layout), bias float32
     broadcastable to [B, H, Q, K] (relative positions + mask) -> [B, Q, D]."""
-    # Head-major batched products, transposed around them: XLA:CPU runs
-    # "bqhd,bhkd" / "bhqk,bhkd->bqhd" 2-3x slower (BENCHMARKS.md).
+    # Head-major batched products, transposed around them: XLA:CPU ran
+    # "bqhd,bhkd" / "bhqk,bhkd->bqhd" 2-3x slower when measured.
     q = jnp.transpose(q, (0, 2, 1, 3))                                # [B, H, Q, Dkv]
     scores = jnp.einsum("bhqd,bhkd->bhqk", q, k, preferred_element_type=jnp.float32)
     # Softmax in float32 (as HF and t5x), whatever the compute dtype.
