@@ -23,7 +23,8 @@ CORE = [
 EXTRAS = {
     # torch: .ci/run installs the CPU wheel (torch==2.13.0) first, so this
     # unpinned requirement is already satisfied there.
-    "test": ["pytest", "scipy", "torch", "transformers", "tokenizers",
+    # pytest-xdist: the suite runs in two processes (README's test command).
+    "test": ["pytest", "pytest-xdist", "scipy", "torch", "transformers", "tokenizers",
              "nbclient", "nbformat", "ipykernel"],
     # Decoder-only LMs' own tokenizers (tokenizer.json) for the prompted tasks.
     "lm": ["tokenizers"],

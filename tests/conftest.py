@@ -15,8 +15,14 @@ the notebook, Hugging Face parity, training and sweep runs, benchmark smoke
 runs, seqio/TensorFlow, checks of the shipped corpus and of t5x checkpoint
 files, and integration checks that a faster test covers in the core (T5-pair
 decodes beyond one γ, bfloat16, real-size shapes). What
-remains is the core of the suite in about three minutes, for iteration. CI
-(`.ci/run`) runs everything.
+remains is the core of the suite, for iteration. CI (`.ci/run`) runs
+everything.
+
+Both run in two processes (pytest-xdist: `-n 2 --dist loadgroup`, README's
+commands): the tests of one file stay in one process, so its module
+fixtures are built once, and the two partitioning files share one group, as
+they share one 8-device worker run (`eight_device_run`). Without `-n` the
+suite runs in one process, as before.
 """
 
 from __future__ import annotations
@@ -78,8 +84,9 @@ def pytest_configure(config):
   config.addinivalue_line(
       "markers", "slow: left out of the fast tier (`-m \"not slow\"`): seconds or more "
       "on a 2-core CPU beyond what the core needs; CI runs it")
+  config.addinivalue_line("markers", "xdist_group(name): tests run in one xdist process")
   value = os.environ.get(MAX_SKIPS_ENV, "").strip()
-  if not value:
+  if not value or hasattr(config, "workerinput"):   # xdist workers: the controller counts
     return
   try:
     budget = int(value)
@@ -88,6 +95,17 @@ def pytest_configure(config):
   if budget < 0:
     raise pytest.UsageError(f"{MAX_SKIPS_ENV}={value!r}: expected a count >= 0")
   config.pluginmanager.register(SkipBudget(budget), "scj_skip_budget")
+
+
+# Files whose tests must share one process (and its session fixtures).
+SHARED_GROUPS = {"test_partitioning": "eight_devices", "test_lm_partitioning": "eight_devices"}
+
+
+def pytest_collection_modifyitems(config, items):
+  """Groups each test with its file for xdist's loadgroup (see the docstring)."""
+  for item in items:
+    stem = item.path.stem
+    item.add_marker(pytest.mark.xdist_group(SHARED_GROUPS.get(stem, stem)))
 
 
 # ---------------------------------------------------------------------------

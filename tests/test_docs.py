@@ -64,3 +64,19 @@ def test_no_old_design_citation_outside_docs():
   assert not unexpected, f"cite docs/design.md §N instead of {OLD_NAME} in: {unexpected}"
   stale = sorted(set(OLD_CITATIONS_ALLOWED) - set(old))
   assert not stale, f"no longer cite {OLD_NAME}, remove from OLD_CITATIONS_ALLOWED: {stale}"
+
+
+def test_readmes_test_command_is_what_ci_runs():
+  """README.md's second command installs and runs exactly what .ci/run does."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  with open(os.path.join(root, "README.md"), encoding="utf-8") as f:
+    readme = f.read()
+  with open(os.path.join(root, ".ci", "run"), encoding="utf-8") as f:
+    ci = f.read()
+  block = readme.split("**The tests**", 1)[1].split("```bash\n", 1)[1].split("\n```", 1)[0]
+  steps = [s.strip() for s in block.split("&&")]
+  assert steps[0] == 'pip install "torch==2.13.0"' and steps[1].startswith("pip install -e")
+  assert steps[2].startswith("python -m pytest")
+  for step in steps:
+    command = step if step.startswith("python -m") else "python -m " + step
+    assert f"\n{command}\n" in ci, f".ci/run does not run README's {step!r}"
