@@ -18,11 +18,11 @@ decodes beyond one γ, bfloat16, real-size shapes). What
 remains is the core of the suite, for iteration. CI (`.ci/run`) runs
 everything.
 
-Both run in two processes (pytest-xdist: `-n 2 --dist loadgroup`, README's
+Both run in two processes (pytest-xdist: `-n 2 --dist loadfile`, README's
 commands): the tests of one file stay in one process, so its module
-fixtures are built once, and the two partitioning files share one group, as
-they share one 8-device worker run (`eight_device_run`). Without `-n` the
-suite runs in one process, as before.
+fixtures are built once; the two partitioning files share one 8-device
+worker run across the processes (`eight_device_run`). Without `-n` the
+suite runs in one process.
 """
 
 from __future__ import annotations
@@ -84,7 +84,6 @@ def pytest_configure(config):
   config.addinivalue_line(
       "markers", "slow: left out of the fast tier (`-m \"not slow\"`): seconds or more "
       "on a 2-core CPU beyond what the core needs; CI runs it")
-  config.addinivalue_line("markers", "xdist_group(name): tests run in one xdist process")
   value = os.environ.get(MAX_SKIPS_ENV, "").strip()
   if not value or hasattr(config, "workerinput"):   # xdist workers: the controller counts
     return
@@ -95,17 +94,6 @@ def pytest_configure(config):
   if budget < 0:
     raise pytest.UsageError(f"{MAX_SKIPS_ENV}={value!r}: expected a count >= 0")
   config.pluginmanager.register(SkipBudget(budget), "scj_skip_budget")
-
-
-# Files whose tests must share one process (and its session fixtures).
-SHARED_GROUPS = {"test_partitioning": "eight_devices", "test_lm_partitioning": "eight_devices"}
-
-
-def pytest_collection_modifyitems(config, items):
-  """Groups each test with its file for xdist's loadgroup (see the docstring)."""
-  for item in items:
-    stem = item.path.stem
-    item.add_marker(pytest.mark.xdist_group(SHARED_GROUPS.get(stem, stem)))
 
 
 # ---------------------------------------------------------------------------
@@ -156,9 +144,22 @@ def tiny_t5_v32():
 @pytest.fixture(scope="session")
 def eight_device_run(request, tmp_path_factory):
   """(out_dir, {part: error text or None}): tests/mesh_worker.py run once per
-  session, for the parts whose tests were collected ("t5":
+  test run, for the parts whose tests were collected ("t5":
   test_partitioning.py's `mesh_run`, "lm": test_lm_partitioning.py's
-  `lm_run`); those module fixtures read their part's files from out_dir."""
+  `lm_run`); those module fixtures read their part's files from out_dir.
+  Under xdist the worker processes share the run: the first one to take the
+  lock runs it, the others wait and read its results."""
+  import fcntl  # pylint: disable=g-import-not-at-top
+  import json  # pylint: disable=g-import-not-at-top
   import mesh_worker  # pylint: disable=g-import-not-at-top
-  out = str(tmp_path_factory.mktemp("eight_devices"))
-  return out, mesh_worker.run(out, mesh_worker.parts_for(request.session.items))
+  root = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):   # <run's basetemp>/popen-gwN: share the run's
+    root = root.parent
+  out, done = root / "eight_devices", root / "eight_devices.json"
+  with open(root / "eight_devices.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if not done.exists():
+      out.mkdir(exist_ok=True)
+      errors = mesh_worker.run(str(out), mesh_worker.parts_for(request.session.items))
+      done.write_text(json.dumps(errors))
+  return str(out), json.loads(done.read_text())

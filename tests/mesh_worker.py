@@ -44,6 +44,24 @@ FAST_COMPILE_FLAGS = ("--xla_backend_optimization_level=0 --xla_llvm_disable_exp
 UNKNOWN_FLAG = "Unknown flag in XLA_FLAGS"
 
 
+def assert_sharded_equals_unsharded(results: dict, key: str):
+  """Every statistic of `key`'s sharded run equals its unsharded one, and the
+  comparison means something (varied tokens; some drafts accepted, some
+  rejected). Returns the unsharded tokens."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  ref = results[f"{key}/unsharded/tokens"]
+  for stat in [k.split("/")[-1] for k in results if k.startswith(f"{key}/unsharded/")]:
+    np.testing.assert_array_equal(results[f"{key}/sharded/{stat}"],
+                                  results[f"{key}/unsharded/{stat}"], err_msg=stat)
+  assert len(np.unique(ref)) > 8, ref
+  return ref
+
+
+def assert_drafts_accepted_and_rejected(results: dict, key: str):
+  accepted = results[f"{key}/unsharded/accepted"].sum()
+  assert 0 < accepted < results[f"{key}/unsharded/draft_tokens"].sum()
+
+
 def env(devices: int, fast: bool = True) -> dict:
   """os.environ for a worker process with `devices` fake CPU devices (and,
   with `fast`, FAST_COMPILE_FLAGS)."""

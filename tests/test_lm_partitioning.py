@@ -32,6 +32,7 @@ from spec_cascade_jax.models.lm import hf as hf_lm
 from spec_cascade_jax.parallel import partitioning as pt
 from spec_cascade_jax.testing import tiny_lm_pair, tiny_t5_pair
 from lm_partitioning_worker import FAMILIES as WORKER_FAMILIES
+from mesh_worker import assert_drafts_accepted_and_rejected, assert_sharded_equals_unsharded
 
 FAMILIES = tuple(f[0] for f in WORKER_FAMILIES)
 METHODS = ("speculative", "spec_cascade")
@@ -84,17 +85,12 @@ def test_sharded_equals_unsharded(lm_run, family, method):
   """scj.generate(mesh=) with eos_id and ragged input_lengths: same tokens and stats."""
   report, results = lm_run
   key = f"{family}/{method}"
-  ref = results[f"{key}/unsharded/tokens"]
-  for stat in [k.split("/")[-1] for k in results if k.startswith(f"{key}/unsharded/")]:
-    np.testing.assert_array_equal(results[f"{key}/sharded/{stat}"],
-                                  results[f"{key}/unsharded/{stat}"], err_msg=stat)
-  # The comparison means something: varied tokens, full-length rows, and drafts
-  # accepted and rejected (speculative).
-  assert len(np.unique(ref)) > 8, ref
+  # The comparison means something: full-length rows, and drafts accepted and
+  # rejected (speculative).
+  ref = assert_sharded_equals_unsharded(results, key)
   assert (results[f"{key}/unsharded/num_tokens"] == ref.shape[1]).any()
   if method == "speculative":
-    accepted = results[f"{key}/unsharded/accepted"].sum()
-    assert 0 < accepted < results[f"{key}/unsharded/draft_tokens"].sum()
+    assert_drafts_accepted_and_rejected(results, key)
     # eos_id reached the sharded loop: it is not the model's own EOS, and row 1
     # (whose first greedy token it is) stops after it.
     eos = report[family]["eos"]

@@ -444,16 +444,27 @@ def infer(drafter, verifier, output_dir: str, task: str = GETTEXT_TASK,
   """
   point = grids.Point("infer", method, rule or "", float(alpha), num_draft_tokens,
                       float(temperature), int(seed))
-  check_job(task, point, max_new_tokens, t5_vocab_path)
-  drafter, verifier = resolve_model(drafter), resolve_model(verifier)
-  data = load_task(task, split, vocabulary, max_input_length, num_examples, t5_vocab_path,
-                   models=(drafter, verifier))
+  drafter, verifier, data = _start_job(drafter, verifier, task, split, point, vocabulary,
+                                       max_input_length, max_new_tokens, num_examples,
+                                       t5_vocab_path)
   rows, _, _ = _infer_rows(drafter, verifier, data, point, batch_size, max_new_tokens,
                            buckets)
   path = os.path.join(output_dir, "predictions.jsonl")
   _write_jsonl(path, rows)
   print(f"wrote {len(rows)} predictions to {path}")
   return path
+
+
+def _start_job(drafter, verifier, task, split, point, vocabulary, max_input_length,
+               max_new_tokens, num_examples, t5_vocab_path):
+  """(drafter, verifier, data) of an infer or eval job: its settings and task
+  checked before any work, then the models, then the task (its vocabulary
+  checked against the models)."""
+  check_job(task, point, max_new_tokens, t5_vocab_path)
+  drafter, verifier = resolve_model(drafter), resolve_model(verifier)
+  data = load_task(task, split, vocabulary, max_input_length, num_examples, t5_vocab_path,
+                   models=(drafter, verifier))
+  return drafter, verifier, data
 
 
 def _infer_rows(drafter, verifier, data, point, batch_size, max_new_tokens, buckets):
@@ -485,10 +496,9 @@ def evaluate(drafter, verifier, output_dir: str, task: str = GETTEXT_TASK,
   """
   point = grids.Point("eval", method, rule or "", float(alpha), num_draft_tokens,
                       float(temperature), int(seed))
-  check_job(task, point, max_new_tokens, t5_vocab_path)
-  q_model, p_model = resolve_model(drafter), resolve_model(verifier)
-  data = load_task(task, split, vocabulary, max_input_length, num_examples, t5_vocab_path,
-                   models=(q_model, p_model))
+  q_model, p_model, data = _start_job(drafter, verifier, task, split, point, vocabulary,
+                                      max_input_length, max_new_tokens, num_examples,
+                                      t5_vocab_path)
   t0 = time.perf_counter()
   rows, preds, stats = _infer_rows(q_model, p_model, data, point, batch_size,
                                    max_new_tokens, buckets)
