@@ -18,10 +18,11 @@ decodes beyond one γ, bfloat16, real-size shapes). What
 remains is the core of the suite, for iteration. CI (`.ci/run`) runs
 everything.
 
-Both run in two processes (pytest-xdist: `-n 2 --dist loadfile`, README's
-commands): the tests of one file stay in one process, so its module
+Both run in two processes (pytest-xdist, README's commands). CI uses `-n 2
+--dist loadfile`: the tests of one file stay in one process, so its module
 fixtures are built once; the two partitioning files share one 8-device
-worker run across the processes (`eight_device_run`). Without `-n` the
+worker run across the processes (`eight_device_run`). The fast tier's
+fixtures are cheap, so `-n 2` balances it test by test. Without `-n` the
 suite runs in one process.
 """
 

@@ -197,6 +197,7 @@ def _covered(tree, axes):
   assert all(len(a) == np.ndim(x) for a, x in zip(flat_axes, flat))
 
 
+@pytest.mark.slow
 def test_every_lm_param_and_cache_entry_has_axes():
   # Every published preset (eval_shape: nothing allocated) and every tiny
   # family, with each optional parameter switched on somewhere.

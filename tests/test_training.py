@@ -133,6 +133,7 @@ def test_kd_loss_mixes_reference_and_teacher_cross_entropy():
     assert int(ntok) == mask.sum()
 
 
+@pytest.mark.slow
 def test_placeholder_weight_scales_positions_whose_target_or_argmax_is_a_placeholder():
   cfg, params, (inputs, dec, targets), logits, logp, _ = _loss_inputs(1)
   xent = -np.take_along_axis(logp, targets[..., None], -1)[..., 0]
@@ -271,6 +272,7 @@ def test_a_checkpoint_of_another_optimizer_is_named_on_resume(tmp_path):
     trainer.restore_checkpoint(path, states["adafactor"])
 
 
+@pytest.mark.slow
 def test_data_offset_steps_starts_the_stream_where_the_initial_run_stopped(monkeypatch,
                                                                           tmp_path):
   """A run that continues a trained model reads the batches after the ones it
