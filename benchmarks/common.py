@@ -29,7 +29,7 @@ import jax  # noqa: E402  (after the path fix above)
 import jax.numpy as jnp  # noqa: E402
 
 # The project's one padding helper, as `common.pad_batch` for the scripts.
-from spec_cascade_jax.data.padding import pad_batch  # noqa: E402,F401
+from spec_cascade_jax.decoding.padding import pad_batch  # noqa: E402,F401
 
 @dataclasses.dataclass(frozen=True)
 class DemoPair:

@@ -254,7 +254,7 @@ def run_mesh(out_dir: str):
 def pair_input_ids() -> np.ndarray:
   """PAIR_TEXTS encoded with the pair's vocabulary, EOS appended, zero-padded."""
   import spec_cascade_jax as scj
-  from spec_cascade_jax.data import padding
+  from spec_cascade_jax.decoding import padding
   from spec_cascade_jax.data.vocab import encode_with_eos
 
   vocab = scj.load_vocabulary(PAIR[2])

@@ -215,9 +215,9 @@ def test_decoding_depends_on_nothing_but_the_model_protocol():
       "decoding imports only decoding and the model protocol (docs/design.md §5): move "
       f"what needs data, a model family or a vocabulary to its consumer: {breaks}")
   planted = {m: set(t) for m, t in GRAPH.items()}
-  planted["spec_cascade_jax.decoding.greedy"].add("spec_cascade_jax.data.padding")
+  planted["spec_cascade_jax.decoding.greedy"].add("spec_cascade_jax.data.vocab")
   assert _decoding_breaks(planted) == [("spec_cascade_jax.decoding.greedy",
-                                        "spec_cascade_jax.data.padding")]
+                                        "spec_cascade_jax.data.vocab")]
 
 
 def test_only_main_imports_gin():

@@ -1,9 +1,9 @@
-"""data.padding.pad_batch: the one padding helper and each way it is called."""
+"""decoding.padding.pad_batch: the one padding helper and each way it is called."""
 
 import numpy as np
 import pytest
 
-from spec_cascade_jax.data.padding import pad_batch
+from spec_cascade_jax.decoding.padding import pad_batch
 
 
 def test_rounds_the_longest_row_up_to_a_multiple():

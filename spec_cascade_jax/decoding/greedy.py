@@ -3,8 +3,7 @@
     outs = greedy_ids(model, [[13, 7, 1], [5, 1]])        # EOS kept where produced
 
 Used by training (distillation targets, validation BLEU: `recipes.greedy_translate`)
-and evaluation (translation quality, drafter agreement). Decoding imports no
-other package but the model protocol, so the rows are padded here.
+and evaluation (translation quality, drafter agreement).
 """
 
 from __future__ import annotations
@@ -14,16 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from spec_cascade_jax.decoding import api
-
-
-def _pad_rows(rows: Sequence[Sequence[int]], multiple: int = 16) -> np.ndarray:
-  """[len(rows), L] int32, zero-padded (0 = pad), L the longest row rounded up
-  to `multiple` (few shapes, few compilations), as data.padding.pad_batch."""
-  width = -(-max(len(r) for r in rows) // multiple) * multiple
-  out = np.zeros((len(rows), width), np.int32)
-  for i, r in enumerate(rows):
-    out[i, :len(r)] = r
-  return out
+from spec_cascade_jax.decoding.padding import pad_batch
 
 
 def greedy_ids(model, inputs: Sequence[Sequence[int]], batch_size: int = 64,
@@ -40,7 +30,7 @@ def greedy_ids(model, inputs: Sequence[Sequence[int]], batch_size: int = 64,
     starts = tqdm(starts, desc=progress, unit="batch")
   for s in starts:
     idx = order[s:s + batch_size]
-    res = api.generate(model, model, _pad_rows([inputs[i] for i in idx]), method="verifier",
+    res = api.generate(model, model, pad_batch([inputs[i] for i in idx]), method="verifier",
                        temperature=0.0, max_new_tokens=max_new_tokens)
     for i, row in zip(idx, np.asarray(res.tokens).tolist()):
       out[i] = row[:row.index(1) + 1] if 1 in row else row

@@ -4,9 +4,9 @@
         --gin_file=configs/models/demo_pair.gin --gin.TASK="'gettext_en_de'" \
         --gin.OUTPUT_DIR="'runs/infer'"
 
-Tasks: the bundled corpora `gettext_en_de` and `gettext_en_de`
-(`data.dataset.CORPORA`) are read with `data.dataset.load_split` and the
-vocabulary given (their own: `dataset.CORPUS_VOCABULARIES`; no seqio or
+Tasks: the bundled corpus `gettext_en_de` (`data.dataset.CORPORA`) is read
+with `data.dataset.load_split` and the vocabulary given (its own:
+`dataset.CORPUS_VOCABULARIES`; no seqio or
 TensorFlow needed: the GPU machine has neither);
 `gettext_en_de_<k>shot` is the same split as k-shot prompts for decoder-only
 LMs (evaluation/prompts.py; the vocabulary is then the LM's Hugging Face
@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from spec_cascade_jax.data.padding import pad_batch
+from spec_cascade_jax.decoding.padding import pad_batch
 from spec_cascade_jax.decoding import methods
 from spec_cascade_jax.decoding.errors import UsageError
 from spec_cascade_jax.evaluation import grids, prompts
@@ -386,11 +386,9 @@ def load_checked_model(path_or_name: str, preset: str | None = None,
   checkpoints of one tokenizer whose embeddings differ by padding rows.
   """
   from spec_cascade_jax.models.loading import load_model
-  model = load_model(path_or_name, dtype=dtype)
-  if pad_vocab_to is not None:
-    from spec_cascade_jax.models.padded import pad_vocabulary
-    return pad_vocabulary(_checked(model, path_or_name, preset), int(pad_vocab_to))
-  return _checked(model, path_or_name, preset)
+  from spec_cascade_jax.models.padded import pad_vocabulary
+  model = _checked(load_model(path_or_name, dtype=dtype), path_or_name, preset)
+  return model if pad_vocab_to is None else pad_vocabulary(model, int(pad_vocab_to))
 
 
 def _checked(model, path_or_name: str, preset: str | None):

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from spec_cascade_jax.data import placeholders
-from spec_cascade_jax.data.padding import pad_batch
+from spec_cascade_jax.decoding.padding import pad_batch
 from spec_cascade_jax.data.vocab import encode_with_eos
 from spec_cascade_jax.decoding.greedy import greedy_ids
 from spec_cascade_jax.evaluation import metrics

@@ -253,17 +253,13 @@ def _spec_tree(shapes, axes, mesh: Mesh, rules: Rules, what: str):
                        f" a rank-{np.ndim(x)} array of shape {np.shape(x)}.")
     spec = logical_to_spec(names, rules)
     for dim, name, m in zip(np.shape(x), names, spec):
-      if m is not None and dim % mesh.shape[m] and name == "batch":
-        raise ValueError(
-            f"{what} {_path_str(path)!r} of shape {np.shape(x)}: its batch ({dim} rows) is"
-            f" not divisible by the {m!r} mesh axis ({mesh.shape[m]}); pad the batch with"
-            f" all-pad rows to a multiple of {mesh.shape[m]}.")
       if m is not None and dim % mesh.shape[m]:
+        fix = (f"pad the batch with all-pad rows to a multiple of {mesh.shape[m]}"
+               if name == "batch" else f"use a mesh whose {m!r} size divides {dim}, or map"
+               f" {name!r} to None in logical_axis_rules")
         raise ValueError(
             f"{what} {_path_str(path)!r} of shape {np.shape(x)}: its {name!r} dimension"
-            f" ({dim}) is not divisible by the {m!r} mesh axis ({mesh.shape[m]}). Use a"
-            f" mesh whose {m!r} size divides {dim}, or map {name!r} to None in"
-            " logical_axis_rules.")
+            f" ({dim}) is not divisible by the {m!r} mesh axis ({mesh.shape[m]}); {fix}.")
     return spec
 
   # `axes` has tuples where `shapes` has leaves: tree_map flattens it up to them.

@@ -18,7 +18,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from spec_cascade_jax.data.padding import pad_batch
+from spec_cascade_jax.decoding.padding import pad_batch
 
 
 @dataclasses.dataclass(frozen=True)

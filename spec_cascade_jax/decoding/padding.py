@@ -4,7 +4,9 @@
     pad_batch([[5, 1]], length=32)                  # [1, 32]: a fixed length
     pad_batch([[5, 1]], length=32, rows=4)          # [4, 32]: rows 1..3 a lone EOS
 
-Decoding, training, evaluation and the benchmarks all pad with it. Rounding
+Decoding (greedy.py), training, evaluation and the benchmarks all pad with
+it; it lives in decoding, the lowest package that pads, and needs nothing
+but numpy. Rounding
 the length up to a multiple, or padding to a length bucket, keeps the number
 of distinct input shapes (one jit compilation each) small. Filler rows hold a
 lone EOS (id 1), a valid input that decodes quickly; callers drop their
