@@ -41,7 +41,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import common  # noqa: E402
-from spec_cascade_jax.decoding import api, loop  # noqa: E402
+from spec_cascade_jax.decoding import api  # noqa: E402
 from spec_cascade_jax.evaluation import grids  # noqa: E402
 
 PHASES = ("encode", "draft", "verify", "target", "accept", "commit", "step", "sample")
@@ -164,7 +164,7 @@ def main(argv=None):
            common.gettext_examples(args.examples, max_input_tokens=args.input_length)]
     rows = [common.pad_batch(exs[i:i + args.batch], length=args.input_length)
             for i in range(0, len(exs) - args.batch + 1, args.batch)]
-  d, v, (alpha, temp, top_p), rng, statics = api.prepare(
+  d, v, params, rng, statics = api.prepare(
       drafter, verifier, jnp.asarray(rows[0]), method=args.method,
       rule=args.rule if api.method_takes_rule(args.method) else None,
       alpha=args.alpha if api.method_takes_alpha(args.method) else None,
@@ -172,8 +172,7 @@ def main(argv=None):
       top_p=1.0, max_new_tokens=args.max_new_tokens, rng=jax.random.PRNGKey(0),
       seq_confidence=None,
       ngram_size=args.ngram_size if api.method_takes(args.method, "ngram_size") else None)
-  params = loop.DecodeParams(alpha=jnp.asarray(alpha), temperature=jnp.asarray(temp),
-                               top_p=jnp.asarray(top_p))
+  params = jax.tree.map(jnp.asarray, params)
   inputs = [jnp.asarray(r) for r in rows]
   call = lambda ids: api.jitted_decode(d, v, ids, params, rng, **statics)
   phases = op_phases(api.jitted_decode.lower(d, v, inputs[0], params, rng, **statics)

@@ -127,31 +127,48 @@ def greedy_chain(kind, dq, dp, a, max_new, m: Margins):
   return np.array(out + [0] * (max_new - len(out))), deferrals
 
 
-def greedy_rounds(kind, dq, dp, a, gamma, max_new, m: Margins):
-  """GenSpecSample's rounds at T = 0, written out: the drafter drafts γ tokens
-  along its own argmax path; the leading run of drafts equal to argmax π is
-  accepted; the first mismatch (or the bonus position) emits argmax π.
+def greedy_rounds(kind, dq, dp, a, gamma, max_new, m: Margins, policy="constant",
+                  threshold=None, schedule=None):
+  """GenSpecSample's rounds at T = 0, written out: the drafter drafts along its
+  own argmax path; the leading run of drafts equal to argmax π is accepted;
+  the first mismatch (or the bonus position) emits argmax π.
 
-  Returns (tokens [max_new], rounds, accepted drafts summed over rounds).
+  How many tokens a round drafts (the draft policies): "constant" γ;
+  "confidence" stops before a draft whose context has max softmax(dq[ctx]) <
+  threshold (at most γ); "heuristic" drafts L, L starting at schedule[0] and
+  moving to min(L + schedule[1], γ) after a round that accepted all its drafts,
+  max(L - schedule[2], 1) otherwise.
+
+  Returns (tokens [max_new], rounds, accepted drafts that were committed,
+  drafts proposed), summed over rounds.
   """
-  out, rounds, accepted, prev = [], 0, 0, 0
+  out, rounds, accepted, drafted, prev = [], 0, 0, 0, 0
+  length = schedule[0] if policy == "heuristic" else gamma
   while len(out) < max_new and EOS not in out:
     rounds += 1
     drafts, ctx = [], prev
-    for _ in range(gamma):
+    for _ in range(length):
+      if policy == "confidence" and m.less(softmax(dq[ctx]).max(), threshold):
+        break
       ctx = int(np.argmax(dq[ctx]))
       drafts.append(ctx)
+    d = len(drafts)
     contexts = [prev] + drafts
     n = 0
-    while n < gamma and drafts[n] == _greedy_position(kind, dq, dp, contexts[n], a, m)[0]:
+    while n < d and drafts[n] == _greedy_position(kind, dq, dp, contexts[n], a, m)[0]:
       n += 1
-    accepted += n
+    committed = 0
     for y in drafts[:n] + [_greedy_position(kind, dq, dp, contexts[n], a, m)[0]]:
       out.append(y)
+      committed += 1
       if y == EOS or len(out) == max_new:
         break
+    accepted += min(n, committed)
+    drafted += d
+    if policy == "heuristic":
+      length = min(length + schedule[1], gamma) if n == d else max(length - schedule[2], 1)
     prev = out[-1]
-  return np.array(out + [0] * (max_new - len(out))), rounds, accepted
+  return np.array(out + [0] * (max_new - len(out))), rounds, accepted, drafted
 
 
 def token_cascade_calls(tokens, deferred_positions, chunk):

@@ -53,8 +53,24 @@ def _tables(seed):
   return dq, dp
 
 
-def _decode(method, rule, gamma, dq, dp, alpha, inputs):
-  kw = {}
+# The draft policies (decoding/drafting.py) on the speculative kernel's methods.
+POLICY_CASES = [("spec_cascade", "chow"), ("spec_cascade", "token_v3"), ("speculative", None),
+                ("lossy", None), ("bild", None)]
+
+
+def _policy_settings(policy, gamma, rs):
+  """Per-row settings of `policy` drawn so rows stop at different places."""
+  if policy == "confidence":
+    return {"draft_threshold": rs.uniform(0.2, 0.9, ROWS).astype(np.float32)}
+  if policy == "heuristic":
+    return {"draft_schedule": np.stack([rs.randint(1, gamma + 1, ROWS),
+                                        rs.randint(0, 3, ROWS),
+                                        rs.randint(0, 2, ROWS)], axis=1).astype(np.int32)}
+  return {}
+
+
+def _decode(method, rule, gamma, dq, dp, alpha, inputs, policy_kw=None):
+  kw = dict(policy_kw or {})
   if method in RULE_METHODS:
     kw["rule"] = rule
   if method == "seq_cascade":
@@ -68,7 +84,7 @@ def _decode(method, rule, gamma, dq, dp, alpha, inputs):
                   max_new_tokens=MAX_NEW, rng=jax.random.PRNGKey(0), **kw)
 
 
-def _reference(method, rule, gamma, dq, dp, a, m):
+def _reference(method, rule, gamma, dq, dp, a, m, policy_kw=None, row=None):
   """(tokens, {stat: value}) that the reference predicts for one row."""
   if method == "seq_cascade":
     tokens, deferred = ref.greedy_seq_cascade(dq, dp, a, MAX_NEW, rule, m)
@@ -80,9 +96,18 @@ def _reference(method, rule, gamma, dq, dp, a, m):
   if method != "prompt_lookup":
     stats["deferrals"] = len(deferred_at)
   if method in SPEC_KERNEL:
-    replay, rounds, accepted = ref.greedy_rounds(kind, dq, dp, a, gamma, MAX_NEW, m)
+    policy = dict(policy="constant")
+    if policy_kw and "draft_threshold" in policy_kw:
+      policy = dict(policy="confidence", threshold=float(policy_kw["draft_threshold"][row]))
+    elif policy_kw and "draft_schedule" in policy_kw:
+      policy = dict(policy="heuristic", schedule=[int(x) for x in policy_kw["draft_schedule"][row]])
+    replay, rounds, accepted, drafted = ref.greedy_rounds(kind, dq, dp, a, gamma, MAX_NEW, m,
+                                                          **policy)
     np.testing.assert_array_equal(replay, tokens)  # the reference agrees with itself
-    stats.update(rounds=rounds, accepted=accepted)
+    stats.update(rounds=rounds, accepted=accepted, draft_tokens=drafted,
+                 drafter_steps=drafted + rounds, wasted_drafts=drafted - accepted)
+    if policy["policy"] == "constant":
+      stats["verified_tokens"] = rounds * (gamma + 1)
   if method == "token_cascade":
     stats["rounds"] = ref.token_cascade_calls(tokens, deferred_at, gamma + 1)
   return tokens, stats
@@ -91,6 +116,18 @@ def _reference(method, rule, gamma, dq, dp, a, m):
 @pytest.mark.parametrize("gamma", [1, 3])
 @pytest.mark.parametrize("method,rule", CASES)
 def test_greedy_output_and_counts_match_the_reference(method, rule, gamma):
+  _check(method, rule, gamma)
+
+
+@pytest.mark.parametrize("policy", ["confidence", "heuristic"])
+@pytest.mark.parametrize("method,rule", POLICY_CASES)
+def test_draft_policies_keep_the_greedy_law(method, rule, policy):
+  """Every row's output is the constant-γ output (the law), and its counts
+  are the reference's replay of its own draft lengths."""
+  _check(method, rule, 3, policy)
+
+
+def _check(method, rule, gamma, policy=None):
   key = rule if method in RULE_METHODS else method
   rs = np.random.RandomState(gamma)
   checked = skipped = differ_v = differ_d = 0
@@ -98,12 +135,14 @@ def test_greedy_output_and_counts_match_the_reference(method, rule, gamma):
     dq, dp = _tables(seed)
     alpha = rs.uniform(*ALPHA_DRAW.get(key, (0.0, 0.0)), ROWS).astype(np.float32)
     inputs = rs.randint(2, V, (ROWS, 6)).astype(np.int32)  # prompt_lookup reads them
-    res = _decode(method, rule, gamma, dq, dp, alpha, inputs)
+    policy_kw = _policy_settings(policy, gamma, rs)
+    res = _decode(method, rule, gamma, dq, dp, alpha, inputs,
+                  {"draft_policy": policy, **policy_kw} if policy else None)
     ver, _ = ref.greedy_chain("verifier", dq, dp, 0.0, MAX_NEW, ref.Margins())
     dra, _ = ref.greedy_chain("drafter", dq, dp, 0.0, MAX_NEW, ref.Margins())
     for b in range(ROWS):
       m = ref.Margins()
-      tokens, stats = _reference(method, rule, gamma, dq, dp, float(alpha[b]), m)
+      tokens, stats = _reference(method, rule, gamma, dq, dp, float(alpha[b]), m, policy_kw, b)
       if m.smallest() < MARGIN:
         skipped += 1
         continue
@@ -117,6 +156,8 @@ def test_greedy_output_and_counts_match_the_reference(method, rule, gamma):
       differ_v += not np.array_equal(tokens, ver)
       differ_d += not np.array_equal(tokens, dra)
   assert skipped <= 0.1 * (checked + skipped), (checked, skipped)
+  if policy:  # the policy changed the drafting: rows drafted fewer than γ per round
+    assert np.any(res.stats["draft_tokens"] < gamma * res.stats["rounds"])
   # The cases are not vacuous: the drafter and the verifier disagree on
   # these tables, and the cascades take both branches across rows.
   if method != "drafter":

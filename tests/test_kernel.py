@@ -75,11 +75,25 @@ def test_exact_rounds_and_stats_with_deterministic_models():
                  max_new_tokens=8)
   # Round 1: draft [2 3 4] all accepted, bonus 2 (verifier after 4) -> 2 3 4 2
   # Round 2: draft [3 4 5]: 3, 4 accepted, 5 rejected -> residual 2 -> 3 4 2
-  # Round 3: draft [3 4 5]: 3, 4 accepted again; committing stops at 8 tokens.
+  # Round 3: draft [3 4 5]: 3, 4 accepted again; committing stops at 8 tokens,
+  # after 3: one accepted draft is committed, the other is wasted.
   np.testing.assert_array_equal(res.tokens[0], [2, 3, 4, 2, 3, 4, 2, 3])
   s = {k: int(v[0]) for k, v in res.stats.items()}
-  assert s == dict(rounds=3, drafter_steps=12, draft_tokens=9, accepted=3 + 2 + 2,
-                   deferrals=8, sequential_verifier_calls=0, num_tokens=8)
+  assert s == dict(rounds=3, drafter_steps=12, draft_tokens=9, accepted=3 + 2 + 1,
+                   wasted_drafts=0 + 1 + 2, verified_tokens=3 * 4, deferrals=8,
+                   sequential_verifier_calls=0, num_tokens=8)
+  # The heuristic policy from one draft (grow 2, shrink 1), same tokens:
+  # R1 L=1: [2] accepted, bonus 3 -> 2 3; L=3.  R2: [4 5 6]: 4 accepted, 5
+  # rejected -> 4 2; L=2.  R3: [3 4] accepted, bonus 2 -> 3 4 2; L=3.  R4:
+  # [3 4 5]: the 8th token is 3, one accepted draft committed.
+  heur = generate(drafter, verifier, ids, method="speculative", num_draft_tokens=3,
+                  max_new_tokens=8, draft_policy="heuristic", draft_schedule=(1, 2, 1))
+  np.testing.assert_array_equal(heur.tokens, res.tokens)
+  h = {k: int(v[0]) for k, v in heur.stats.items()}
+  assert h == dict(rounds=4, drafter_steps=9 + 4, draft_tokens=1 + 3 + 2 + 3,
+                   accepted=1 + 1 + 2 + 1, wasted_drafts=0 + 2 + 0 + 2,
+                   verified_tokens=2 + 4 + 3 + 4, deferrals=8, sequential_verifier_calls=0,
+                   num_tokens=8)
   ver = generate(None, verifier, ids, method="verifier", max_new_tokens=8)
   np.testing.assert_array_equal(ver.tokens, res.tokens)
   assert int(ver.stats["sequential_verifier_calls"][0]) == 8
@@ -136,6 +150,31 @@ def test_greedy_speculative_equals_verifier_t5(t5_pair, gamma):
   assert np.all(s["sequential_verifier_calls"] == 0)
   # Fewer verifier calls than tokens unless every draft is rejected.
   assert np.all(s["rounds"] <= s["num_tokens"])
+  # Every round but the last commits its accepted drafts and one more token;
+  # nothing is counted past the EOS.
+  assert np.all(s["num_tokens"] - s["rounds"] <= s["accepted"])
+  assert np.all(s["accepted"] <= s["num_tokens"] - s["rounds"] + 1)
+  np.testing.assert_array_equal(s["wasted_drafts"], s["draft_tokens"] - s["accepted"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("policy", ["confidence", "heuristic"])
+def test_draft_policies_keep_the_verifiers_output_t5(t5_pair, policy):
+  """Rows of one batch draft different lengths (per-row settings); greedy
+  speculative decoding still returns the verifier's output."""
+  drafter, verifier, ids, ver, _ = t5_pair
+  kw = ({"draft_threshold": np.array([0.0, 0.3, 0.6, 1.0])} if policy == "confidence"
+        else {"draft_schedule": np.array([[1, 0, 0], [1, 1, 1], [3, 2, 1], [4, 0, 4]])})
+  spec = generate(drafter, verifier, ids, method="speculative", num_draft_tokens=4,
+                  max_new_tokens=MAX_NEW, draft_policy=policy, **kw)
+  np.testing.assert_array_equal(spec.tokens, ver.tokens)
+  s = spec.stats
+  np.testing.assert_array_equal(s["drafter_steps"], s["draft_tokens"] + s["rounds"])
+  assert len(set((s["draft_tokens"] / s["rounds"]).round(3))) > 1   # rows differ
+  if policy == "heuristic":   # row 0 always drafts one token
+    np.testing.assert_array_equal(s["draft_tokens"][0], s["rounds"][0])
+  else:                       # threshold 1 drafts nothing; 0 drafts all γ
+    assert s["draft_tokens"][3] == 0 and s["draft_tokens"][0] == 4 * s["rounds"][0]
 
 
 @pytest.mark.slow
@@ -245,6 +284,25 @@ def test_alpha_temperature_top_p_do_not_recompile():
   assert api.TRACE_COUNTS["spec_cascade"] == before + 1  # γ is static
 
 
+def test_draft_policy_settings_do_not_recompile():
+  """A sweep over the confidence threshold or the heuristic schedule compiles
+  once per policy: the settings are traced, the policy is static."""
+  drafter = BigramModel(jax.random.normal(jax.random.PRNGKey(1), (7, 7)))
+  verifier = BigramModel(jax.random.normal(jax.random.PRNGKey(2), (7, 7)))
+  ids = jnp.ones((5, 3), jnp.int32)
+  kw = dict(method="spec_cascade", rule="chow", alpha=0.3, num_draft_tokens=3,
+            max_new_tokens=8)
+  before = api.TRACE_COUNTS["spec_cascade"]
+  drafts = []
+  for threshold in (0.0, 0.2, 0.5, np.linspace(0, 1, 5), 1.0):
+    drafts.append(generate(drafter, verifier, ids, draft_policy="confidence",
+                           draft_threshold=threshold, **kw).stats["draft_tokens"].sum())
+  for schedule in ((3, 2, 1), (1, 1, 1), [[1, 0, 0]] * 5):
+    generate(drafter, verifier, ids, draft_policy="heuristic", draft_schedule=schedule, **kw)
+  assert api.TRACE_COUNTS["spec_cascade"] == before + 2
+  assert drafts[0] > drafts[2] > drafts[-1] == 0   # a higher threshold drafts less
+
+
 @pytest.mark.parametrize("kwargs, exc, match", [
     (dict(method="beam"), ValueError, "valid methods"),
     (dict(rule="chowx"), ValueError, "valid rules"),
@@ -273,6 +331,24 @@ def test_alpha_temperature_top_p_do_not_recompile():
     (dict(method="drafter", verifier=None, input_ids=np.array([[9]], np.int32)), ValueError,
      "not a token id"),
     (dict(pad_single_row="yes"), ValueError, "pad_single_row"),
+    # Draft policies: the kernel's methods only, each setting with its policy.
+    (dict(draft_policy="greedy"), ValueError, "Unknown draft_policy 'greedy'; valid"),
+    (dict(method="token_cascade", draft_policy="confidence"), ValueError,
+     "token_cascade' takes no draft_policy"),
+    (dict(method="prompt_lookup", draft_schedule=(1, 1, 1)), ValueError,
+     "takes no draft_schedule"),
+    (dict(draft_threshold=0.5), ValueError,
+     r"draft_threshold is the 'confidence' draft policy's setting; with "
+     r"draft_policy='constant' it would be ignored: pass draft_policy='confidence'"),
+    (dict(draft_policy="confidence", draft_schedule=(1, 1, 1)), ValueError,
+     "draft_schedule is the 'heuristic' draft policy's setting"),
+    (dict(draft_policy="confidence", draft_threshold=1.5), ValueError,
+     r"draft_threshold must be in \[0, 1\]"),
+    (dict(draft_policy="heuristic", draft_schedule=(0, 1, 1), num_draft_tokens=2,
+          max_new_tokens=4), ValueError, r"1 <= start <= num_draft_tokens=2"),
+    (dict(draft_policy="heuristic", draft_schedule=(1, 1)), ValueError,
+     r"three ints \(start, grow, shrink\)"),
+    (dict(draft_policy="heuristic", draft_schedule=(1.5, 1, 1)), ValueError, "three ints"),
     # A rule or an α given to a method that takes none would be ignored: rejected,
     # naming the fix.
     (dict(method="speculative", rule="nonsense"), ValueError,

@@ -58,14 +58,14 @@ def _probs(logits, temp):
   return _softmax(logits / temp)
 
 
-def ref_law(kind, tables, a, temp):
-  """{(y1, y2, y3): probability} of the first MAX_NEW tokens, EOS absorbing."""
+def ref_law(kind, tables, a, temp, max_new=MAX_NEW):
+  """{(y1, .., y_max_new): probability} of the first max_new tokens, EOS absorbing."""
   dq, dp = tables
   m = ref.Margins()
   law = {}
 
   def rec(prefix, prob, prev):
-    if len(prefix) == MAX_NEW:
+    if len(prefix) == max_new:
       law[tuple(prefix)] = law.get(tuple(prefix), 0.0) + prob
       return
     if EOS in prefix:
@@ -119,14 +119,15 @@ def seq_alpha(law_q, conf):
 # ------------------------------------------------------------- comparison
 
 
-def chi_square_pvalue(tokens, law):
-  """Pearson chi-square of the rows of tokens [N, MAX_NEW] against `law`.
+def chi_square_pvalue(tokens, law, cells=False):
+  """Pearson chi-square of the rows of tokens [N, L] against `law` (over sequences of L).
 
   Cells with expected count < 5 are merged into one cell; a sequence outside
   the support fails outright (p = 0).
   """
   n = tokens.shape[0]
-  seqs, counts = np.unique(tokens[:, :MAX_NEW], axis=0, return_counts=True)
+  width = len(next(iter(law)))
+  seqs, counts = np.unique(tokens[:, :width], axis=0, return_counts=True)
   observed = {tuple(int(t) for t in s): c for s, c in zip(seqs, counts)}
   outside = [s for s in observed if s not in law]
   assert not outside, f"sequences with probability 0 were generated: {outside[:5]}"
@@ -144,7 +145,8 @@ def chi_square_pvalue(tokens, law):
   obs, exp = np.array(obs, float), np.array(exp, float)
   exp *= obs.sum() / exp.sum()  # absorb float rounding of the law's total
   stat = ((obs - exp) ** 2 / exp).sum()
-  return scipy.stats.chi2.sf(stat, len(obs) - 1)
+  pval = scipy.stats.chi2.sf(stat, len(obs) - 1)
+  return (pval, len(obs)) if cells else pval
 
 
 def _models(tables):
@@ -176,8 +178,21 @@ def _alpha_for(kind, tables):
   return float((s[2] + s[3]) / 2)  # between the middle statistics
 
 
-def _run_and_check(method, kind, gamma, temps=(1.0, 0.7), **kw):
+def policy_settings(policy, tables):
+  """generate() arguments of a draft policy that stops drafts in some contexts
+  and not in others: the confidence threshold sits between the drafter's top
+  probabilities; the heuristic starts at one draft and moves by one."""
+  if policy == "confidence":
+    top = np.sort([_softmax(r).max() for r in tables[0][[0, 2, 3, 4, 5]]])
+    return {"draft_policy": policy, "draft_threshold": float((top[1] + top[2]) / 2)}
+  if policy == "heuristic":
+    return {"draft_policy": policy, "draft_schedule": (1, 1, 1)}
+  return {}
+
+
+def _run_and_check(method, kind, gamma, temps=(1.0, 0.7), policy=None, **kw):
   for (name, tables), temp in itertools.product(TABLES.items(), temps):
+    kw.update(policy_settings(policy, tables))
     a = _alpha_for(kind, tables)
     law, margins = ref_law(kind, tables, a, temp)
     assert not margins.values or min(margins.values) > MARGIN, (name, temp, "near-tie")
@@ -191,22 +206,25 @@ def _run_and_check(method, kind, gamma, temps=(1.0, 0.7), **kw):
                    temperature=temp, max_new_tokens=MAX_NEW,
                    rng=jax.random.PRNGKey(gamma * 100 + int(10 * temp)), **call)
     pval = chi_square_pvalue(res.tokens, law)
-    assert pval > P_MIN, f"{method}[{kind}] γ={gamma} tables={name} T={temp}: p={pval:.2e}"
+    assert pval > P_MIN, (f"{method}[{kind}] γ={gamma} policy={policy} tables={name} "
+                          f"T={temp}: p={pval:.2e}")
 
 
 RULES = ("chow", "diff", "opt", "token_v1", "token_v2", "token_v3")
+# γ = 1 with the constant policy; γ = 3 with each draft policy (drafting.py).
+SETTINGS = [(1, None), (3, None), (3, "confidence"), (3, "heuristic")]
 
 
-@pytest.mark.parametrize("gamma", [1, 3])
+@pytest.mark.parametrize("gamma,policy", SETTINGS)
 @pytest.mark.parametrize("rule", RULES)
-def test_spec_cascade_exact(rule, gamma):
-  _run_and_check("spec_cascade", rule, gamma)
+def test_spec_cascade_exact(rule, gamma, policy):
+  _run_and_check("spec_cascade", rule, gamma, policy=policy)
 
 
-@pytest.mark.parametrize("gamma", [1, 3])
+@pytest.mark.parametrize("gamma,policy", SETTINGS)
 @pytest.mark.parametrize("method", ["speculative", "lossy", "bild"])
-def test_speculative_targets_exact(method, gamma):
-  _run_and_check(method, method, gamma)
+def test_speculative_targets_exact(method, gamma, policy):
+  _run_and_check(method, method, gamma, policy=policy)
 
 
 @pytest.mark.parametrize("method", ["drafter", "verifier"])

@@ -1,17 +1,18 @@
 """`generate`: every decoding method behind one validated, compile-cached call.
 
 Static (a change recompiles): method, rule, num_draft_tokens, max_new_tokens,
-top_k, seq_confidence, ngram_size, eos_id, input shape, model configurations,
-whether input_lengths is given.
+top_k, seq_confidence, ngram_size, draft_policy, eos_id, input shape, model
+configurations, whether input_lengths is given.
 Traced (a sweep never recompiles): model weights, input_ids, input_lengths,
-alpha, temperature, top_p (scalars or per-row [B] arrays, always passed as
-[B]), rng.
+alpha, temperature, top_p, draft_threshold, draft_schedule (scalars or per-row
+arrays, always passed per row), rng.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import inspect
 import types
 
@@ -65,7 +66,10 @@ class GenerateResult:
   stats: {name: [B] int32} with names loop.STAT_NAMES:
     rounds: verifier calls (speculative rounds; sequential calls for baselines);
     drafter_steps: one-token drafter calls; draft_tokens: drafts proposed;
-    accepted: drafts accepted by the test (before truncation at EOS / length);
+    accepted: drafts accepted by the test and committed (none counted past
+      EOS or max_new_tokens); wasted_drafts: draft_tokens - accepted;
+    verified_tokens: tokens the verifier scored in the rounds' chunks
+      (drafting methods; 0 for the sequential baselines);
     deferrals: committed positions where the drafter's token counted as
       deferred (targets.py), or 1 per deferred row for seq_cascade;
     sequential_verifier_calls: verifier calls made one after the other by the
@@ -78,12 +82,12 @@ class GenerateResult:
 
 # The static arguments of `decode` (the keys of `prepare`'s statics).
 STATIC_ARGNAMES = ("method", "rule", "num_draft_tokens", "top_k", "max_new_tokens",
-                   "seq_confidence", "ngram_size", "eos_ids")
+                   "seq_confidence", "ngram_size", "draft_policy", "eos_ids")
 
 
 def decode(drafter, verifier, input_ids, params, rng, input_lengths=None, *,
            method, rule, num_draft_tokens, top_k, max_new_tokens, seq_confidence, ngram_size,
-           eos_ids=(loop.EOS,)):
+           draft_policy="constant", eos_ids=(loop.EOS,)):
   """The function `generate` compiles: the loop of `method` (methods.py), on
   prepared arguments (`prepare`). Not jitted itself: `jitted_decode` is its
   jit, and the sharded entry point (parallel/generate.py) jits it with
@@ -98,7 +102,7 @@ def decode(drafter, verifier, input_ids, params, rng, input_lengths=None, *,
   if loop == "kernel":
     return kernel.spec_decode(drafter, verifier, input_ids, params, rng,
                               target_fn=targets.get_target(method, rule),
-                              gamma=num_draft_tokens,
+                              gamma=num_draft_tokens, policy=draft_policy,
                               **common)
   if loop == "single":
     model = drafter if method == "drafter" else verifier
@@ -115,6 +119,18 @@ def decode(drafter, verifier, input_ids, params, rng, input_lengths=None, *,
 
 
 jitted_decode = jax.jit(decode, static_argnames=STATIC_ARGNAMES)
+
+
+def _greedy_key():
+  """The key a greedy call passes (it draws nothing from it): made once per
+  PRNG implementation, as making it afresh dispatched a computation per call."""
+  return _key_of_impl(jax.config.jax_default_prng_impl)
+
+
+@functools.lru_cache(maxsize=None)
+def _key_of_impl(impl: str):
+  del impl  # the cache key: jax's default PRNG implementation, read by PRNGKey
+  return jax.random.PRNGKey(0)
 
 
 def _per_row(name, value, batch):
@@ -220,7 +236,8 @@ def _is_int(value) -> bool:
 
 # What methods.METHOD_ARGS become for a method that does not take them (the
 # statics stay equal, so such a method compiles once).
-_UNUSED = {"rule": "", "alpha": 0.0, "seq_confidence": "", "ngram_size": 0}
+_UNUSED = {"rule": "", "alpha": 0.0, "seq_confidence": "", "ngram_size": 0,
+           "draft_policy": "", "draft_threshold": None, "draft_schedule": None}
 _NOT_TAKEN_WHY = {"alpha": " (it has no deferral threshold)"}
 
 
@@ -243,16 +260,60 @@ def _resolve_method_args(method, **given) -> dict:
   return out
 
 
+def _draft_settings(policy, threshold, schedule, gamma: int, batch):
+  """The draft policy's traced settings, checked: (draft_threshold [B] float32
+  or None, draft_schedule [B, 3] int32 or None). A setting of another policy
+  than `policy` raises (it would be ignored)."""
+  given = {"draft_threshold": threshold, "draft_schedule": schedule}
+  for arg, value in given.items():
+    owner = methods.POLICY_ARGS[arg]
+    if value is not None and policy != owner:
+      raise UsageError(f"{arg} is the {owner!r} draft policy's setting; with "
+                       f"draft_policy={policy!r} it would be ignored: pass "
+                       f"draft_policy={owner!r}, or drop {arg}.")
+  if policy == "confidence":
+    if threshold is None:
+      threshold = methods.policy_default("draft_threshold", gamma)
+    threshold = _per_row("draft_threshold", threshold, batch)
+    if np.any((threshold < 0) | (threshold > 1)):
+      raise UsageError(f"draft_threshold must be in [0, 1] (a probability: a row stops "
+                       f"drafting where the drafter's top probability is below it); got "
+                       f"{threshold[(threshold < 0) | (threshold > 1)][0]:g}.")
+    return threshold, None
+  if policy == "heuristic":
+    if schedule is None:
+      schedule = methods.policy_default("draft_schedule", gamma)
+    if isinstance(schedule, _Tracer):
+      raise TypeError("draft_schedule is a traced value: call generate() outside jax.jit.")
+    arr = np.asarray(schedule)
+    rows = 1 if batch is None else batch
+    if arr.ndim == 1:
+      arr = np.broadcast_to(arr, (rows,) + arr.shape)
+    if (arr.shape != (rows, 3) or not np.issubdtype(arr.dtype, np.integer)):
+      raise UsageError(f"draft_schedule must be three ints (start, grow, shrink), or one "
+                       f"such triple per row ({rows}, 3); got {_short(schedule)}.")
+    start, grow, shrink = arr[:, 0], arr[:, 1], arr[:, 2]
+    if np.any((start < 1) | (start > gamma)) or np.any(grow < 0) or np.any(shrink < 0):
+      raise UsageError(f"draft_schedule=(start, grow, shrink) needs 1 <= start <= "
+                       f"num_draft_tokens={gamma} (the most a round drafts), grow >= 0 "
+                       f"and shrink >= 0; got {arr[0].tolist()}.")
+    return None, np.ascontiguousarray(arr, np.int32)
+  return None, None
+
+
 def _settings(method, rule, alpha, num_draft_tokens, temperature, top_k, top_p,
-              max_new_tokens, rng, seq_confidence, ngram_size, batch):
+              max_new_tokens, rng, seq_confidence, ngram_size, batch,
+              draft_policy=None, draft_threshold=None, draft_schedule=None):
   """Every check of generate's settings that needs neither models nor inputs.
 
-  Returns ({rule, seq_confidence, ngram_size, num_draft_tokens, top_k,
-  max_new_tokens}: the statics but method, (alpha, temperature, top_p) as numpy
-  [B], rng): None replaced by the method's defaults.
+  Returns ({rule, seq_confidence, ngram_size, draft_policy, num_draft_tokens,
+  top_k, max_new_tokens}: the statics but method, the traced settings as a
+  loop.DecodeParams of numpy arrays [B], rng): None replaced by the method's
+  defaults.
   """
   args = _resolve_method_args(method, rule=rule, alpha=alpha, seq_confidence=seq_confidence,
-                              ngram_size=ngram_size)
+                              ngram_size=ngram_size, draft_policy=draft_policy,
+                              draft_threshold=draft_threshold, draft_schedule=draft_schedule)
   spec = methods.get(method)
   rule, alpha = args.pop("rule"), args.pop("alpha")
   if spec.takes_rule and rule not in RULES:
@@ -283,6 +344,12 @@ def _settings(method, rule, alpha, num_draft_tokens, temperature, top_k, top_p,
         f"{methods.DEFAULT_NUM_DRAFT_TOKENS}, capped at max_new_tokens).")
   if not _is_int(top_k) or top_k < 0:
     raise UsageError(f"top_k must be an int >= 0 (0 disables it); got {top_k!r}.")
+  policy = args["draft_policy"]
+  if spec.takes("draft_policy") and policy not in methods.DRAFT_POLICIES:
+    raise UsageError(f"Unknown draft_policy {policy!r}; valid policies: "
+                     f"{methods.DRAFT_POLICIES} (decoding/drafting.py).")
+  draft_threshold, draft_schedule = _draft_settings(
+      policy, args["draft_threshold"], args["draft_schedule"], int(num_draft_tokens), batch)
   alpha = _per_row("alpha", alpha, batch)
   temperature = _per_row("temperature", temperature, batch)
   top_p = _per_row("top_p", top_p, batch)
@@ -298,13 +365,15 @@ def _settings(method, rule, alpha, num_draft_tokens, temperature, top_k, top_p,
           "temperature > 0 samples: pass rng=jax.random.PRNGKey(seed) (the same key "
           "draws the same samples, a new key new ones); rng=None is for greedy decoding "
           "(temperature 0 in every row) only.")
-    rng = jax.random.PRNGKey(0)  # unused by greedy decoding; the compiled call takes one
+    rng = _greedy_key()  # unused by greedy decoding; the compiled call takes one
   statics = dict(rule=rule, num_draft_tokens=int(num_draft_tokens), top_k=int(top_k),
                  max_new_tokens=int(max_new_tokens), seq_confidence=args["seq_confidence"],
-                 ngram_size=int(args["ngram_size"]))
+                 ngram_size=int(args["ngram_size"]), draft_policy=policy)
   if not spec.uses_num_draft_tokens:
     statics["num_draft_tokens"] = 1  # unused by the method: do not recompile per γ
-  return statics, (alpha, temperature, top_p), rng
+  params = loop.DecodeParams(alpha=alpha, temperature=temperature, top_p=top_p,
+                             draft_threshold=draft_threshold, draft_schedule=draft_schedule)
+  return statics, params, rng
 
 
 def check_settings(**generate_kwargs) -> None:
@@ -319,7 +388,8 @@ def check_settings(**generate_kwargs) -> None:
   kw = {**GENERATE_DEFAULTS, **generate_kwargs}
   _settings(kw["method"], kw["rule"], kw["alpha"], kw["num_draft_tokens"], kw["temperature"],
             kw["top_k"], kw["top_p"], kw["max_new_tokens"], kw["rng"], kw["seq_confidence"],
-            kw["ngram_size"], batch=None)
+            kw["ngram_size"], batch=None, draft_policy=kw["draft_policy"],
+            draft_threshold=kw["draft_threshold"], draft_schedule=kw["draft_schedule"])
 
 
 def _check_input_shape(input_ids):
@@ -374,15 +444,17 @@ def _validate(drafter, verifier, input_ids, method, top_k):
 
 def prepare(drafter, verifier, input_ids, *, method, rule, alpha, num_draft_tokens,
             temperature, top_k, top_p, max_new_tokens, rng, seq_confidence, ngram_size,
+            draft_policy=None, draft_threshold=None, draft_schedule=None,
             eos_id=None, input_lengths=None):
   """Validation and static normalisation shared by `generate` and the sharded
   entry point (parallel/generate.py): every check runs here, before anything
   is traced; a mistake raises UsageError (a ValueError).
 
-  Returns (drafter, verifier, (alpha, temperature, top_p) as numpy [B],
-  rng, statics): unused models become None (no transfer, no cache-key effect).
-  None for rule, alpha, num_draft_tokens, seq_confidence, ngram_size: the
-  method's default (see `generate`); eos_id None: the used models' own
+  Returns (drafter, verifier, params: a loop.DecodeParams of numpy arrays
+  [B] (alpha, temperature, top_p, and the draft policy's settings, None where
+  unused), rng, statics): unused models become None (no transfer, no
+  cache-key effect). None for rule, alpha, num_draft_tokens, seq_confidence,
+  ngram_size, draft_policy and its settings: the method's default (see `generate`); eos_id None: the used models' own
   (statics["eos_ids"]). input_lengths: checked only (a global multi-host array
   is not), for the sharded entry point.
   """
@@ -390,7 +462,8 @@ def prepare(drafter, verifier, input_ids, *, method, rule, alpha, num_draft_toke
   _check_input_shape(input_ids)
   settings, per_row, rng = _settings(
       method, rule, alpha, num_draft_tokens, temperature, top_k, top_p, max_new_tokens, rng,
-      seq_confidence, ngram_size, batch=int(input_ids.shape[0]))
+      seq_confidence, ngram_size, batch=int(input_ids.shape[0]), draft_policy=draft_policy,
+      draft_threshold=draft_threshold, draft_schedule=draft_schedule)
   if not spec.uses_verifier:
     verifier = None
   if not spec.uses_drafter:
@@ -406,6 +479,7 @@ def generate(drafter, verifier, input_ids, method: str = methods.DEFAULT_METHOD,
              rule: str | None = None, alpha=None, num_draft_tokens: int | None = None,
              temperature=0.0, top_k: int = 0, top_p=1.0, max_new_tokens: int = 64,
              rng=None, seq_confidence: str | None = None, ngram_size: int | None = None,
+             draft_policy: str | None = None, draft_threshold=None, draft_schedule=None,
              pad_single_row: bool | None = None, eos_id=None,
              input_lengths=None) -> GenerateResult:
   """Decodes `input_ids` [B, S] (0 = pad) with `method`; see docs/design.md §3.
@@ -432,6 +506,14 @@ def generate(drafter, verifier, input_ids, method: str = methods.DEFAULT_METHOD,
   raises); None: 5, or max_new_tokens where that is smaller. For token_cascade,
   num_draft_tokens + 1 is the verifier's catch-up chunk size; the methods that
   do not use it (methods.Method.uses_num_draft_tokens) ignore it.
+  draft_policy: how many of its num_draft_tokens each row drafts in a round
+  (the speculative kernel's methods; decoding/drafting.py): "constant" (the
+  default: all of them), "confidence" (stop where the drafter's top
+  probability falls below draft_threshold, default 0.4), "heuristic" (a per-row
+  length that grows after fully accepted drafts and shrinks otherwise;
+  draft_schedule=(start, grow, shrink), default (num_draft_tokens, 2, 1)).
+  Every policy keeps each method's output law; draft_threshold and
+  draft_schedule are traced (scalars or per row), the policy is static.
   top_k: at most the vocabulary size (0 disables it).
   A wrong setting raises UsageError (a ValueError) before anything is compiled.
   pad_single_row: decode a one-row batch as two copies of the row and return
@@ -455,7 +537,9 @@ def generate(drafter, verifier, input_ids, method: str = methods.DEFAULT_METHOD,
                    input_lengths, method=method, rule=rule, alpha=alpha,
                    num_draft_tokens=num_draft_tokens, temperature=temperature, top_k=top_k,
                    top_p=top_p, max_new_tokens=max_new_tokens, rng=rng,
-                   seq_confidence=seq_confidence, ngram_size=ngram_size, eos_id=eos_id)
+                   seq_confidence=seq_confidence, ngram_size=ngram_size,
+                   draft_policy=draft_policy, draft_threshold=draft_threshold,
+                   draft_schedule=draft_schedule, eos_id=eos_id)
 
 
 def _generate(decode_fn, drafter, verifier, input_ids, pad_single_row, input_lengths,
@@ -464,23 +548,25 @@ def _generate(decode_fn, drafter, verifier, input_ids, pad_single_row, input_len
   if pad_single_row is not None and not isinstance(pad_single_row, bool):
     raise UsageError(f"pad_single_row must be True, False or None (automatic: on GPU "
                      f"only); got {pad_single_row!r}.")
-  drafter, verifier, (alpha, temperature, top_p), rng, statics = prepare(
+  drafter, verifier, params, rng, statics = prepare(
       drafter, verifier, input_ids, **prepare_kwargs)
   lengths = None if input_lengths is None else _check_input_lengths(input_lengths,
                                                                     input_ids)
-  ids = jnp.asarray(input_ids, jnp.int32)
+  # Host (numpy) arguments go to the compiled call as they are: its dispatch
+  # moves them to the device in one batch, where a jnp.asarray per argument
+  # would dispatch one transfer each (together ~0.5 ms a call on a CPU,
+  # BENCHMARKS.md "Where a decode's time goes").
+  xp = jnp if isinstance(input_ids, jax.Array) else np
+  ids = xp.asarray(input_ids, np.int32)
   if pad_single_row is None:
     pad_single_row = jax.default_backend() == "gpu"
   pad = pad_single_row and ids.shape[0] == 1
   if pad:
-    ids = jnp.concatenate([ids, ids])
-    alpha, temperature, top_p = (np.concatenate([a, a]) for a in (alpha, temperature, top_p))
+    ids = xp.concatenate([ids, ids])
+    params = jax.tree.map(lambda a: np.concatenate([a, a]), params)
     lengths = None if lengths is None else np.concatenate([lengths, lengths])
-  params = loop.DecodeParams(alpha=jnp.asarray(alpha), temperature=jnp.asarray(temperature),
-                               top_p=jnp.asarray(top_p))
-  tokens, stats = decode_fn(
-      drafter, verifier, ids, params, rng,
-      input_lengths=None if lengths is None else jnp.asarray(lengths), **statics)
+  tokens, stats = decode_fn(drafter, verifier, ids, params, rng, input_lengths=lengths,
+                            **statics)
   if pad:
     tokens, stats = tokens[:1], {k: v[:1] for k, v in stats.items()}
   tokens, stats = jax.device_get((tokens, stats))

@@ -241,8 +241,7 @@ def seq_cascade(drafter, verifier, input_ids, params: DecodeParams, rng, *,
       verifier, input_ids, params, rng, top_k=top_k, max_new_tokens=max_new_tokens,
       stream=2, done=~defer, eos_ids=eos_ids, input_lengths=input_lengths)
   tokens = jnp.where(defer[:, None], v_tokens, d_tokens)
-  stats = loop.Stats(rounds=v_steps, drafter_steps=d_steps,
-                     draft_tokens=jnp.zeros_like(d_steps), accepted=jnp.zeros_like(d_steps),
-                     deferrals=defer.astype(jnp.int32), sequential_verifier_calls=v_steps,
-                     num_tokens=jnp.where(defer, v_steps, d_steps))
+  stats = loop.Stats.zeros(d_steps.shape[0]).replace(
+      rounds=v_steps, drafter_steps=d_steps, deferrals=defer.astype(jnp.int32),
+      sequential_verifier_calls=v_steps, num_tokens=jnp.where(defer, v_steps, d_steps))
   return tokens, stats.as_dict()

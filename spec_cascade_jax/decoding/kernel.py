@@ -56,18 +56,18 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from spec_cascade_jax.decoding import loop, sampling, targets
+from spec_cascade_jax.decoding import drafting, loop, sampling, targets
 from spec_cascade_jax.decoding.loop import EOS, DecodeParams
 
-# Drafts of up to this many drafter steps (γ + 1) are unrolled (see _draft).
-_UNROLL_MAX = 8
 
-
-def accept_and_correct(x, q, pi, u_accept, u_residual, all_greedy=False):
+def accept_and_correct(x, q, pi, u_accept, u_residual, all_greedy=False, d=None):
   """The acceptance test and correction of GenSpecSample.
 
   Args:
     x: [B, γ] int32 drafted tokens, x_j ~ q_j.
+    d: [B] int32 in [0, γ], the drafts row b made (drafting.py), or None: γ.
+      Drafts past d_b are not tested; if all d_b are accepted the bonus z is
+      sampled from π_{d_b+1}.
     q: [B, γ+1, V] drafter distributions (position γ+1: the bonus position).
     pi: [B, γ+1, V] targets.
     u_accept: [B, γ] uniforms; u_residual: [B] uniform.
@@ -84,64 +84,34 @@ def accept_and_correct(x, q, pi, u_accept, u_residual, all_greedy=False):
   pi_x = jnp.take_along_axis(pi[:, :gamma], x[..., None], axis=-1)[..., 0]  # [B, γ]
   # u·q < π is min(1, π/q) without a division (q(x) > 0 as x ~ q).
   ok = u_accept * q_x < pi_x
+  if d is None:
+    d = jnp.full(x.shape[:1], gamma, jnp.int32)
+  else:
+    ok = ok & (jnp.arange(gamma)[None, :] < d[:, None])
   n = jnp.sum(jnp.cumprod(ok.astype(jnp.int32), axis=1), axis=1)           # [B]
   # Only position n+1 is ever sampled: gather it first, so the residual is
   # computed on [B, V], not on all γ+1 positions.
   at_n = n[:, None, None]
   pi_n = jnp.take_along_axis(pi, at_n, axis=1)[:, 0]                        # [B, V]
   q_n = jnp.take_along_axis(q, at_n, axis=1)[:, 0]
-  dist = jnp.where((n < gamma)[:, None], targets.residual(pi_n, q_n), pi_n)
+  dist = jnp.where((n < d)[:, None], targets.residual(pi_n, q_n), pi_n)
   return n.astype(jnp.int32), sampling.sample_or_argmax(u_residual, dist, all_greedy)
 
 
 @flax.struct.dataclass
 class SpecState:
   """What the speculative while_loop carries: the loop core's cursor
-  (loop.Cursor, its buffer [B, max_new + γ + 2]) and both models' caches."""
+  (loop.Cursor, its buffer [B, max_new + γ + 2]), both models' caches, and
+  each row's draft length L [B] (the "heuristic" policy's; γ otherwise)."""
   cursor: loop.Cursor
   drafter_cache: Any
   verifier_cache: Any
-
-
-def _draft(drafter, cache, last, length, u_draft, params: DecodeParams, top_k: int,
-           all_greedy):
-  """γ+1 drafter steps. u_draft [B, γ+1] -> x [B, γ+1], q, q0 [B, γ+1, V], cache.
-
-  Up to `_UNROLL_MAX` steps are unrolled in Python (γ is static): XLA:CPU
-  runs a `lax.scan` as a nested while loop with its own per-iteration
-  bookkeeping and stacks the outputs step-major ([γ+1, B, V], then a
-  transpose); unrolled, the distributions are written batch-major directly.
-  Longer drafts keep the scan so the compile time stays bounded.
-  """
-
-  def one(cache, token, i, u):
-    logits, cache = drafter.step(token[:, None], cache, length + i)
-    q, q0 = sampling.distributions(logits[:, 0], params.temperature, top_k, params.top_p)
-    return cache, sampling.sample_or_argmax(u, q, all_greedy), q, q0
-
-  steps = u_draft.shape[1]
-  if steps <= _UNROLL_MAX:
-    token, outs = last, []
-    for i in range(steps):
-      cache, token, q, q0 = one(cache, token, i, u_draft[:, i])
-      outs.append((token, q, q0))
-    x, q, q0 = (jnp.stack(o, axis=1) for o in zip(*outs))
-    return x, q, q0, cache
-
-  def body(carry, xs):
-    cache, token = carry
-    cache, token, q, q0 = one(cache, token, *xs)
-    return (cache, token), (token, q, q0)
-
-  (cache, _), (x, q, q0) = jax.lax.scan(body, (cache, last),
-                                        (jnp.arange(steps), u_draft.T))
-  # scan stacks on axis 0: [γ+1, B, ...] -> [B, γ+1, ...]
-  return jnp.moveaxis(x, 0, 1), jnp.moveaxis(q, 0, 1), jnp.moveaxis(q0, 0, 1), cache
+  draft_len: jax.Array
 
 
 def spec_round(state: SpecState, drafter, verifier, params: DecodeParams, keys, *,
                target_fn, gamma: int, top_k: int, max_new_tokens: int,
-               eos_ids: tuple[int, ...] = (EOS,)) -> SpecState:
+               eos_ids: tuple[int, ...] = (EOS,), policy: str = "constant") -> SpecState:
   """One speculative round for every row (see the module docstring)."""
   cur = state.cursor
   length, last = cur.length, cur.last_token()                           # [B]
@@ -151,33 +121,53 @@ def spec_round(state: SpecState, drafter, verifier, params: DecodeParams, keys, 
   # The named scopes label the HLO ops of each phase for profiles
   # (benchmarks/round_profile.py); they change nothing else.
   with jax.named_scope("draft"):
-    x, q, q0, dcache = _draft(drafter, state.drafter_cache, last, length, u_draft,
-                              params, top_k, all_greedy)
+    if policy == "constant":
+      x, q, q0, dcache = drafting.draft_all(drafter, state.drafter_cache, last, length,
+                                            u_draft, params, top_k, all_greedy)
+      d, width = jnp.full_like(length, gamma), None
+    else:
+      limit = drafting.limits(policy, gamma, state.draft_len, cur.active)
+      threshold = params.draft_threshold if policy == "confidence" else None
+      x, q, q0, dcache, d = drafting.draft_adaptive(
+          drafter, state.drafter_cache, last, length, u_draft, params, top_k, all_greedy,
+          limit, threshold)
+      width = jnp.max(d) + 1                   # the batch's longest draft, + the bonus
   with jax.named_scope("verify"):
     chunk = jnp.concatenate([last[:, None], x[:, :gamma]], axis=1)       # [B, γ+1]
-    vlogits, vcache = verifier.step(chunk, state.verifier_cache, length)  # [B, γ+1, V]
+    vlogits, vcache = drafting.verify_chunk(verifier, chunk, state.verifier_cache, length,
+                                            width)                        # [B, γ+1, V]
     temp, top_p = params.temperature[:, None], params.top_p[:, None]     # [B, 1]
     p, p0 = sampling.distributions(vlogits, temp, top_k, top_p)
   with jax.named_scope("target"):
     pi, defer = target_fn(q, p, q0, p0, params.alpha[:, None])
   with jax.named_scope("accept"):
-    n, z = accept_and_correct(x[:, :gamma], q, pi, u_accept, u_res, all_greedy)
+    n, z = accept_and_correct(x[:, :gamma], q, pi, u_accept, u_res, all_greedy,
+                              None if width is None else d)
   with jax.named_scope("commit"):
     j = jnp.arange(gamma + 1)[None, :]
     window = jnp.where(j < n[:, None], x, z[:, None])                    # [B, γ+1]
-    new, count = cur.advance(window, n + 1, max_new_tokens, eos_ids, rounds=1,
-                             drafter_steps=gamma + 1, draft_tokens=gamma, accepted=n)
-
+    new, count = cur.advance(window, n + 1, max_new_tokens, eos_ids)
+  # Counted for the rows active before the round, over what was committed:
+  # drafts accepted past an EOS (or max_new_tokens) are wasted, not accepted.
+  accepted = jnp.minimum(n, count)
   deferred = jnp.take_along_axis(defer, x[..., None], axis=-1)[..., 0]  # [B, γ+1]
-  # Counted over the committed positions only (count is 0 for done rows).
-  deferrals = jnp.sum(deferred & (j < count[:, None]), axis=1)
-  new = new.replace(stats=new.stats.add(cur.active, deferrals=deferrals))
-  return SpecState(cursor=new, drafter_cache=dcache, verifier_cache=vcache)
+  deferrals = jnp.sum(deferred & (j < count[:, None]), axis=1)           # (count 0: done)
+  new = new.replace(stats=new.stats.add(
+      cur.active, rounds=1, drafter_steps=d + 1, draft_tokens=d, accepted=accepted,
+      wasted_drafts=d - accepted, verified_tokens=gamma + 1 if width is None else width,
+      deferrals=deferrals))
+  draft_len = state.draft_len
+  if policy == "heuristic":
+    draft_len = drafting.next_length(draft_len, d, n, params.draft_schedule, gamma,
+                                     cur.active)
+  return SpecState(cursor=new, drafter_cache=dcache, verifier_cache=vcache,
+                   draft_len=draft_len)
 
 
 def spec_decode(drafter, verifier, input_ids, params: DecodeParams, rng, *,
                 target_fn, gamma: int, top_k: int, max_new_tokens: int,
-                eos_ids: tuple[int, ...] = (EOS,), input_lengths=None):
+                eos_ids: tuple[int, ...] = (EOS,), input_lengths=None,
+                policy: str = "constant"):
   """Speculative decoding of any target. Call inside jit.
 
   Args:
@@ -187,6 +177,7 @@ def spec_decode(drafter, verifier, input_ids, params: DecodeParams, rng, *,
     rng: PRNG key.
     target_fn: a function of targets.py; gamma, top_k, max_new_tokens, eos_ids
       static.
+    policy: the draft policy (drafting.py; static), its settings in `params`.
   Returns:
     tokens [B, max_new_tokens] int32, stats {name: [B] int32}.
   """
@@ -196,14 +187,16 @@ def spec_decode(drafter, verifier, input_ids, params: DecodeParams, rng, *,
   with jax.named_scope("encode"):
     caches = (loop.init_cache(drafter, input_ids, cache_len, input_lengths),
               loop.init_cache(verifier, input_ids, cache_len, input_lengths))
+  draft_len = (params.draft_schedule[:, 0] if policy == "heuristic"
+               else jnp.full((batch,), gamma))
   state = SpecState(cursor=loop.Cursor.start(batch, seq_len), drafter_cache=caches[0],
-                    verifier_cache=caches[1])
+                    verifier_cache=caches[1], draft_len=draft_len.astype(jnp.int32))
   keys = loop.row_keys(rng, batch, stream=0)
 
   def body(s):
     return spec_round(s, drafter, verifier, params, keys, target_fn=target_fn,
                       gamma=gamma, top_k=top_k, max_new_tokens=max_new_tokens,
-                      eos_ids=eos_ids)
+                      eos_ids=eos_ids, policy=policy)
 
   state = loop.run(state, body)
   return state.cursor.tokens(max_new_tokens), state.cursor.stats.as_dict()

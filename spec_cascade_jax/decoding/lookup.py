@@ -182,9 +182,15 @@ def lookup_round(state: LookupState, verifier, source, params: DecodeParams, key
   with jax.named_scope("commit"):
     j = jnp.arange(gamma + 1)[None, :]
     window = jnp.where(j < n[:, None], jnp.pad(x, ((0, 0), (0, 1))), z[:, None])
-    # Rows without a match take one token; their filler drafts are not counted.
-    counted = dict(draft_tokens=gamma * found.astype(jnp.int32), accepted=n) if chunk else {}
-    new, _ = cur.advance(window, n + 1, max_new_tokens, eos_ids, rounds=1, **counted)
+    new, count = cur.advance(window, n + 1, max_new_tokens, eos_ids, rounds=1,
+                             verified_tokens=gamma + 1 if chunk else 1)
+    if chunk:
+      # Rows without a match take one token; their filler drafts are not
+      # counted. Drafts accepted past an EOS (or max_new_tokens) are wasted.
+      drafts, accepted = gamma * found.astype(jnp.int32), jnp.minimum(n, count)
+      new = new.replace(stats=new.stats.add(cur.active, draft_tokens=drafts,
+                                            accepted=accepted,
+                                            wasted_drafts=drafts - accepted))
   with jax.named_scope("draft"):
     draft, new_found = ngram_draft(new.seq, new.length, source, ngram=ngram, gamma=gamma,
                                    source_valid=source_valid)

@@ -37,6 +37,9 @@ class DecodeParams:
   alpha: jax.Array        # [B] float32
   temperature: jax.Array  # [B] float32, 0 = greedy
   top_p: jax.Array        # [B] float32 in (0, 1]
+  # The draft policy's settings (drafting.py); None where the policy has none.
+  draft_threshold: jax.Array | None = None  # [B] float32: "confidence"
+  draft_schedule: jax.Array | None = None   # [B, 3] int32 (start, grow, shrink): "heuristic"
 
   def all_greedy(self) -> jax.Array:
     """[] bool (traced): every row decodes greedily, so sampling is an argmax
@@ -50,14 +53,20 @@ class Stats:
 
   rounds: verifier calls (speculative rounds; sequential calls for baselines);
   drafter_steps: one-token drafter calls; draft_tokens: drafts proposed;
-  accepted: drafts accepted by the test; deferrals: positions (or rows, for
-  seq_cascade) deferred to the verifier; sequential_verifier_calls: verifier
-  calls made one after the other; num_tokens: generated tokens, EOS included.
+  accepted: drafts accepted by the test and committed (none past EOS or
+  max_new_tokens); wasted_drafts: drafts proposed but not committed
+  (draft_tokens - accepted); verified_tokens: tokens the verifier scored in
+  its rounds' chunks (drafting methods; 0 for the sequential baselines);
+  deferrals: positions (or rows, for seq_cascade) deferred to the verifier;
+  sequential_verifier_calls: verifier calls made one after the other;
+  num_tokens: generated tokens, EOS included.
   """
   rounds: jax.Array
   drafter_steps: jax.Array
   draft_tokens: jax.Array
   accepted: jax.Array
+  wasted_drafts: jax.Array
+  verified_tokens: jax.Array
   deferrals: jax.Array
   sequential_verifier_calls: jax.Array
   num_tokens: jax.Array

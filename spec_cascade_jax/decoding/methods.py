@@ -42,8 +42,15 @@ LOOPS = ("kernel", "lookup", "single", "token_cascade", "oracle_cascade", "seq_c
 # generate()'s arguments that only some methods take (`Method.takes` says
 # which): None means the method's default (`Method.default`); a value passed
 # to a method that does not take it raises.
-METHOD_ARGS = ("rule", "alpha", "seq_confidence", "ngram_size")
+METHOD_ARGS = ("rule", "alpha", "seq_confidence", "ngram_size", "draft_policy",
+               "draft_threshold", "draft_schedule")
 SEQ_CONFIDENCES = ("mean", "min")
+# How many of its γ tokens each row drafts in a round (decoding/drafting.py):
+# the speculative kernel's methods take a policy; "constant" drafts all γ.
+DRAFT_POLICIES = ("constant", "confidence", "heuristic")
+# The policy that takes each policy argument (a value given with another
+# policy would be ignored: generate raises).
+POLICY_ARGS = {"draft_threshold": "confidence", "draft_schedule": "heuristic"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,14 +97,19 @@ class Method:
   def takes(self, arg: str) -> bool:
     """Whether `generate(method=self.name)` accepts `arg` (one of METHOD_ARGS):
     seq_confidence is seq_cascade's, ngram_size prompt lookup's."""
+    if arg in ("draft_policy", *POLICY_ARGS):
+      return self.loop == "kernel"
     return {"rule": self.takes_rule, "alpha": self.takes_alpha,
             "seq_confidence": self.loop == "seq_cascade",
             "ngram_size": self.loop == "lookup"}[arg]
 
   def default(self, arg: str):
-    """The value `generate` uses for `arg` (one the method takes) given None."""
+    """The value `generate` uses for `arg` (one the method takes) given None
+    (None for the policy arguments: their policy's default, `policy_default`)."""
     return {"rule": self.default_rule, "alpha": DEFAULT_ALPHA,
-            "seq_confidence": DEFAULT_SEQ_CONFIDENCE, "ngram_size": DEFAULT_NGRAM_SIZE}[arg]
+            "seq_confidence": DEFAULT_SEQ_CONFIDENCE, "ngram_size": DEFAULT_NGRAM_SIZE,
+            "draft_policy": DEFAULT_DRAFT_POLICY, "draft_threshold": None,
+            "draft_schedule": None}[arg]
 
 
 # generate()'s defaults, used by every entry point (the sweep's points, the
@@ -108,6 +120,20 @@ DEFAULT_ALPHA = 0.3
 DEFAULT_NUM_DRAFT_TOKENS = 5   # capped at max_new_tokens where generate gets None
 DEFAULT_NGRAM_SIZE = 3
 DEFAULT_SEQ_CONFIDENCE = "mean"
+DEFAULT_DRAFT_POLICY = "constant"
+# "confidence": stop drafting where the drafter's top probability falls below
+# this (transformers' assistant_confidence_threshold default).
+DEFAULT_DRAFT_THRESHOLD = 0.4
+# "heuristic": grow the draft length by 2 after a fully accepted draft, shrink
+# it by 1 otherwise (transformers' schedule); it starts at γ.
+DEFAULT_DRAFT_GROW, DEFAULT_DRAFT_SHRINK = 2, 1
+
+
+def policy_default(arg: str, num_draft_tokens: int):
+  """The value of a policy argument (POLICY_ARGS) given None, for draft length γ."""
+  if arg == "draft_threshold":
+    return DEFAULT_DRAFT_THRESHOLD
+  return (num_draft_tokens, DEFAULT_DRAFT_GROW, DEFAULT_DRAFT_SHRINK)
 
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("drafter", "single", uses_verifier=False, uses_num_draft_tokens=False),

@@ -39,7 +39,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from spec_cascade_jax.decoding import api, loop
+from spec_cascade_jax.decoding import api
 from spec_cascade_jax.parallel import partitioning as pt
 
 # (treedefs, shardings, statics) -> jitted function; a new jax.jit object per
@@ -64,16 +64,16 @@ def _to_numpy(x) -> np.ndarray:
   return np.asarray(jax.device_get(x))
 
 
-def _jitted(drafter, verifier, mesh: Mesh, statics: dict):
+def _jitted(drafter, verifier, params, mesh: Mesh, statics: dict):
   """The jit of api's decode function with explicit in/out shardings (cached)."""
   model_sh = [None if m is None else pt.model_in_shardings(m) for m in (drafter, verifier)]
   rows = NamedSharding(mesh, P(pt.DATA))
   # The last one, input_lengths [B] or None (no leaves: the sharding then covers nothing).
   in_shardings = (*model_sh, NamedSharding(mesh, P(pt.DATA, None)),
-                  loop.DecodeParams(alpha=rows, temperature=rows, top_p=rows),
+                  jax.tree.map(lambda _: rows, params),   # each [B] or [B, 3]
                   NamedSharding(mesh, P()), rows)
   out_shardings = (NamedSharding(mesh, P(pt.DATA, None)), rows)  # stats: prefix tree
-  key = (jax.tree.structure(drafter), jax.tree.structure(verifier),
+  key = (jax.tree.structure(drafter), jax.tree.structure(verifier), jax.tree.structure(params),
          tuple(jax.tree.leaves(model_sh)), mesh, tuple(sorted(statics.items())))
   if key not in _JIT_CACHE:
     # api.decode is the function `scj.generate` jits: the same dispatch over
@@ -105,7 +105,7 @@ def _setup(drafter, verifier, input_ids, mesh, rules, generate_kwargs):
     raise TypeError(f"Unknown generate arguments {unknown}; valid: {sorted(_KWARGS)}.")
   mesh, rules = pt._check_mesh(mesh), pt._check_rules(rules)
   kw = {**_KWARGS, **generate_kwargs}
-  drafter, verifier, (alpha, temperature, top_p), rng, statics = api.prepare(
+  drafter, verifier, params, rng, statics = api.prepare(
       drafter, verifier, input_ids, **kw)
   lengths = kw["input_lengths"]
   batch, data = int(input_ids.shape[0]), mesh.shape[pt.DATA]
@@ -125,14 +125,12 @@ def _setup(drafter, verifier, input_ids, mesh, rules, generate_kwargs):
   else:
     input_ids = np.asarray(input_ids, np.int32)
   input_ids = pt.place(input_ids, NamedSharding(mesh, P(pt.DATA, None)))
-  params = loop.DecodeParams(alpha=pt.place(alpha, rows),
-                               temperature=pt.place(temperature, rows),
-                               top_p=pt.place(top_p, rows))
+  params = jax.tree.map(lambda a: pt.place(a, rows), params)
   rng = pt.place(rng, NamedSharding(mesh, P()))
   if lengths is not None:
     lengths = pt.place(lengths.astype(jnp.int32) if isinstance(lengths, jax.Array)
                        else np.asarray(lengths, np.int32), rows)
-  fn = _jitted(drafter, verifier, mesh, statics)
+  fn = _jitted(drafter, verifier, params, mesh, statics)
   return fn, (drafter, verifier, input_ids, params, rng, lengths), statics
 
 
