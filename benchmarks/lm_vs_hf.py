@@ -181,7 +181,8 @@ def markdown_table(rows, columns) -> str:
   return "\n".join(lines)
 
 
-def main(argv=None):
+def make_parser() -> argparse.ArgumentParser:
+  """The flags, also the pair's shape for other benchmarks (draft_policies.py)."""
   ap = argparse.ArgumentParser(description=__doc__,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("--examples", type=int, default=8, help="prompts")
@@ -208,8 +209,12 @@ def main(argv=None):
   ap.add_argument("--hf-dir", help="where to write the HF directories, kept (default: a temp "
                                    "dir, removed)")
   ap.add_argument("--json")
+  return ap
+
+
+def main(argv=None):
   argv = sys.argv[1:] if argv is None else list(argv)
-  args = ap.parse_args(argv)
+  args = make_parser().parse_args(argv)
   start = time.perf_counter()
   load_start = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
 

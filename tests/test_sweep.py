@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from spec_cascade_jax import testing
-from spec_cascade_jax.evaluation import demo, grids, infer, latency, summary, sweep
+from spec_cascade_jax.evaluation import (demo, grids, infer, latency, step_costs, summary,
+                                         sweep)
+from spec_cascade_jax.evaluation.cost_model import StepCosts
 
 
 # ---------------------------------------------------------------------------
@@ -41,6 +43,11 @@ class FakeBackend:
     monkeypatch.setattr(infer, "resolve_model", lambda m: m)
     monkeypatch.setattr(infer, "decode_batched", self.decode)
     monkeypatch.setattr(infer, "time_point", self.time)
+    monkeypatch.setattr(step_costs, "load_or_measure", self.step_costs)
+
+  def step_costs(self, path, q, p, *, input_lengths, **kwargs):
+    """encoders 1 (drafter) and 2 (verifier), drafter step 0.5, chunks c(1) 1, c(6) 3."""
+    return {n: StepCosts(1.0, 2.0, 0.5, {1: 1.0, 6: 3.0}) for n in input_lengths}
 
   def decode(self, q, p, input_ids, point, *args, **kwargs):
     self.decoded.append(point.key)
@@ -54,11 +61,15 @@ class FakeBackend:
              "num_tokens": np.full(n, 2)}
     return toks, stats
 
-  def time(self, q, p, input_ids, point, *args, **kwargs):
+  def time(self, q, p, input_ids, point, *args, stats_out=None, **kwargs):
     """Paired timings: the verifier takes 1 s an example, the point 0.5 + α
-    (the verifier itself 1), all times the machine's slowdown."""
+    (the verifier itself 1), all times the machine's slowdown. The timed
+    decodes' counts: 2 tokens an example, in 1 round of 6 drafter steps."""
     self.timed.append(point.key)
     n = len(input_ids)
+    counts = {"num_tokens": np.full(n, 2), "rounds": np.full(n, 1),
+              "drafter_steps": np.full(n, 6), "sequential_verifier_calls": np.zeros(n, int)}
+    stats_out.update(method=counts, verifier=dict(counts, rounds=np.full(n, 2)))
     own = 1.0 if point.method == "verifier" else 0.5 + point.alpha
     return latency.PairedTimes(np.full(n, own * self.slowdown),
                                np.full(n, 1.0 * self.slowdown))
@@ -113,6 +124,11 @@ def test_resume_after_interruption_loses_no_finished_point(tmp_path, monkeypatch
     np.testing.assert_allclose(r["relative_latency"], want)
     np.testing.assert_allclose(r["relative_latency_interval"], [want, want])
   np.testing.assert_allclose([r["verifier_latency_s"] for r in new], [2.0, 2.0])
+  # The cost model's prediction from the fake step costs and counts: the
+  # verifier 2 + 2·1 = 4 an example, the drafter 1 + 2·0.5 = 2, a speculative
+  # method 1 + 2 + 6·0.5 + c(6) = 9.
+  want = {"verifier": 1.0, "drafter": 0.5, "speculative": 2.25, "spec_cascade": 2.25}
+  assert {r["method"]: r["predicted_relative_latency"] for r in records} == want
   assert all(r["machine"]["cpus"] for r in records)
   assert out["metric"] == "exact"
 
@@ -264,7 +280,8 @@ def test_summary_errors_are_clear():
 def test_grids():
   pts = grids.build_points(grids.DEMO, temperatures=(0.0, 1.0), seeds=(0, 1))
   assert pts[0].method == "verifier"
-  n0 = sum(1 if c.method in grids.NO_ALPHA_METHODS else len(c.alphas) for c in grids.DEMO)
+  n0 = sum((1 if c.method in grids.NO_ALPHA_METHODS else len(c.alphas))
+           * max(len(c.draft_thresholds), 1) for c in grids.DEMO)
   assert len(pts) == 3 * n0  # T=0 once, T=1 for two seeds
   assert len({p.key for p in pts}) == len(pts)
   assert grids.Point("X", "lossy", alpha=0.1 + 0.2).key == grids.Point("X", "lossy",
@@ -275,6 +292,34 @@ def test_grids():
     grids.select_curves("paper", ["Nope"])
   with pytest.raises(ValueError, match="has no α"):
     grids.select_curves("paper", alphas={"SpecDecode": [0.1]})
+
+
+def test_draft_policy_curves_cross_thresholds_with_alpha():
+  """A +confidence curve sweeps (τ, α) jointly; its points decode with the
+  policy; points without a policy keep the keys of older results files."""
+  sel = grids.select_curves("paper", ["SpecCascade[token_v3]+confidence"],
+                            {"SpecCascade[token_v3]+confidence": [0.1, 0.3]},
+                            {"SpecCascade[token_v3]+confidence": [0.2, 0.5, 0.8]})
+  pts = [p for p in grids.build_points(sel) if p.method != "verifier"]
+  assert sorted((p.alpha, p.draft_threshold) for p in pts) == [
+      (a, t) for a in (0.1, 0.3) for t in (0.2, 0.5, 0.8)]
+  kw = infer.decode_kwargs(pts[0], 16)
+  assert kw["draft_policy"] == "confidence" and kw["draft_threshold"] == pts[0].draft_threshold
+  assert "τ=0.2" in pts[0].label
+  plain = grids.Point("SpecDecode", "speculative")
+  assert "draft_policy" not in plain.key and "draft_threshold" not in plain.key
+  assert "draft_policy" not in infer.decode_kwargs(plain, 16)
+  with pytest.raises(ValueError, match="no 'confidence' draft policy"):
+    grids.select_curves("paper", draft_thresholds={"SpecDecode+heuristic": [0.5]})
+  with pytest.raises(ValueError, match="takes no draft policy"):
+    grids.Curve("X", "token_cascade", "chow", draft_policy="heuristic")
+  with pytest.raises(ValueError, match="draft_thresholds go with"):
+    grids.Curve("X", "speculative", draft_policy="confidence")
+  # infer/eval jobs: the settings generate would reject raise before any work.
+  assert infer.job_point("j", "speculative", None, 0.0, 5, 0.0, 0,
+                         "confidence").draft_threshold == 0.4
+  with pytest.raises(ValueError, match="draft_threshold is the 'confidence'"):
+    infer.job_point("j", "speculative", None, 0.0, 5, 0.0, 0, None, 0.5)
 
 
 # ---------------------------------------------------------------------------

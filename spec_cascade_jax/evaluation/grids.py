@@ -12,6 +12,11 @@ setting on it. Curve names follow the paper:
 α runs from "mostly verifier" to "mostly drafter" along each grid (the meaning
 of α per rule: decoding/targets.py). Speculative decoding, the drafter and the
 verifier have no α: one point each (per temperature and seed).
+
+A curve of a speculative method may also set a draft policy
+(decoding/drafting.py); a "confidence" curve crosses its thresholds with its
+α, so the sweep chooses γ and α jointly: the summary's row of the curve is its
+fastest (threshold, α) point at the verifier's quality.
 """
 
 from __future__ import annotations
@@ -25,11 +30,25 @@ from spec_cascade_jax.decoding import methods
 
 @dataclasses.dataclass(frozen=True)
 class Curve:
-  """One method (and rule) swept over `alphas`."""
+  """One method (and rule) swept over `alphas` (× `draft_thresholds` for a
+  "confidence" draft policy; "" is the constant policy)."""
   name: str
   method: str
   rule: str = ""
   alphas: tuple[float, ...] = (0.0,)
+  draft_policy: str = ""
+  draft_thresholds: tuple[float, ...] = ()
+
+  def __post_init__(self):
+    if self.draft_policy and self.draft_policy not in methods.DRAFT_POLICIES:
+      raise ValueError(f"curve {self.name!r}: draft_policy {self.draft_policy!r} is not one "
+                       f"of {methods.DRAFT_POLICIES}.")
+    if self.draft_policy and not methods.get(self.method).takes("draft_policy"):
+      raise ValueError(f"curve {self.name!r}: method {self.method!r} takes no draft policy; "
+                       f"use one of {methods.taking('draft_policy')}.")
+    if bool(self.draft_thresholds) != (self.draft_policy == "confidence"):
+      raise ValueError(f"curve {self.name!r}: draft_thresholds go with the 'confidence' "
+                       "draft policy, and it needs at least one.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +56,8 @@ class Point:
   """One decoding setting of a sweep; `key` identifies it in a results file.
 
   seed only matters at temperature > 0 (greedy decoding has no randomness).
+  draft_policy "" is the constant policy; draft_threshold is the
+  "confidence" policy's.
   """
   curve: str
   method: str
@@ -45,19 +66,29 @@ class Point:
   num_draft_tokens: int = methods.DEFAULT_NUM_DRAFT_TOKENS
   temperature: float = 0.0
   seed: int = 0
+  draft_policy: str = ""
+  draft_threshold: float = 0.0
 
   @property
   def key(self) -> str:
-    """Canonical JSON of every field: equal settings give equal keys."""
+    """Canonical JSON of every field: equal settings give equal keys. The
+    draft fields are left out at their defaults, so results files written
+    before draft policies existed resume with the same keys."""
     d = dataclasses.asdict(self)
     d["alpha"] = float(round(d["alpha"], 10))   # 0.30000000000000004 -> 0.3
     d["temperature"] = float(round(d["temperature"], 10))
+    d["draft_threshold"] = float(round(d["draft_threshold"], 10))
+    for name in ("draft_policy", "draft_threshold"):
+      if not d[name]:
+        del d[name]
     return json.dumps(d, sort_keys=True)
 
   @property
   def label(self) -> str:
     has_alpha = self.method not in NO_ALPHA_METHODS
     out = self.curve + (f" α={self.alpha:g}" if has_alpha else "")
+    if self.draft_policy == "confidence":
+      out += f" τ={self.draft_threshold:g}"
     return out + (f" T={self.temperature:g} seed={self.seed}" if self.temperature > 0 else "")
 
   @classmethod
@@ -92,6 +123,11 @@ PAPER = (
     _spec("token_v1", _TOKEN),
     _spec("token_v2", _TOKEN),
     _spec("token_v3", _TOKEN),
+    Curve("SpecDecode+confidence", "speculative", draft_policy="confidence",
+          draft_thresholds=(0.2, 0.4, 0.6, 0.8)),
+    Curve("SpecDecode+heuristic", "speculative", draft_policy="heuristic"),
+    Curve("SpecCascade[token_v3]+confidence", "spec_cascade", "token_v3", _TOKEN,
+          draft_policy="confidence", draft_thresholds=(0.3, 0.6)),
 )
 
 # The README's main job: every method but oracle_cascade (a per-token quality
@@ -118,6 +154,14 @@ DEMO = (
     _spec("token_v1", (0.0, 0.02, 0.1)),
     _spec("token_v2", (0.01, 0.05, 0.2)),
     _spec("token_v3", (0.02, 0.1, 0.3)),
+    # Draft policies (decoding/drafting.py): drafts stop where the drafter is
+    # unsure (threshold τ on its top probability), or follow the per-row
+    # heuristic schedule; γ is then the longest draft.
+    Curve("SpecDecode+confidence", "speculative", draft_policy="confidence",
+          draft_thresholds=(0.3, 0.6)),
+    Curve("SpecDecode+heuristic", "speculative", draft_policy="heuristic"),
+    Curve("SpecCascade[token_v3]+confidence", "spec_cascade", "token_v3", (0.1,),
+          draft_policy="confidence", draft_thresholds=(0.3, 0.6)),
 )
 
 # A few points of three curves: notebooks and tests.
@@ -133,10 +177,13 @@ GRIDS: dict[str, tuple[Curve, ...]] = {"paper": PAPER, "demo": DEMO, "small": SM
 
 def select_curves(grid: str | Sequence[Curve] = "paper",
                   curves: Sequence[str] | None = None,
-                  alphas: Mapping[str, Sequence[float]] | None = None) -> tuple[Curve, ...]:
+                  alphas: Mapping[str, Sequence[float]] | None = None,
+                  draft_thresholds: Mapping[str, Sequence[float]] | None = None
+                  ) -> tuple[Curve, ...]:
   """A grid by name (or as Curves), optionally restricted to `curves` by name,
-  with α lists replaced per curve name by `alphas`. Verifier is always kept
-  (every latency is relative to it)."""
+  with α lists replaced per curve name by `alphas`, and the thresholds of the
+  "confidence" draft-policy curves by `draft_thresholds`. Verifier is always
+  kept (every latency is relative to it)."""
   if isinstance(grid, str):
     if grid not in GRIDS:
       raise ValueError(f"unknown grid {grid!r}; choose one of {sorted(GRIDS)} "
@@ -149,15 +196,23 @@ def select_curves(grid: str | Sequence[Curve] = "paper",
       raise ValueError(f"unknown curve(s) {unknown}; this grid has {list(by_name)}")
     names = ["Verifier"] + [c for c in curves if c != "Verifier"]
     grid = tuple(by_name[n] for n in names if n in by_name)
-  for name, values in (alphas or {}).items():
-    if name not in by_name:
-      raise ValueError(f"alphas given for unknown curve {name!r}; curves: {list(by_name)}")
+  for what, given in (("alphas", alphas), ("draft_thresholds", draft_thresholds)):
+    for name in given or {}:
+      if name not in by_name:
+        raise ValueError(f"{what} given for unknown curve {name!r}; curves: {list(by_name)}")
+  for name in draft_thresholds or {}:
+    if by_name[name].draft_policy != "confidence":
+      raise ValueError(f"draft_thresholds given for {name!r}, which has no 'confidence' "
+                       "draft policy; the +confidence curves take them.")
   out = []
   for c in grid:
     if alphas and c.name in alphas:
       if c.method in NO_ALPHA_METHODS:
         raise ValueError(f"{c.name} has no α; remove it from `alphas`")
       c = dataclasses.replace(c, alphas=tuple(float(a) for a in alphas[c.name]))
+    if draft_thresholds and c.name in draft_thresholds:
+      c = dataclasses.replace(c, draft_thresholds=tuple(float(t) for t in
+                                                        draft_thresholds[c.name]))
     out.append(c)
   if not any(c.method == "verifier" for c in out):
     raise ValueError("the grid has no Verifier curve: relative latency needs it")
@@ -180,7 +235,9 @@ def build_points(curves: Sequence[Curve], num_draft_tokens: int = 5,
     for s in (seeds if t > 0 else (0,)):
       for c in sorted(curves, key=lambda c: c.method != "verifier"):
         for a in (c.alphas if c.method not in NO_ALPHA_METHODS else (0.0,)):
-          points.append(Point(curve=c.name, method=c.method, rule=c.rule, alpha=float(a),
-                              num_draft_tokens=int(num_draft_tokens),
-                              temperature=float(t), seed=int(s)))
+          for tau in (c.draft_thresholds or (0.0,)):
+            points.append(Point(curve=c.name, method=c.method, rule=c.rule, alpha=float(a),
+                                num_draft_tokens=int(num_draft_tokens),
+                                temperature=float(t), seed=int(s),
+                                draft_policy=c.draft_policy, draft_threshold=float(tau)))
   return points

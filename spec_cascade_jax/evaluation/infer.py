@@ -250,6 +250,10 @@ def decode_kwargs(point: grids.Point, max_new_tokens: int) -> dict:
     kw["rule"] = point.rule or None
   if api.method_takes_alpha(point.method):
     kw["alpha"] = point.alpha
+  if point.draft_policy:
+    kw["draft_policy"] = point.draft_policy
+  if point.draft_policy == "confidence":
+    kw["draft_threshold"] = point.draft_threshold
   return kw
 
 
@@ -432,16 +436,18 @@ def infer(drafter, verifier, output_dir: str, task: str = GETTEXT_TASK,
           seed: int = 0, num_examples: int | None = None, batch_size: int = 64,
           max_new_tokens: int = 64, max_input_length: int = 128,
           buckets: Sequence[int] = DEFAULT_BUCKETS, vocabulary: str = "gettext",
-          t5_vocab_path: str | None = None) -> str:
+          t5_vocab_path: str | None = None, draft_policy: str | None = None,
+          draft_threshold: float | None = None) -> str:
   """Decodes a task split and writes `output_dir/predictions.jsonl`.
 
   One line per example: index, input, target, prediction, stats (per-row
   kernel counters: rounds, drafter_steps, draft_tokens, accepted, deferrals,
   sequential_verifier_calls, num_tokens). Returns the file's path. A mistake
   in the task or the decoding settings raises UsageError before any work.
+  draft_policy / draft_threshold: `generate`'s (decoding/drafting.py).
   """
-  point = grids.Point("infer", method, rule or "", float(alpha), num_draft_tokens,
-                      float(temperature), int(seed))
+  point = job_point("infer", method, rule, alpha, num_draft_tokens, temperature, seed,
+                    draft_policy, draft_threshold)
   drafter, verifier, data = _start_job(drafter, verifier, task, split, point, vocabulary,
                                        max_input_length, max_new_tokens, num_examples,
                                        t5_vocab_path)
@@ -451,6 +457,23 @@ def infer(drafter, verifier, output_dir: str, task: str = GETTEXT_TASK,
   _write_jsonl(path, rows)
   print(f"wrote {len(rows)} predictions to {path}")
   return path
+
+
+def job_point(name, method, rule, alpha, num_draft_tokens, temperature, seed,
+              draft_policy=None, draft_threshold=None) -> grids.Point:
+  """The grids.Point of an infer or eval job. A draft setting `generate` would
+  reject (an unknown policy, a threshold without the confidence policy, a
+  policy for a method that drafts nothing) raises UsageError here."""
+  from spec_cascade_jax.decoding import api
+  if draft_policy is not None or draft_threshold is not None:
+    api.check_settings(method=method, draft_policy=draft_policy,
+                       draft_threshold=draft_threshold)
+  policy = "" if draft_policy in (None, methods.DEFAULT_DRAFT_POLICY) else draft_policy
+  if policy == "confidence" and draft_threshold is None:
+    draft_threshold = methods.DEFAULT_DRAFT_THRESHOLD
+  return grids.Point(name, method, rule or "", float(alpha), num_draft_tokens,
+                     float(temperature), int(seed), draft_policy=policy,
+                     draft_threshold=float(draft_threshold or 0.0))
 
 
 def _start_job(drafter, verifier, task, split, point, vocabulary, max_input_length,
@@ -483,7 +506,8 @@ def evaluate(drafter, verifier, output_dir: str, task: str = GETTEXT_TASK,
              batch_size: int = 64, max_new_tokens: int = 64, max_input_length: int = 128,
              buckets: Sequence[int] = DEFAULT_BUCKETS, vocabulary: str = "gettext",
              t5_vocab_path: str | None = None, num_latency_examples: int = 0,
-             repeats: int = 3) -> dict:
+             repeats: int = 3, draft_policy: str | None = None,
+             draft_threshold: float | None = None) -> dict:
   """infer, then the task's metrics next to the cost statistics.
 
   Writes predictions.jsonl and metrics.json in `output_dir`. With
@@ -492,8 +516,8 @@ def evaluate(drafter, verifier, output_dir: str, task: str = GETTEXT_TASK,
   latency with its bootstrap interval. A mistake in the task or the decoding
   settings raises UsageError before any work.
   """
-  point = grids.Point("eval", method, rule or "", float(alpha), num_draft_tokens,
-                      float(temperature), int(seed))
+  point = job_point("eval", method, rule, alpha, num_draft_tokens, temperature, seed,
+                    draft_policy, draft_threshold)
   q_model, p_model, data = _start_job(drafter, verifier, task, split, point, vocabulary,
                                       max_input_length, max_new_tokens, num_examples,
                                       t5_vocab_path)
@@ -520,13 +544,17 @@ def evaluate(drafter, verifier, output_dir: str, task: str = GETTEXT_TASK,
 
 
 def time_point(drafter, verifier, input_ids: Sequence[Sequence[int]], point: grids.Point,
-               max_new_tokens: int, buckets: Sequence[int], repeats: int):
+               max_new_tokens: int, buckets: Sequence[int], repeats: int,
+               stats_out: dict | None = None):
   """Batch-1 timings of `point` paired with verifier-only decoding (docs/design.md §6.1).
 
   Each example is padded to its length bucket; evaluation/latency.py warms up
   each shape untimed, interleaves (point, verifier) `repeats` times per
   example and keeps the medians. The verifier runs at the point's temperature
   and seed. Returns latency.PairedTimes.
+  stats_out: a dict to receive the stats of the timed decodes, {"method":
+  {name: [N]}, "verifier": {name: [N]}}, one entry per example (the last
+  decode of each; the cost model prices these counts, evaluation/cost_model.py).
   """
   import jax
   from spec_cascade_jax.decoding.api import generate
@@ -536,9 +564,24 @@ def time_point(drafter, verifier, input_ids: Sequence[Sequence[int]], point: gri
   ver = decode_kwargs(grids.Point("Verifier", "verifier", temperature=point.temperature,
                                   seed=point.seed), max_new_tokens)
   padded = [pad_batch([x], bucket_length(len(x), buckets)) for x in input_ids]
-  inputs = [(ids, prompt_kwargs(verifier, [x], ids)) for x, ids in zip(input_ids, padded)]
-  return latency.paired_times(
-      lambda x: generate(drafter, verifier, x[0], rng=rng, **kwargs, **x[1]),
-      None if point.method == "verifier" else
-      lambda x: generate(None, verifier, x[0], rng=rng, **ver, **x[1]),
+  inputs = [(ids, prompt_kwargs(verifier, [x], ids), i)
+            for i, (x, ids) in enumerate(zip(input_ids, padded))]
+  seen: dict[str, dict[int, dict]] = {"method": {}, "verifier": {}}
+
+  def decoder(side, models, kw):
+    def run(x):
+      res = generate(*models, x[0], rng=rng, **kw, **x[1])
+      seen[side][x[2]] = res.stats
+      return res
+    return run
+
+  timed = latency.paired_times(
+      decoder("method", (drafter, verifier), kwargs),
+      None if point.method == "verifier" else decoder("verifier", (None, verifier), ver),
       inputs, repeats, compile_key=lambda x: x[0].shape)
+  if stats_out is not None:
+    seen["verifier"] = seen["verifier"] or seen["method"]   # the verifier point
+    for side, rows in seen.items():
+      stats_out[side] = {k: np.array([rows[i][k][0] for i in range(len(inputs))])
+                         for k in rows[0]}
+  return timed
