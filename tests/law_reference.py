@@ -135,7 +135,8 @@ def greedy_rounds(kind, dq, dp, a, gamma, max_new, m: Margins, policy="constant"
 
   How many tokens a round drafts (the draft policies): "constant" γ;
   "confidence" stops before a draft whose context has max softmax(dq[ctx]) <
-  threshold (at most γ); "heuristic" drafts L, L starting at schedule[0] and
+  threshold (at most γ); "cumulative" where the product of those maxima over
+  the draft so far is below threshold; "heuristic" drafts L, L starting at schedule[0] and
   moving to min(L + schedule[1], γ) after a round that accepted all its drafts,
   max(L - schedule[2], 1) otherwise.
 
@@ -146,9 +147,11 @@ def greedy_rounds(kind, dq, dp, a, gamma, max_new, m: Margins, policy="constant"
   length = schedule[0] if policy == "heuristic" else gamma
   while len(out) < max_new and EOS not in out:
     rounds += 1
-    drafts, ctx = [], prev
+    drafts, ctx, conf = [], prev, 1.0
     for _ in range(length):
-      if policy == "confidence" and m.less(softmax(dq[ctx]).max(), threshold):
+      top = softmax(dq[ctx]).max()
+      conf = conf * top if policy == "cumulative" else top
+      if policy in ("confidence", "cumulative") and m.less(conf, threshold):
         break
       ctx = int(np.argmax(dq[ctx]))
       drafts.append(ctx)

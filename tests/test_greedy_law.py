@@ -60,7 +60,7 @@ POLICY_CASES = [("spec_cascade", "chow"), ("spec_cascade", "token_v3"), ("specul
 
 def _policy_settings(policy, gamma, rs):
   """Per-row settings of `policy` drawn so rows stop at different places."""
-  if policy == "confidence":
+  if policy in ("confidence", "cumulative"):
     return {"draft_threshold": rs.uniform(0.2, 0.9, ROWS).astype(np.float32)}
   if policy == "heuristic":
     return {"draft_schedule": np.stack([rs.randint(1, gamma + 1, ROWS),
@@ -98,9 +98,11 @@ def _reference(method, rule, gamma, dq, dp, a, m, policy_kw=None, row=None):
   if method in SPEC_KERNEL:
     policy = dict(policy="constant")
     if policy_kw and "draft_threshold" in policy_kw:
-      policy = dict(policy="confidence", threshold=float(policy_kw["draft_threshold"][row]))
+      policy = dict(policy=policy_kw["draft_policy"],
+                    threshold=float(policy_kw["draft_threshold"][row]))
     elif policy_kw and "draft_schedule" in policy_kw:
-      policy = dict(policy="heuristic", schedule=[int(x) for x in policy_kw["draft_schedule"][row]])
+      policy = dict(policy="heuristic",
+                    schedule=[int(x) for x in policy_kw["draft_schedule"][row]])
     replay, rounds, accepted, drafted = ref.greedy_rounds(kind, dq, dp, a, gamma, MAX_NEW, m,
                                                           **policy)
     np.testing.assert_array_equal(replay, tokens)  # the reference agrees with itself
@@ -119,7 +121,7 @@ def test_greedy_output_and_counts_match_the_reference(method, rule, gamma):
   _check(method, rule, gamma)
 
 
-@pytest.mark.parametrize("policy", ["confidence", "heuristic"])
+@pytest.mark.parametrize("policy", ["confidence", "cumulative", "heuristic"])
 @pytest.mark.parametrize("method,rule", POLICY_CASES)
 def test_draft_policies_keep_the_greedy_law(method, rule, policy):
   """Every row's output is the constant-γ output (the law), and its counts
@@ -135,9 +137,8 @@ def _check(method, rule, gamma, policy=None):
     dq, dp = _tables(seed)
     alpha = rs.uniform(*ALPHA_DRAW.get(key, (0.0, 0.0)), ROWS).astype(np.float32)
     inputs = rs.randint(2, V, (ROWS, 6)).astype(np.int32)  # prompt_lookup reads them
-    policy_kw = _policy_settings(policy, gamma, rs)
-    res = _decode(method, rule, gamma, dq, dp, alpha, inputs,
-                  {"draft_policy": policy, **policy_kw} if policy else None)
+    policy_kw = {"draft_policy": policy, **_policy_settings(policy, gamma, rs)} if policy else None
+    res = _decode(method, rule, gamma, dq, dp, alpha, inputs, policy_kw)
     ver, _ = ref.greedy_chain("verifier", dq, dp, 0.0, MAX_NEW, ref.Margins())
     dra, _ = ref.greedy_chain("drafter", dq, dp, 0.0, MAX_NEW, ref.Margins())
     for b in range(ROWS):

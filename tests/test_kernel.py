@@ -338,10 +338,10 @@ def test_draft_policy_settings_do_not_recompile():
     (dict(method="prompt_lookup", draft_schedule=(1, 1, 1)), ValueError,
      "takes no draft_schedule"),
     (dict(draft_threshold=0.5), ValueError,
-     r"draft_threshold is the 'confidence' draft policy's setting; with "
-     r"draft_policy='constant' it would be ignored: pass draft_policy='confidence'"),
+     r"draft_threshold is a setting of the draft policies 'confidence', 'cumulative'; "
+     r"with draft_policy='constant' it would be ignored: pass draft_policy='confidence'"),
     (dict(draft_policy="confidence", draft_schedule=(1, 1, 1)), ValueError,
-     "draft_schedule is the 'heuristic' draft policy's setting"),
+     "draft_schedule is a setting of the draft policies 'heuristic'"),
     (dict(draft_policy="confidence", draft_threshold=1.5), ValueError,
      r"draft_threshold must be in \[0, 1\]"),
     (dict(draft_policy="heuristic", draft_schedule=(0, 1, 1), num_draft_tokens=2,

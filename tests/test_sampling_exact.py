@@ -182,7 +182,7 @@ def policy_settings(policy, tables):
   """generate() arguments of a draft policy that stops drafts in some contexts
   and not in others: the confidence threshold sits between the drafter's top
   probabilities; the heuristic starts at one draft and moves by one."""
-  if policy == "confidence":
+  if policy in ("confidence", "cumulative"):
     top = np.sort([_softmax(r).max() for r in tables[0][[0, 2, 3, 4, 5]]])
     return {"draft_policy": policy, "draft_threshold": float((top[1] + top[2]) / 2)}
   if policy == "heuristic":
@@ -212,7 +212,7 @@ def _run_and_check(method, kind, gamma, temps=(1.0, 0.7), policy=None, **kw):
 
 RULES = ("chow", "diff", "opt", "token_v1", "token_v2", "token_v3")
 # γ = 1 with the constant policy; γ = 3 with each draft policy (drafting.py).
-SETTINGS = [(1, None), (3, None), (3, "confidence"), (3, "heuristic")]
+SETTINGS = [(1, None), (3, None), (3, "confidence"), (3, "cumulative"), (3, "heuristic")]
 
 
 @pytest.mark.parametrize("gamma,policy", SETTINGS)

@@ -309,7 +309,7 @@ def test_draft_policy_curves_cross_thresholds_with_alpha():
   plain = grids.Point("SpecDecode", "speculative")
   assert "draft_policy" not in plain.key and "draft_threshold" not in plain.key
   assert "draft_policy" not in infer.decode_kwargs(plain, 16)
-  with pytest.raises(ValueError, match="no 'confidence' draft policy"):
+  with pytest.raises(ValueError, match="has no threshold draft policy"):
     grids.select_curves("paper", draft_thresholds={"SpecDecode+heuristic": [0.5]})
   with pytest.raises(ValueError, match="takes no draft policy"):
     grids.Curve("X", "token_cascade", "chow", draft_policy="heuristic")
@@ -318,7 +318,7 @@ def test_draft_policy_curves_cross_thresholds_with_alpha():
   # infer/eval jobs: the settings generate would reject raise before any work.
   assert infer.job_point("j", "speculative", None, 0.0, 5, 0.0, 0,
                          "confidence").draft_threshold == 0.4
-  with pytest.raises(ValueError, match="draft_threshold is the 'confidence'"):
+  with pytest.raises(ValueError, match="draft_threshold is a setting of the draft policies"):
     infer.job_point("j", "speculative", None, 0.0, 5, 0.0, 0, None, 0.5)
 
 

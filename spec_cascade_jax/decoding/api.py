@@ -266,18 +266,18 @@ def _draft_settings(policy, threshold, schedule, gamma: int, batch):
   than `policy` raises (it would be ignored)."""
   given = {"draft_threshold": threshold, "draft_schedule": schedule}
   for arg, value in given.items():
-    owner = methods.POLICY_ARGS[arg]
-    if value is not None and policy != owner:
-      raise UsageError(f"{arg} is the {owner!r} draft policy's setting; with "
-                       f"draft_policy={policy!r} it would be ignored: pass "
-                       f"draft_policy={owner!r}, or drop {arg}.")
-  if policy == "confidence":
+    owners = methods.POLICY_ARGS[arg]
+    if value is not None and policy not in owners:
+      raise UsageError(f"{arg} is a setting of the draft policies "
+                       f"{', '.join(map(repr, owners))}; with draft_policy={policy!r} it would "
+                       f"be ignored: pass draft_policy={owners[0]!r}, or drop {arg}.")
+  if policy in methods.POLICY_ARGS["draft_threshold"]:
     if threshold is None:
       threshold = methods.policy_default("draft_threshold", gamma)
     threshold = _per_row("draft_threshold", threshold, batch)
     if np.any((threshold < 0) | (threshold > 1)):
       raise UsageError(f"draft_threshold must be in [0, 1] (a probability: a row stops "
-                       f"drafting where the drafter's top probability is below it); got "
+                       f"drafting where the drafter's confidence is below it); got "
                        f"{threshold[(threshold < 0) | (threshold > 1)][0]:g}.")
     return threshold, None
   if policy == "heuristic":
@@ -509,7 +509,8 @@ def generate(drafter, verifier, input_ids, method: str = methods.DEFAULT_METHOD,
   draft_policy: how many of its num_draft_tokens each row drafts in a round
   (the speculative kernel's methods; decoding/drafting.py): "constant" (the
   default: all of them), "confidence" (stop where the drafter's top
-  probability falls below draft_threshold, default 0.4), "heuristic" (a per-row
+  probability falls below draft_threshold, default 0.4), "cumulative" (where
+  the product of the draft's top probabilities does), "heuristic" (a per-row
   length that grows after fully accepted drafts and shrinks otherwise;
   draft_schedule=(start, grow, shrink), default (num_draft_tokens, 2, 1)).
   Every policy keeps each method's output law; draft_threshold and

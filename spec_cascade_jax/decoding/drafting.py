@@ -9,6 +9,9 @@ so a sweep over them never recompiles.
   confidence  row b stops before drafting x_{i+1} where the drafter's own top
               probability max q°_{i+1} (temperature 1, untruncated) is below
               draft_threshold[b]: d_b = the first such i, or γ.
+  cumulative  the same with Π_{j ≤ i+1} max q°_j, the drafter's own estimate
+              that the whole draft so far would be accepted: a draft goes on
+              while its expected gain is worth a step.
   heuristic   row b drafts L_b tokens, L_b carried from round to round:
               L_b ← min(L_b + grow, γ) after a round that accepted all its
               drafts, max(L_b - shrink, 1) otherwise; L_b starts at `start`
@@ -21,7 +24,7 @@ prefix, for ANY number d of drafts fixed before the verifier is consulted; a
 row drafting d tokens needs q_1 .. q_{d+1} (the last one for the bonus
 position), so it takes d + 1 drafter steps. d_b may depend on anything the
 row has seen before the verifier's call of this round: the drafter's
-distributions (confidence) or the accept counts of past rounds (heuristic).
+distributions (confidence, cumulative) or the accept counts of past rounds (heuristic).
 It never reads the verifier's scores of this round's drafts.
 
 Cost: a row that stops drafting still rides through the batch's remaining
@@ -85,13 +88,14 @@ def draft_all(drafter, cache, last, length, u_draft, params: DecodeParams, top_k
 
 
 def draft_adaptive(drafter, cache, last, length, u_draft, params: DecodeParams, top_k: int,
-                   all_greedy, limit, threshold=None):
+                   all_greedy, limit, threshold=None, cumulative: bool = False):
   """Drafts up to limit[b] tokens per row, stopping early where `threshold`
   says (module docstring).
 
   Args:
     limit: [B] int32 in [0, γ]: the most row b drafts (0 for rows not decoding).
-    threshold: [B] float32 or None: stop before x_{i+1} where max q°_{i+1} < it.
+    threshold: [B] float32 or None: stop before x_{i+1} where max q°_{i+1} < it,
+      or (`cumulative`, static) where Π_{j ≤ i+1} max q°_j < it.
   Returns:
     x [B, γ+1], q, q0 [B, γ+1, V], cache, d [B] int32: row b drafted
     x_1 .. x_{d_b} and its q_1 .. q_{d_b+1} are the drafter's (entries past
@@ -104,8 +108,16 @@ def draft_adaptive(drafter, cache, last, length, u_draft, params: DecodeParams, 
   cache, token, q, q0 = one(cache, last, 0, u_draft[:, 0])   # every row needs q_1
   outs = [(token, q, q0)]
   going = limit > 0                                            # x_1 is drafted
+  conf = jnp.ones_like(q0[:, 0])
+
+  def confident(conf, q0):
+    top = jnp.max(q0, axis=-1)
+    conf = conf * top if cumulative else top
+    return conf, conf >= threshold
+
   if threshold is not None:
-    going = going & (jnp.max(q0, axis=-1) >= threshold)
+    conf, ok = confident(conf, q0)
+    going = going & ok
   d = going.astype(jnp.int32)
   for i in range(1, steps):
     # Step i feeds x_i: it runs where some row drafted x_i.
@@ -118,7 +130,8 @@ def draft_adaptive(drafter, cache, last, length, u_draft, params: DecodeParams, 
     if i < gamma:
       going = going & (limit > i)
       if threshold is not None:
-        going = going & (jnp.max(q0, axis=-1) >= threshold)
+        conf, ok = confident(conf, q0)
+        going = going & ok
       d = d + going.astype(jnp.int32)
   x, q, q0 = (jnp.stack(o, axis=1) for o in zip(*outs))
   return x, q, q0, cache, d

@@ -127,10 +127,10 @@ def spec_round(state: SpecState, drafter, verifier, params: DecodeParams, keys, 
       d, width = jnp.full_like(length, gamma), None
     else:
       limit = drafting.limits(policy, gamma, state.draft_len, cur.active)
-      threshold = params.draft_threshold if policy == "confidence" else None
+      threshold = params.draft_threshold if policy in ("confidence", "cumulative") else None
       x, q, q0, dcache, d = drafting.draft_adaptive(
           drafter, state.drafter_cache, last, length, u_draft, params, top_k, all_greedy,
-          limit, threshold)
+          limit, threshold, cumulative=policy == "cumulative")
       width = jnp.max(d) + 1                   # the batch's longest draft, + the bonus
   with jax.named_scope("verify"):
     chunk = jnp.concatenate([last[:, None], x[:, :gamma]], axis=1)       # [B, γ+1]

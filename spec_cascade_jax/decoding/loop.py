@@ -38,7 +38,7 @@ class DecodeParams:
   temperature: jax.Array  # [B] float32, 0 = greedy
   top_p: jax.Array        # [B] float32 in (0, 1]
   # The draft policy's settings (drafting.py); None where the policy has none.
-  draft_threshold: jax.Array | None = None  # [B] float32: "confidence"
+  draft_threshold: jax.Array | None = None  # [B] float32: "confidence", "cumulative"
   draft_schedule: jax.Array | None = None   # [B, 3] int32 (start, grow, shrink): "heuristic"
 
   def all_greedy(self) -> jax.Array:

@@ -47,10 +47,11 @@ METHOD_ARGS = ("rule", "alpha", "seq_confidence", "ngram_size", "draft_policy",
 SEQ_CONFIDENCES = ("mean", "min")
 # How many of its γ tokens each row drafts in a round (decoding/drafting.py):
 # the speculative kernel's methods take a policy; "constant" drafts all γ.
-DRAFT_POLICIES = ("constant", "confidence", "heuristic")
-# The policy that takes each policy argument (a value given with another
+DRAFT_POLICIES = ("constant", "confidence", "cumulative", "heuristic")
+# The policies that take each policy argument (a value given with another
 # policy would be ignored: generate raises).
-POLICY_ARGS = {"draft_threshold": "confidence", "draft_schedule": "heuristic"}
+POLICY_ARGS = {"draft_threshold": ("confidence", "cumulative"),
+               "draft_schedule": ("heuristic",)}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,9 +14,10 @@ of α per rule: decoding/targets.py). Speculative decoding, the drafter and the
 verifier have no α: one point each (per temperature and seed).
 
 A curve of a speculative method may also set a draft policy
-(decoding/drafting.py); a "confidence" curve crosses its thresholds with its
-α, so the sweep chooses γ and α jointly: the summary's row of the curve is its
-fastest (threshold, α) point at the verifier's quality.
+(decoding/drafting.py); a curve of a threshold policy ("confidence",
+"cumulative") crosses its thresholds with its α, so the sweep chooses the
+draft length and α jointly: the summary's row of the curve is its fastest
+(threshold, α) point at the verifier's quality.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from spec_cascade_jax.decoding import methods
 @dataclasses.dataclass(frozen=True)
 class Curve:
   """One method (and rule) swept over `alphas` (× `draft_thresholds` for a
-  "confidence" draft policy; "" is the constant policy)."""
+  threshold draft policy, THRESHOLD_POLICIES; "" is the constant policy)."""
   name: str
   method: str
   rule: str = ""
@@ -46,9 +47,9 @@ class Curve:
     if self.draft_policy and not methods.get(self.method).takes("draft_policy"):
       raise ValueError(f"curve {self.name!r}: method {self.method!r} takes no draft policy; "
                        f"use one of {methods.taking('draft_policy')}.")
-    if bool(self.draft_thresholds) != (self.draft_policy == "confidence"):
-      raise ValueError(f"curve {self.name!r}: draft_thresholds go with the 'confidence' "
-                       "draft policy, and it needs at least one.")
+    if bool(self.draft_thresholds) != (self.draft_policy in THRESHOLD_POLICIES):
+      raise ValueError(f"curve {self.name!r}: draft_thresholds go with the draft policies "
+                       f"{THRESHOLD_POLICIES}, and they need at least one.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,8 +57,8 @@ class Point:
   """One decoding setting of a sweep; `key` identifies it in a results file.
 
   seed only matters at temperature > 0 (greedy decoding has no randomness).
-  draft_policy "" is the constant policy; draft_threshold is the
-  "confidence" policy's.
+  draft_policy "" is the constant policy; draft_threshold is the threshold
+  policies' (THRESHOLD_POLICIES).
   """
   curve: str
   method: str
@@ -87,7 +88,7 @@ class Point:
   def label(self) -> str:
     has_alpha = self.method not in NO_ALPHA_METHODS
     out = self.curve + (f" α={self.alpha:g}" if has_alpha else "")
-    if self.draft_policy == "confidence":
+    if self.draft_policy in THRESHOLD_POLICIES:
       out += f" τ={self.draft_threshold:g}"
     return out + (f" T={self.temperature:g} seed={self.seed}" if self.temperature > 0 else "")
 
@@ -98,6 +99,7 @@ class Point:
 
 # From the one table of methods (decoding/methods.py, which imports no jax).
 NO_ALPHA_METHODS = methods.without_alpha()
+THRESHOLD_POLICIES = methods.POLICY_ARGS["draft_threshold"]
 SPECULATIVE_METHODS = methods.drafting()
 
 _UNIT = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
@@ -201,9 +203,9 @@ def select_curves(grid: str | Sequence[Curve] = "paper",
       if name not in by_name:
         raise ValueError(f"{what} given for unknown curve {name!r}; curves: {list(by_name)}")
   for name in draft_thresholds or {}:
-    if by_name[name].draft_policy != "confidence":
-      raise ValueError(f"draft_thresholds given for {name!r}, which has no 'confidence' "
-                       "draft policy; the +confidence curves take them.")
+    if by_name[name].draft_policy not in THRESHOLD_POLICIES:
+      raise ValueError(f"draft_thresholds given for {name!r}, which has no threshold draft "
+                       f"policy {THRESHOLD_POLICIES}; the +confidence curves take them.")
   out = []
   for c in grid:
     if alphas and c.name in alphas:

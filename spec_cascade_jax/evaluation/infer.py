@@ -252,7 +252,7 @@ def decode_kwargs(point: grids.Point, max_new_tokens: int) -> dict:
     kw["alpha"] = point.alpha
   if point.draft_policy:
     kw["draft_policy"] = point.draft_policy
-  if point.draft_policy == "confidence":
+  if point.draft_policy in grids.THRESHOLD_POLICIES:
     kw["draft_threshold"] = point.draft_threshold
   return kw
 
@@ -462,14 +462,14 @@ def infer(drafter, verifier, output_dir: str, task: str = GETTEXT_TASK,
 def job_point(name, method, rule, alpha, num_draft_tokens, temperature, seed,
               draft_policy=None, draft_threshold=None) -> grids.Point:
   """The grids.Point of an infer or eval job. A draft setting `generate` would
-  reject (an unknown policy, a threshold without the confidence policy, a
+  reject (an unknown policy, a threshold without a threshold policy, a
   policy for a method that drafts nothing) raises UsageError here."""
   from spec_cascade_jax.decoding import api
   if draft_policy is not None or draft_threshold is not None:
     api.check_settings(method=method, draft_policy=draft_policy,
                        draft_threshold=draft_threshold)
   policy = "" if draft_policy in (None, methods.DEFAULT_DRAFT_POLICY) else draft_policy
-  if policy == "confidence" and draft_threshold is None:
+  if policy in grids.THRESHOLD_POLICIES and draft_threshold is None:
     draft_threshold = methods.DEFAULT_DRAFT_THRESHOLD
   return grids.Point(name, method, rule or "", float(alpha), num_draft_tokens,
                      float(temperature), int(seed), draft_policy=policy,
