@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 # public name -> (module, attribute)
 _LAZY = {
     "generate": ("spec_cascade_jax.generation", "generate"),
+    "calibrate": ("spec_cascade_jax.evaluation.calibration", "calibrate"),
     "GenerateResult": ("spec_cascade_jax.decoding.api", "GenerateResult"),
     "METHODS": ("spec_cascade_jax.decoding.api", "METHODS"),
     "RULES": ("spec_cascade_jax.decoding.api", "RULES"),

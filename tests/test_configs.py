@@ -31,11 +31,12 @@ RUN_FN = {
     "runs/sweep.gin": "run_sweep",
     "runs/infer.gin": "infer",
     "runs/eval.gin": "evaluate",
+    "runs/calibrate.gin": "run_calibration",
     "train/demo_drafter.gin": "train_gettext",
     "train/demo_verifier.gin": "train_gettext",
     "train/base.gin": "train_gettext",
 }
-RUN_FILES = ("runs/sweep.gin", "runs/infer.gin", "runs/eval.gin")
+RUN_FILES = ("runs/sweep.gin", "runs/infer.gin", "runs/eval.gin", "runs/calibrate.gin")
 # What fills a %gin.REQUIRED value in these tests (a user's checkpoint path).
 STAND_IN = "/stand-in/path"
 
@@ -98,7 +99,7 @@ def test_config_parses_and_builds(name):
     assert macro in header, f"{name}: {macro} is %gin.REQUIRED but not in the header"
 
 
-@pytest.mark.parametrize("run", ["runs/sweep.gin", "runs/infer.gin", "runs/eval.gin"])
+@pytest.mark.parametrize("run", RUN_FILES)
 def test_run_files_fill_from_a_model_pair_file(run):
   parse_config([run, "models/demo_pair.gin"],
          ["TASK = 'gettext_en_de'", "OUTPUT_DIR = '/tmp/x'"])

@@ -45,6 +45,7 @@ def test_notebook_executes_on_tiny_models(tmp_path, monkeypatch):
                    if c.cell_type == "code" for o in c.outputs)
   assert "verifier correction" in html and "drafts accepted" in html
   assert "speculative" in text and "calls=" in text
+  assert "calibration examples" in text   # the calibration section's guarantee
   for name in ("results.jsonl", "summary.md", "tradeoff.png"):
     assert (tmp_path / "sweep" / name).stat().st_size > 0
   images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs

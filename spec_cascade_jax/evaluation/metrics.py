@@ -41,6 +41,25 @@ def chrf(targets: Sequence[str], predictions: Sequence[str]) -> dict[str, float]
   return {"chrf": float(sacrebleu.corpus_chrf(predictions, [targets]).score)}
 
 
+def sentence_scores(name: str, targets: Sequence[str],
+                    predictions: Sequence[str]) -> list[float]:
+  """Per-example scores (0-100) of metric `name`: "chrf" (sentence chrF,
+  sacrebleu defaults), "bleu" (sentence BLEU, the settings of `bleu` above;
+  sacrebleu smooths it per sentence) or "exact_match" (100 where the stripped
+  strings are equal, as `accuracy`). Calibration's sequence losses use them."""
+  import sacrebleu  # pylint: disable=g-import-not-at-top
+  targets, predictions = _check(targets, predictions)
+  if name == "chrf":
+    return [float(sacrebleu.sentence_chrf(p, [t]).score) for t, p in zip(targets, predictions)]
+  if name == "bleu":
+    return [float(sacrebleu.sentence_bleu(p, [t], smooth_method="exp", tokenize="intl",
+                                          lowercase=False).score)
+            for t, p in zip(targets, predictions)]
+  if name == "exact_match":
+    return [100.0 * (t.strip() == p.strip()) for t, p in zip(targets, predictions)]
+  raise ValueError(f"unknown sentence metric {name!r}; use chrf, bleu or exact_match")
+
+
 def rouge(targets: Sequence[str], predictions: Sequence[str],
           score_keys: Sequence[str] = ("rouge1", "rouge2", "rougeLsum")) -> dict[str, float]:
   """Mean F-measure ROUGE over examples, as t5.evaluation.metrics.rouge.
