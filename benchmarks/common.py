@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import functools
 import json
 import os
 import platform
@@ -30,6 +29,9 @@ import jax.numpy as jnp  # noqa: E402
 
 # The project's one padding helper, as `common.pad_batch` for the scripts.
 from spec_cascade_jax.decoding.padding import pad_batch  # noqa: E402,F401
+# The step-cost timing the sweep's cost model uses, one definition for the scripts.
+from spec_cascade_jax.evaluation.step_costs import (  # noqa: E402,F401
+    interleaved_times, step_loop, step_time)
 
 @dataclasses.dataclass(frozen=True)
 class DemoPair:
@@ -84,31 +86,6 @@ def gettext_examples(n: int, split: str = "validation", max_input_tokens: int = 
     raise ValueError(f"No {split} example has at most {max_input_tokens} input tokens; "
                      "raise --max-input-tokens.")
   return out
-
-
-def interleaved_times(fns: dict[str, Callable[[], object]], repeats: int,
-                      warmup: bool = True, rewarm: bool = False) -> dict[str, list[float]]:
-  """Seconds of each call, `repeats` rounds of one call per fn in turn.
-
-  Each fn must block until its result is ready. With `warmup`, every fn runs
-  once untimed first (compilation). With `rewarm`, every timed call follows an
-  untimed call of the same fn: a call right after another framework's (torch's
-  threads, caches) runs ~25% slower on this CPU (measured for our decoding
-  after an HF `generate`), which would bias a comparison against whichever
-  method follows the other framework.
-  """
-  if warmup:
-    for fn in fns.values():
-      fn()
-  times: dict[str, list[float]] = {k: [] for k in fns}
-  for _ in range(repeats):
-    for k, fn in fns.items():
-      if rewarm:
-        fn()
-      t0 = time.perf_counter()
-      fn()
-      times[k].append(time.perf_counter() - t0)
-  return times
 
 
 def first_call_seconds(fn: Callable[[], object]) -> float:
@@ -203,35 +180,3 @@ def block(x):
 
 def as_int32(x) -> jax.Array:
   return jnp.asarray(x, jnp.int32)
-
-
-@functools.partial(jax.jit, static_argnames=("chunk", "cache_len", "inner"))
-def step_loop(model, ids, *, chunk: int, cache_len: int, inner: int):
-  """Encodes, then `inner` decoder steps of [B, chunk] tokens in a fori_loop."""
-  cache = model.init_cache(ids, cache_len)
-
-  def body(i, carry):
-    cache, tok = carry
-    tokens = jnp.broadcast_to(tok[:, None], (tok.shape[0], chunk))
-    pos = jnp.full(tok.shape, (i * chunk) % (cache_len - chunk), jnp.int32)
-    logits, cache = model.step(tokens, cache, pos)
-    # Reduce over every position: were only the last one used, XLA would
-    # compute the vocabulary projection for that row alone.
-    return cache, jnp.argmax(jnp.max(logits, axis=1), -1).astype(jnp.int32)
-
-  return jax.lax.fori_loop(0, inner, body, (cache, ids[:, 0]))[1]
-
-
-@functools.partial(jax.jit, static_argnames=("cache_len",))
-def _encode_only(model, ids, *, cache_len: int):
-  return model.init_cache(ids, cache_len)
-
-
-def step_time(model, ids, chunk: int, cache_len: int, inner: int, repeats: int) -> float:
-  """Seconds per `model.step` on [B, chunk] tokens in a fori_loop, encoding subtracted."""
-  kw = dict(cache_len=cache_len)
-  ts = interleaved_times(
-      {"loop": lambda: step_loop(model, ids, chunk=chunk, inner=inner, **kw)
-       .block_until_ready(),
-       "enc": lambda: block(_encode_only(model, ids, **kw))}, repeats)
-  return max(min(ts["loop"]) - min(ts["enc"]), 0.0) / inner

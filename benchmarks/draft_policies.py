@@ -13,8 +13,8 @@ Counts are machine-independent; latencies are this machine's.
     python benchmarks/draft_policies.py --json benchmarks/results/draft_policies.json
     python benchmarks/draft_policies.py --pair gemma2-random   # random Gemma-2-shaped LMs
 
-Results are written as JSON (a finished run is the whole table; rerunning
-recomputes).
+With --json the rows are written as JSON, and the printed table beside it
+(.txt).
 """
 
 from __future__ import annotations
@@ -139,13 +139,25 @@ def main(argv=None):
                / best["verifier_calls_per_token"])
     rows.append(row)
     print(row)
+  for r in rows:
+    for key in ("vs_verifier", "vs_best_fixed"):
+      if r.get(key) is not None:
+        lo, hi = r[f"{key}_interval"]
+        r[f"{key}_text"] = f"{r[key]:.3f} [{lo:.3f}, {hi:.3f}]"
   cols = [("setting", "setting", "{}"),
           ("verifier_calls_per_token", "verifier calls/token", "{:.3f}"),
           ("drafter_steps_per_token", "drafter steps/token", "{:.3f}"),
-          ("vs_verifier", "latency / verifier", "{:.3f}"),
-          ("vs_best_fixed", f"latency / best fixed γ={best['gamma']}", "{:.3f}")]
-  print(common.format_table(rows, cols))
+          ("verifier_calls_vs_best", "calls vs best", "{:.3f}"),
+          ("drafter_steps_vs_best", "steps vs best", "{:.3f}"),
+          ("vs_verifier_text", "latency / verifier [95%]", "{}"),
+          ("vs_best_fixed_text", "latency / best fixed γ [95%]", "{}")]
+  table = (f"# {args.pair} pair, {args.method}, {len(inputs)} examples at batch 1, "
+           f"{args.repeats} repeats; best fixed γ = {best['gamma']}\n"
+           + common.format_table(rows, cols))
+  print(table)
   if args.json:
+    with open(os.path.splitext(args.json)[0] + ".txt", "w", encoding="utf-8") as f:
+      f.write(table + "\n")
     common.write_json(args.json, {"pair": args.pair, "method": args.method,
                                   "best_fixed_gamma": best["gamma"], "rows": rows,
                                   "machine": common.machine(),

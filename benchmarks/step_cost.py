@@ -7,8 +7,9 @@ k = γ+1: the verifier's scoring chunk) at batch 1, both models in the same
 process, two ways:
   - standalone: one jitted call with a half-full cache, median of many calls;
     it includes Python dispatch and a copy of the (not donated) cache;
-  - in a loop: `common.step_time`, steps inside a jitted `fori_loop` with the
-    cache carried, as the decoding kernels run them (encoding subtracted).
+  - in a loop: `step_time` (evaluation/step_costs.py, the timing the sweep's
+    cost model uses), steps inside a jitted `fori_loop` with the cache
+    carried, as the decoding kernels run them (encoding subtracted).
 The ratio is the number that matters (docs/design.md §6.4); absolute times
 are this CPU's.
 """

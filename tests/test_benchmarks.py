@@ -22,7 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
 import common  # noqa: E402
-from spec_cascade_jax.evaluation import translation  # noqa: E402
+from spec_cascade_jax.evaluation import step_costs, translation  # noqa: E402
 import gpu  # noqa: E402
 
 
@@ -112,11 +112,13 @@ def test_step_time_subtracts_the_encoder_and_divides_by_the_loop(monkeypatch):
     fns["loop"]()
     return {"loop": [0.9, 0.5, 0.7], "enc": [0.2, 0.1, 0.3]}
 
-  monkeypatch.setattr(common, "step_loop", fake_loop)
-  monkeypatch.setattr(common, "interleaved_times", fake_times)
+  # The one definition is the library's (the sweep's step costs); common re-exports it.
+  assert common.step_time is step_costs.step_time
+  monkeypatch.setattr(step_costs, "step_loop", fake_loop)
+  monkeypatch.setattr(step_costs, "interleaved_times", fake_times)
   assert common.step_time("model", "ids", 6, 24, 8, 3) == pytest.approx((0.5 - 0.1) / 8)
   assert seen == {"chunk": 6, "inner": 8, "cache_len": 24}
-  monkeypatch.setattr(common, "interleaved_times",
+  monkeypatch.setattr(step_costs, "interleaved_times",
                       lambda fns, repeats: {"loop": [0.1], "enc": [0.2]})
   assert common.step_time("model", "ids", 1, 24, 8, 1) == 0.0  # noise: clamped at 0
 
@@ -301,3 +303,17 @@ def test_the_bundled_pair_is_the_main_jobs():
                                           macro("VOCABULARY"), macro("TASK"))
   finally:
     gin.clear_config()
+
+
+def test_cost_model_reads_the_accelerators_recorded_step_costs():
+  """The projection prices counts with gpu.py's recorded batch-1 calls: the
+  drafter step and the verifier's 1- and 6-token calls (BENCHMARKS.md's H200
+  table), encoders 0 (not recorded)."""
+  import cost_model
+  costs, info = cost_model.accelerator_costs(cost_model.ACCELERATOR_FILE, "t5")
+  assert info["device"] == "NVIDIA H200" and info["verifier"] == "t5-large"
+  assert list(costs.verifier_chunk) == [1, 6]
+  assert round(1e3 * costs.verifier_step, 3) == 1.574
+  assert round(1e3 * costs.chunk(6), 3) == 1.042
+  assert round(1e3 * costs.drafter_step, 3) == 0.271
+  assert costs.encode_drafter == costs.encode_verifier == 0.0

@@ -147,3 +147,7 @@ def test_a_sweep_interrupted_mid_point_resumes_to_the_uninterrupted_numbers(tmp_
   assert resumed["tables"][0]["rows"] and whole["metric"] == resumed["metric"] == "tokens"
   # Sampling made the methods differ: the comparison is not between constants.
   assert len({r["quality"]["tokens"] for r in points.values()}) > 2
+  # Every point carries the cost model's prediction, from step costs measured
+  # once per output directory (the resumed run read them back).
+  assert all(r["predicted_relative_latency"] > 0 for r in points.values())
+  assert os.path.exists(os.path.join(cut, sweep.STEP_COSTS_FILE))

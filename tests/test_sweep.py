@@ -157,7 +157,10 @@ def test_sweep_writes_summary_and_plots(tmp_path, monkeypatch):
   kinds = [r["kind"] for r in sweep.ResultsFile(str(tmp_path / "results.jsonl")).read()]
   assert kinds.count("copy_baseline") == 1
   with open(os.path.join(tmp_path, "summary.md"), encoding="utf-8") as f:
-    assert "copying the input unchanged: 33.33" in f.read()
+    text = f.read()
+  assert "copying the input unchanged: 33.33" in text
+  # The cost model's prediction closes each row, beside the measured latency.
+  assert "| predicted latency |" in text and "| 0.500 |\n" in text and "| 2.250 |\n" in text
   with open(os.path.join(tmp_path, "tradeoff.png"), "rb") as f:
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 

@@ -555,8 +555,7 @@ def _generate(decode_fn, drafter, verifier, input_ids, pad_single_row, input_len
                                                                     input_ids)
   # Host (numpy) arguments go to the compiled call as they are: its dispatch
   # moves them to the device in one batch, where a jnp.asarray per argument
-  # would dispatch one transfer each (together ~0.5 ms a call on a CPU,
-  # BENCHMARKS.md "Where a decode's time goes").
+  # dispatched one transfer each (BENCHMARKS.md, "Where the time goes").
   xp = jnp if isinstance(input_ids, jax.Array) else np
   ids = xp.asarray(input_ids, np.int32)
   if pad_single_row is None:

@@ -621,6 +621,8 @@ def calibrate_sweep(records: Sequence[Mapping]) -> list[dict]:
     if not methods.get(method).takes_alpha or not all(
         len((r.get("per_example") or {}).get("token_loss") or ()) == n for r in pts):
       continue
+    if len({r["alpha"] for r in pts}) != len(pts):
+      continue   # a draft-policy curve sweeping (τ, α): α alone does not order it
     rule = (pts[0]["rule"] or None) if methods.get(method).takes_rule else None
     by_alpha = {r["alpha"]: r for r in pts}
     grid = order_cautious_to_bold(by_alpha, method, rule)

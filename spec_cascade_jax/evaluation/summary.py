@@ -12,7 +12,9 @@ Per temperature and curve:
                             drafter steps per token, rejection and deferral rates.
 At temperature > 0 the seeds of a point are averaged first (mean, and the
 sample standard deviation as the spread); the table is computed on the means.
-`format_markdown` prints a legend under each table (LEGEND).
+`format_markdown` prints a legend under each table (LEGEND), then the
+calibrated α of each curve where the points carry per-example losses
+(calibration.calibrate_sweep: chosen on half of the examples, checked on the rest).
 
     s = summarize(load_results("runs/demo"))
     print(format_markdown(s))
@@ -26,7 +28,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from spec_cascade_jax.evaluation import grids
+from spec_cascade_jax.evaluation import calibration, grids
 
 PREFERRED_METRICS = ("bleu", "rouge2", "rougeLsum", "chrf")
 
@@ -61,11 +63,11 @@ def aggregate(records: Sequence[Mapping], metric: str) -> list[dict]:
       raise ValueError(f"metric {metric!r} not in the results (they have "
                        f"{sorted(r['quality'])}); pass one of those")
     k = (r["temperature"], r["curve"], r["method"], r["rule"], r["alpha"],
-         r["num_draft_tokens"])
+         r["num_draft_tokens"], r.get("draft_threshold", 0.0))
     groups.setdefault(k, []).append(r)
   curve_order = {c: i for i, c in enumerate(dict.fromkeys(r["curve"] for r in records))}
   rows = []
-  for (t, curve, method, rule, alpha, gamma), rs in groups.items():
+  for (t, curve, method, rule, alpha, gamma, tau), rs in groups.items():
     q, q_sd = _mean_std([r["quality"][metric] for r in rs])
     lat, lat_sd = _mean_std([r["relative_latency"] for r in rs])
     intervals = [r.get("relative_latency_interval") for r in rs]
@@ -73,12 +75,15 @@ def aggregate(records: Sequence[Mapping], metric: str) -> list[dict]:
                  float(np.mean([i[1] for i in intervals]))]
                 if all(intervals) else None)
     cost = {k: _mean_std([r["cost"].get(k) for r in rs])[0] for k in _COSTS}
+    predicted, _ = _mean_std([r.get("predicted_relative_latency") for r in rs])
     rows.append({"temperature": t, "curve": curve, "method": method, "rule": rule,
                  "alpha": alpha, "num_draft_tokens": gamma, "num_seeds": len(rs),
+                 "draft_policy": rs[0].get("draft_policy", ""), "draft_threshold": tau,
                  "quality": q, "quality_std": q_sd, "relative_latency": lat,
                  "relative_latency_std": lat_sd, "relative_latency_interval": interval,
-                 **cost})
-  rows.sort(key=lambda r: (r["temperature"], curve_order[r["curve"]], r["alpha"]))
+                 "predicted_relative_latency": predicted, **cost})
+  rows.sort(key=lambda r: (r["temperature"], curve_order[r["curve"]], r["alpha"],
+                           r["draft_threshold"]))
   for t in {r["temperature"] for r in rows}:  # output length relative to the verifier's
     ver = [r for r in rows if r["temperature"] == t and r["method"] == "verifier"]
     for r in rows:
@@ -91,9 +96,10 @@ def aggregate(records: Sequence[Mapping], metric: str) -> list[dict]:
 
 _COSTS = ("rejection_rate", "deferral_rate", "verifier_calls_per_token",
           "drafter_steps_per_token", "mean_tokens")
-_AT_KEYS = ("alpha", "quality", "quality_std", "relative_latency", "relative_latency_std",
-            "relative_latency_interval", "relative_length", "rejection_rate",
-            "deferral_rate", "verifier_calls_per_token", "drafter_steps_per_token")
+_AT_KEYS = ("alpha", "draft_threshold", "quality", "quality_std", "relative_latency",
+            "relative_latency_std", "relative_latency_interval", "relative_length", "rejection_rate",
+            "deferral_rate", "verifier_calls_per_token", "drafter_steps_per_token",
+            "predicted_relative_latency")
 
 
 def _at(row: Mapping | None, prefix: str) -> dict:
@@ -146,7 +152,8 @@ def summarize(records: Sequence[Mapping], metric: str | None = None,
                    "copy_quality": (copy_quality or {}).get(metric),
                    "num_seeds": max(r["num_seeds"] for r in rows_t),
                    "num_latency_examples": latency_examples, "rows": out_rows})
-  return {"metric": metric, "tables": tables, "points": agg}
+  return {"metric": metric, "tables": tables, "points": agg,
+          "calibrated": calibration.calibrate_sweep(records)}
 
 
 def _f(x, fmt="{:.3f}") -> str:
@@ -161,7 +168,8 @@ def _pm(x, sd, fmt="{:.2f}") -> str:
 
 LEGEND = (
     "- **speed-up at verifier {m}**: 1 / the lowest latency among the method's points "
-    "whose {m} reaches the verifier's, with the α of that point; *not reached* if none.",
+    "whose {m} reaches the verifier's, with the α of that point (and τ, the threshold "
+    "of a +confidence draft policy, swept jointly with α); *not reached* if none.",
     "- The other columns describe one point of each method: its best {m} among points "
     "no slower than the verifier or, where every point is slower, its fastest point.",
     "- **latency**: batch-1 time relative to the verifier's, each of the {n} examples "
@@ -177,7 +185,22 @@ LEGEND = (
     "verifier (of sequences for SeqCascade); — for methods without a rule (the "
     "verifier and lossless SD always use the verifier's distribution; lossy SD, "
     "prompt lookup and the drafter never defer).",
+    "- **predicted latency**: the cost model's relative latency (evaluation/cost_model.py): "
+    "the counts of the timed decodes priced by this machine's step costs (encoders, "
+    "drafter step, verifier chunk of each width), measured once per run. Measured above "
+    "predicted is time the decode spends beyond its model calls.",
 )
+
+
+def _setting(row: Mapping, prefix: str) -> str:
+  """'α=0.1', 'τ=0.3' or 'α=0.1, τ=0.3' (the confidence draft policy's
+  threshold) of a summary row's point `prefix`; '' where it has neither."""
+  out = []
+  if row["method"] not in grids.NO_ALPHA_METHODS and row.get(f"{prefix}_alpha") is not None:
+    out.append(f"α={row[f'{prefix}_alpha']:g}")
+  if row.get(f"{prefix}_draft_threshold"):
+    out.append(f"τ={row[f'{prefix}_draft_threshold']:g}")
+  return ", ".join(out)
 
 
 def format_markdown(s: Mapping) -> str:
@@ -191,14 +214,15 @@ def format_markdown(s: Mapping) -> str:
               f"drafter {m}: {_f(tab['drafter_quality'], '{:.2f}')}; copying the input "
               f"unchanged: {_f(tab.get('copy_quality'), '{:.2f}')}.", "",
               f"| method | speed-up at verifier {m} (α) | α | {m} | latency [95% interval] "
-              "| length | verifier calls / token | drafter steps / token | deferral rate |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "| length | verifier calls / token | drafter steps / token | deferral rate "
+              "| predicted latency |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in tab["rows"]:
-      takes_alpha = r["method"] not in grids.NO_ALPHA_METHODS
+      matched = _setting(r, "matched")
       speedup = ("not reached" if r["speedup_at_verifier_quality"] is None else
                  f"{r['speedup_at_verifier_quality']:.2f}×"
-                 + (f" (α={r['matched_alpha']:g})" if takes_alpha else ""))
-      alpha = f"{r['shown_alpha']:g}" if takes_alpha else "—"
+                 + (f" ({matched})" if matched else ""))
+      alpha = _setting(r, "shown").replace("α=", "") or "—"
       iv = r["shown_relative_latency_interval"]
       lat = _f(r["shown_relative_latency"]) + (f" [{iv[0]:.3f}, {iv[1]:.3f}]" if iv else "")
       lines.append(
@@ -207,10 +231,12 @@ def format_markdown(s: Mapping) -> str:
           f"{_f(r['shown_relative_length'], '{:.2f}')} | "
           f"{_f(r['shown_verifier_calls_per_token'])} | "
           f"{_f(r['shown_drafter_steps_per_token'], '{:.2f}')} | "
-          f"{_f(r['shown_deferral_rate'])} |")
+          f"{_f(r['shown_deferral_rate'])} | "
+          f"{_f(r['shown_predicted_relative_latency'])} |")
     lines += [""] + [x.format(m=m, n=tab.get("num_latency_examples") or "N")
                      for x in LEGEND] + [""]
-  return "\n".join(lines)
+  calibrated = calibration.format_sweep_rows(s.get("calibrated") or [])
+  return "\n".join(lines + ([calibrated] if calibrated else []))
 
 
 def save(s: Mapping, output_dir: str) -> tuple[str, str]:

@@ -19,7 +19,18 @@ fsync'ed as each point finishes; evaluation/results.py reads and writes it):
   {"kind": "copy_baseline", "quality", ...} what copying the input scores
   {"kind": "point", "key", "run_id", <Point fields>, "quality", "cost",
    "latency_s", "verifier_latency_s", "relative_latency",
-   "relative_latency_interval", "example_ratio_quartiles", "machine", ...}
+   "relative_latency_interval", "example_ratio_quartiles",
+   "predicted_relative_latency", "machine", ...}
+The point's predicted relative latency is the cost model's
+(evaluation/cost_model.py): the counts of its timed decodes priced by this
+machine's step costs, measured once per run into `output_dir/step_costs.json`
+(a resumed run reuses them). Where measured exceeds predicted, the decode
+spends time beyond its model calls.
+Greedy points also keep "per_example" (calibration.sweep_losses): each
+example's sentence chrF, and the verifier point's output tokens or, for the
+others, each example's token disagreement with them; the summary calibrates α
+on half of the examples and checks it on the other half
+(calibration.calibrate_sweep). Records without it get no calibrated row.
 
 Resuming. A rerun with the same context skips every point whose key is in the
 file; a point that was interrupted has no line (or a truncated one, ignored)
@@ -39,12 +50,15 @@ import time
 import uuid
 from typing import Any, Callable, Mapping, Sequence
 
-from spec_cascade_jax.evaluation import grids, infer, latency, summary
+from spec_cascade_jax.evaluation import (calibration, cost_model, grids, infer, latency,
+                                         step_costs, summary)
 # The results file's format lives in results.py (plots.py reads it too); its
 # names stay importable from here.
 from spec_cascade_jax.evaluation.results import (RESULTS_FILE, ResultsFile,  # noqa: F401
                                                  load_results)
 
+# The machine's step costs (evaluation/step_costs.py), beside the results file.
+STEP_COSTS_FILE = "step_costs.json"
 # Recorded in the context: results timed under another protocol are not mixed in.
 LATENCY_PROTOCOL = "paired-interleaved-v1"
 
@@ -69,6 +83,7 @@ def run_sweep(drafter="demo-drafter", verifier="demo-verifier", output_dir: str 
               task: str = infer.GETTEXT_TASK, split: str = "validation",
               grid: str | Sequence[grids.Curve] = "demo", curves: Sequence[str] | None = None,
               alphas: Mapping[str, Sequence[float]] | None = None,
+              draft_thresholds: Mapping[str, Sequence[float]] | None = None,
               num_draft_tokens: int = 5, temperatures: Sequence[float] = (0.0,),
               seeds: Sequence[int] = (0, 1, 2), num_quality_examples: int | None = None,
               num_latency_examples: int = 20, repeats: int = 3, batch_size: int = 64,
@@ -81,7 +96,9 @@ def run_sweep(drafter="demo-drafter", verifier="demo-verifier", output_dir: str 
 
   Args:
     drafter, verifier: model objects, bundled names or checkpoint paths.
-    grid / curves / alphas: which curves and α (grids.select_curves).
+    grid / curves / alphas / draft_thresholds: which curves, α and draft-policy
+      thresholds (grids.select_curves); a "+confidence" curve crosses its
+      thresholds with its α.
     temperatures, seeds: seeds are used at temperature > 0 only; the summary
       reports their mean and spread.
     num_quality_examples: None = the whole split.
@@ -96,7 +113,7 @@ def run_sweep(drafter="demo-drafter", verifier="demo-verifier", output_dir: str 
   """
   from tqdm.auto import tqdm
   infer.check_task(task, t5_vocab_path)   # an unknown task fails before any work
-  chosen = grids.select_curves(grid, curves, alphas)
+  chosen = grids.select_curves(grid, curves, alphas, draft_thresholds)
   points = grids.build_points(chosen, num_draft_tokens, temperatures, seeds)
   results = ResultsFile(os.path.join(output_dir, RESULTS_FILE))
   context = {"task": task, "split": split, "drafter": _name(drafter),
@@ -153,18 +170,40 @@ def _run_points(pending, results, drafter, verifier, task, split, vocabulary,
                     "num_quality_examples": len(data)})
   run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
   machine = latency.machine()
+  # The machine's step costs, measured once per run and kept beside the results
+  # (a resumed run reuses them): with each timed decode's counts they predict
+  # the point's relative latency (evaluation/cost_model.py).
+  lat_lengths = [infer.bucket_length(len(x), buckets) for x in lat_ids]
+  costs = step_costs.load_or_measure(
+      os.path.join(os.path.dirname(results.path), STEP_COSTS_FILE), q_model, p_model,
+      input_lengths=lat_lengths, max_new_tokens=max_new_tokens,
+      num_draft_tokens=max(p.num_draft_tokens for p in pending))
+  # The greedy verifier's outputs: each greedy point's token losses are taken
+  # against them (the summary's calibrated α; calibration.calibrate_sweep).
+  ver_tokens = calibration.sweep_verifier_tokens(results.points())
   bar = tqdm(pending, desc="sweep points")
   for point in bar:
     bar.set_postfix_str(point.label)
     t0 = time.perf_counter()
     tokens, stats = infer.decode_batched(q_model, p_model, data.input_ids, point,
                                          batch_size, max_new_tokens, buckets, progress=True)
-    quality = infer.score(data, [data.decode(t) for t in tokens])
+    predictions = [data.decode(t) for t in tokens]
+    quality = infer.score(data, predictions)
+    per_example = None
+    if point.temperature == 0:
+      per_example = calibration.sweep_losses(point.method, tokens, predictions, data.targets,
+                                             ver_tokens)
+      ver_tokens = tokens if point.method == "verifier" else ver_tokens
+    counts: dict = {}
     timed = infer.time_point(q_model, p_model, lat_ids, point, max_new_tokens, buckets,
-                             repeats)
+                             repeats, stats_out=counts)
+    predicted = cost_model.relative_latency(point.method, counts["method"],
+                                            counts["verifier"], costs,
+                                            point.num_draft_tokens, groups=lat_lengths)
     record = {"kind": "point", "key": point.key, "run_id": run_id,
               **dataclasses.asdict(point), "label": point.label, "quality": quality,
               "cost": infer.cost_stats(stats, point.method), **timed.summary(),
+              "predicted_relative_latency": predicted, "per_example": per_example,
               "num_quality_examples": len(data), "num_latency_examples": len(lat_ids),
               "repeats": repeats, "machine": machine,
               "seconds": time.perf_counter() - t0,

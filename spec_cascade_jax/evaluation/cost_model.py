@@ -1,0 +1,254 @@
+"""Where a decode's time goes: its latency predicted from step costs and counts.
+
+Leviathan et al. (2023, §3.4) predict the speed-up of speculative decoding
+from the acceptance rate and the cost of a drafter step relative to a
+verifier step, taking a verifier chunk of γ+1 tokens to cost one step. On a
+CPU it does not (a 6-token chunk of the bundled verifier costs 2.5 steps), so
+here every model call is priced by the cost measured on the machine at hand
+(`StepCosts`, measured by evaluation/step_costs.py), and the number of calls
+comes from a decode's own statistics (decoding/loop.py `Stats`), which do not
+depend on the machine:
+
+  speculative kernel  encode_d + encode_v + drafter_steps·c_d
+                      + rounds·c(w),  w = verified_tokens / rounds where the
+                      stats count the tokens the verifier scored, else γ+1
+  prompt lookup       encode_v + (draft_tokens/γ)·c(γ+1) + the other rounds·c(1)
+  token_cascade       encode_d + encode_v + drafter_steps·c_d
+                      + sequential_verifier_calls·c(γ+1)   (catch-up chunks)
+  oracle_cascade,     encode_d + encode_v + drafter_steps·c_d
+  seq_cascade           + sequential_verifier_calls·c(1)
+  verifier            encode_v + num_tokens·c(1)
+  drafter             encode_d + num_tokens·c_d
+
+c(k) is the verifier's call on a chunk of k tokens, c(1) its one-token step,
+c_d the drafter's one-token step; between measured widths c is linear. A
+method's predicted relative latency is its predicted seconds over the
+verifier-only prediction on the same examples (Σ over examples, as the
+latency protocol's ratio). Where the measured ratio exceeds the predicted
+one, the decode spends time beyond its model calls (dispatch, per-round
+bookkeeping).
+
+Pure arithmetic: nothing here times anything or imports jax.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Hashable, Mapping, Sequence
+
+import numpy as np
+
+from spec_cascade_jax.decoding import methods
+
+
+@dataclasses.dataclass(frozen=True)
+class StepCosts:
+  """Seconds per model call at batch 1, as a decode loop runs them.
+
+  encode_drafter / encode_verifier: each model's set-up for the inputs (T5:
+  the encoder and the cross-attention cache; a decoder-only LM: the prompt's
+  prefill). drafter_step: one drafter token. verifier_chunk: {k: seconds of a
+  verifier call on k tokens}; k = 1 (the one-token step) must be there, other
+  widths may be sparse (the cost between two measured widths is linear).
+  """
+  encode_drafter: float
+  encode_verifier: float
+  drafter_step: float
+  verifier_chunk: Mapping[int, float]
+
+  def __post_init__(self):
+    chunk = {int(k): float(v) for k, v in dict(self.verifier_chunk).items()}
+    if 1 not in chunk:
+      raise ValueError(f"verifier_chunk needs the one-token step (k = 1); got widths "
+                       f"{sorted(chunk)}.")
+    if min(chunk) < 1:
+      raise ValueError(f"chunk widths are >= 1; got {sorted(chunk)}.")
+    values = [self.encode_drafter, self.encode_verifier, self.drafter_step, *chunk.values()]
+    if not all(math.isfinite(v) and v >= 0 for v in values):
+      raise ValueError(f"step costs are finite seconds >= 0; got {self}.")
+    object.__setattr__(self, "verifier_chunk", dict(sorted(chunk.items())))
+
+  @property
+  def verifier_step(self) -> float:
+    """c(1): the verifier's one-token step."""
+    return self.verifier_chunk[1]
+
+  @property
+  def max_chunk(self) -> int:
+    """The widest chunk measured: widths beyond it are not predicted."""
+    return max(self.verifier_chunk)
+
+  def chunk(self, width: float) -> float:
+    """c(width): the measured cost, linear between measured widths."""
+    widths = list(self.verifier_chunk)
+    if not 1 <= width <= widths[-1]:
+      raise ValueError(f"chunk width {width:g} is outside the measured widths "
+                       f"[1, {widths[-1]}]; measure wider chunks.")
+    return float(np.interp(width, widths, list(self.verifier_chunk.values())))
+
+  def to_dict(self) -> dict:
+    """JSON-ready (chunk widths as string keys); `from_dict` reads it back."""
+    return {"encode_drafter": self.encode_drafter, "encode_verifier": self.encode_verifier,
+            "drafter_step": self.drafter_step,
+            "verifier_chunk": {str(k): v for k, v in self.verifier_chunk.items()}}
+
+  @classmethod
+  def from_dict(cls, d: Mapping) -> "StepCosts":
+    return cls(encode_drafter=float(d["encode_drafter"]),
+               encode_verifier=float(d["encode_verifier"]),
+               drafter_step=float(d["drafter_step"]),
+               verifier_chunk={int(k): float(v) for k, v in d["verifier_chunk"].items()})
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+  """Predicted seconds summed over the examples, and where they go:
+  parts = {encode_drafter, encode_verifier, drafter_steps, verifier_calls}."""
+  seconds: float
+  parts: dict[str, float]
+  num_examples: int
+
+
+def _per_example(stats: Mapping, name: str) -> np.ndarray:
+  if name not in stats:
+    raise KeyError(f"the cost model needs the stat {name!r}; got {sorted(stats)}.")
+  return np.atleast_1d(np.asarray(stats[name], np.float64))
+
+
+def predict(method: str, stats: Mapping, costs: StepCosts,
+            num_draft_tokens: int | None = None) -> Prediction:
+  """Predicted seconds of decoding with `method` (module docstring).
+
+  stats: `generate`'s stats of batch-1 decodes, each a scalar (one example)
+  or an array with one entry per example; num_draft_tokens: γ of the drafting
+  methods and token_cascade (whose catch-up chunk is γ+1).
+  """
+  spec = methods.get(method)
+  n = len(_per_example(stats, "num_tokens"))
+  gamma = None
+  if spec.uses_num_draft_tokens:
+    if num_draft_tokens is None or num_draft_tokens < 1:
+      raise ValueError(f"method {method!r} needs its num_draft_tokens (γ >= 1); got "
+                       f"{num_draft_tokens!r}.")
+    gamma = int(num_draft_tokens)
+  parts = {"encode_drafter": n * costs.encode_drafter if spec.uses_drafter else 0.0,
+           "encode_verifier": n * costs.encode_verifier if spec.uses_verifier else 0.0,
+           "drafter_steps": 0.0, "verifier_calls": 0.0}
+  if spec.loop == "single":
+    tokens = _per_example(stats, "num_tokens").sum()
+    if method == "drafter":
+      parts["drafter_steps"] = tokens * costs.drafter_step
+    else:
+      parts["verifier_calls"] = tokens * costs.verifier_step
+  elif spec.loop == "kernel":
+    rounds = _per_example(stats, "rounds")
+    parts["drafter_steps"] = _per_example(stats, "drafter_steps").sum() * costs.drafter_step
+    if "verified_tokens" in stats:
+      verified = _per_example(stats, "verified_tokens")
+      width = np.where(rounds > 0, verified / np.maximum(rounds, 1), 1.0)
+      parts["verifier_calls"] = float(sum(r * costs.chunk(w) for r, w in zip(rounds, width)))
+    else:
+      parts["verifier_calls"] = rounds.sum() * costs.chunk(gamma + 1)
+  elif spec.loop == "lookup":
+    rounds = _per_example(stats, "rounds").sum()
+    chunk_rounds = _per_example(stats, "draft_tokens").sum() / gamma
+    parts["verifier_calls"] = (chunk_rounds * costs.chunk(gamma + 1)
+                               + (rounds - chunk_rounds) * costs.verifier_step)
+  else:  # the sequential baselines: their verifier calls are counted one by one
+    parts["drafter_steps"] = _per_example(stats, "drafter_steps").sum() * costs.drafter_step
+    calls = _per_example(stats, "sequential_verifier_calls").sum()
+    width = gamma + 1 if spec.loop == "token_cascade" else 1
+    parts["verifier_calls"] = calls * costs.chunk(width)
+  parts = {k: float(v) for k, v in parts.items()}
+  return Prediction(seconds=sum(parts.values()), parts=parts, num_examples=n)
+
+
+def relative_latency(method: str, stats: Mapping, verifier_stats: Mapping,
+                     costs: StepCosts | Mapping[Hashable, StepCosts],
+                     num_draft_tokens: int | None = None,
+                     groups: Sequence[Hashable] | None = None) -> float:
+  """Predicted Σ method seconds / Σ verifier-only seconds over the same
+  examples (`verifier_stats`: verifier-only decodes of them).
+
+  groups: one key per example (its input length bucket, say) into `costs`,
+  a {key: StepCosts} mapping, where the examples' shapes differ; None: one
+  StepCosts for every example."""
+  if groups is None:
+    costs, groups = {None: costs}, [None] * len(_per_example(verifier_stats, "num_tokens"))
+  groups = list(groups)
+  m = v = 0.0
+  for key in dict.fromkeys(groups):
+    idx = np.array([i for i, g in enumerate(groups) if g == key])
+    m_part = predict(method, _select(stats, idx, len(groups)), costs[key], num_draft_tokens)
+    v_part = predict("verifier", _select(verifier_stats, idx, len(groups)), costs[key])
+    m, v = m + m_part.seconds, v + v_part.seconds
+  return m / v
+
+
+def _select(stats: Mapping, idx: np.ndarray, n: int) -> dict:
+  """The examples `idx` of per-example stats of `n` examples."""
+  out = {}
+  for k, x in stats.items():
+    arr = np.atleast_1d(np.asarray(x))
+    if len(arr) != n:
+      raise ValueError(f"stat {k!r} has {len(arr)} examples, the grouping {n}: predict "
+                       "the same examples.")
+    out[k] = arr[idx]
+  return out
+
+
+def fastest(candidates: Mapping[Hashable, tuple[str, Mapping, int | None]],
+            verifier_stats: Mapping, costs: StepCosts) -> tuple[Hashable, dict]:
+  """The candidate with the least predicted relative latency.
+
+  candidates: {key: (method, stats, num_draft_tokens)}, e.g. one per γ or per
+  policy threshold, each decoded on the examples of `verifier_stats`.
+  Returns (best key, {key: predicted relative latency}).
+  """
+  if not candidates:
+    raise ValueError("no candidates to choose from.")
+  rel = {k: relative_latency(m, s, verifier_stats, costs, g)
+         for k, (m, s, g) in candidates.items()}
+  return min(rel, key=rel.get), rel
+
+
+def expected_tokens_per_round(acceptance: float, num_draft_tokens: int) -> float:
+  """Leviathan et al.'s E[tokens per round] = (1 − a^{γ+1}) / (1 − a) for
+  drafts accepted independently with probability a (γ+1 at a = 1)."""
+  if not 0.0 <= acceptance <= 1.0:
+    raise ValueError(f"acceptance rate is in [0, 1]; got {acceptance!r}.")
+  g = int(num_draft_tokens)
+  if acceptance == 1.0:
+    return float(g + 1)
+  return (1.0 - acceptance ** (g + 1)) / (1.0 - acceptance)
+
+
+def speculative_speedup(acceptance: float, num_draft_tokens: int, costs: StepCosts,
+                        mean_tokens: float | None = None) -> float:
+  """Predicted speed-up over verifier-only decoding of a speculative round of
+  γ+1 drafter steps and one verifier chunk of γ+1 (the kernel's), at
+  acceptance rate a. mean_tokens: the output length, to count the encoders
+  (None: the steady state, encoders left out)."""
+  g = int(num_draft_tokens)
+  per_round = (g + 1) * costs.drafter_step + costs.chunk(g + 1)
+  tokens_per_round = expected_tokens_per_round(acceptance, g)
+  if mean_tokens is None:
+    return tokens_per_round * costs.verifier_step / per_round
+  spec = (costs.encode_drafter + costs.encode_verifier
+          + mean_tokens / tokens_per_round * per_round)
+  return (costs.encode_verifier + mean_tokens * costs.verifier_step) / spec
+
+
+def best_num_draft_tokens(acceptance: float, costs: StepCosts,
+                          candidates: Sequence[int] | None = None,
+                          mean_tokens: float | None = None) -> tuple[int, dict[int, float]]:
+  """The γ with the largest `speculative_speedup` at acceptance rate a among
+  `candidates` (default every γ whose chunk γ+1 was measured).
+  Returns (γ, {γ: predicted speed-up})."""
+  gammas = list(candidates) if candidates is not None else list(range(1, costs.max_chunk))
+  if not gammas:
+    raise ValueError(f"no γ to choose from: chunks are measured up to {costs.max_chunk} "
+                     "tokens, and γ needs a chunk of γ+1.")
+  speed = {g: speculative_speedup(acceptance, g, costs, mean_tokens) for g in gammas}
+  return max(speed, key=speed.get), speed

@@ -1,0 +1,143 @@
+"""The cost model's arithmetic (evaluation/cost_model.py) on fixed step costs
+and counts, every expected value computed by hand. No timing here."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from spec_cascade_jax.evaluation import cost_model
+from spec_cascade_jax.evaluation.cost_model import StepCosts
+
+# encode_d 2, encode_v 5, drafter step 1; verifier chunks c(1) 4, c(3) 7, c(6) 10,
+# so c(2) = 5.5, c(4) = 8, c(5) = 9 by linear interpolation.
+COSTS = StepCosts(encode_drafter=2.0, encode_verifier=5.0, drafter_step=1.0,
+                  verifier_chunk={1: 4.0, 3: 7.0, 6: 10.0})
+VERIFIER = {"num_tokens": np.array([10, 6]), "rounds": np.array([10, 6])}
+
+
+def test_chunk_cost_is_linear_between_measured_widths():
+  assert [COSTS.chunk(k) for k in (1, 2, 3, 4, 5, 6)] == [4.0, 5.5, 7.0, 8.0, 9.0, 10.0]
+  assert COSTS.chunk(3.5) == pytest.approx(7.5)
+  assert COSTS.verifier_step == 4.0 and COSTS.max_chunk == 6
+  with pytest.raises(ValueError, match="outside the measured widths"):
+    COSTS.chunk(7)
+  with pytest.raises(ValueError, match="one-token step"):
+    StepCosts(1.0, 1.0, 1.0, {2: 3.0})
+  with pytest.raises(ValueError, match="finite seconds"):
+    StepCosts(1.0, -1.0, 1.0, {1: 3.0})
+
+
+def test_step_costs_survive_a_json_round_trip():
+  back = StepCosts.from_dict(json.loads(json.dumps(COSTS.to_dict())))
+  assert back == COSTS and back.chunk(2) == 5.5
+
+
+def test_verifier_and_drafter_pay_an_encoder_per_example_and_a_step_per_token():
+  v = cost_model.predict("verifier", VERIFIER, COSTS)
+  assert v.seconds == 2 * 5 + 16 * 4 == 74
+  assert v.parts == {"encode_drafter": 0.0, "encode_verifier": 10.0, "drafter_steps": 0.0,
+                     "verifier_calls": 64.0}
+  d = cost_model.predict("drafter", {"num_tokens": [10, 6]}, COSTS)
+  assert d.seconds == 2 * 2 + 16 * 1 == 20 and d.num_examples == 2
+
+
+def test_speculative_rounds_cost_a_chunk_of_gamma_plus_one_or_of_their_mean_width():
+  stats = {"num_tokens": [10, 6], "rounds": [3, 2], "drafter_steps": [18, 12]}
+  # encoders 2·(2+5), 30 drafter steps, 5 chunks of γ+1 = 6 at 10 each
+  p = cost_model.predict("speculative", stats, COSTS, num_draft_tokens=5)
+  assert p.seconds == 14 + 30 + 50
+  assert cost_model.relative_latency("spec_cascade", stats, VERIFIER, COSTS, 5) == 94 / 74
+  # verified_tokens: row 0 scored 12 tokens in 3 rounds (width 4, c = 8), row 1
+  # 6 in 2 (width 3, c = 7)
+  adaptive = {**stats, "verified_tokens": [12, 6]}
+  assert cost_model.predict("speculative", adaptive, COSTS, 5).seconds == 14 + 30 + 3 * 8 + 2 * 7
+  with pytest.raises(ValueError, match="num_draft_tokens"):
+    cost_model.predict("speculative", stats, COSTS)
+
+
+def test_prompt_lookup_sequential_baselines_and_seq_cascade():
+  # 3 chunk rounds (15 drafts / γ=5) at c(6) and 3 one-token rounds at c(1); no drafter
+  look = {"num_tokens": [10, 6], "rounds": [4, 2], "draft_tokens": [10, 5]}
+  assert cost_model.predict("prompt_lookup", look, COSTS, 5).seconds == 10 + 30 + 12
+  # token_cascade, γ = 2: catch-up chunks of 3 at c(3) = 7
+  base = {"num_tokens": [10, 6], "drafter_steps": [10, 6]}
+  tc = {**base, "sequential_verifier_calls": [2, 1]}
+  assert cost_model.predict("token_cascade", tc, COSTS, 2).seconds == 14 + 16 + 3 * 7
+  oc = {**base, "sequential_verifier_calls": [10, 6]}
+  assert cost_model.predict("oracle_cascade", oc, COSTS).seconds == 14 + 16 + 16 * 4
+  # seq_cascade: row 1 deferred, the verifier decoded 7 tokens; both encoders every row
+  sc = {**base, "sequential_verifier_calls": [0, 7]}
+  assert cost_model.predict("seq_cascade", sc, COSTS).seconds == 14 + 16 + 7 * 4
+
+
+def test_a_scalar_stat_is_one_example_and_mismatched_examples_raise():
+  assert cost_model.predict("verifier", {"num_tokens": 3}, COSTS).seconds == 5 + 12
+  with pytest.raises(ValueError, match="same examples"):
+    cost_model.relative_latency("verifier", {"num_tokens": 3}, VERIFIER, COSTS)
+  with pytest.raises(KeyError, match="rounds"):
+    cost_model.predict("speculative", {"num_tokens": 3}, COSTS, 5)
+
+
+def test_fastest_picks_the_least_predicted_relative_latency():
+  g3 = {"num_tokens": [10, 6], "rounds": [4, 3], "drafter_steps": [16, 12]}
+  g5 = {"num_tokens": [10, 6], "rounds": [3, 2], "drafter_steps": [18, 12]}
+  # γ = 3: 14 + 28 + 7·c(4) = 98; γ = 5: 94
+  best, rel = cost_model.fastest({3: ("speculative", g3, 3), 5: ("speculative", g5, 5)},
+                                 VERIFIER, COSTS)
+  assert best == 5 and rel == {3: 98 / 74, 5: 94 / 74}
+
+
+def test_leviathan_expected_tokens_and_speedup():
+  assert cost_model.expected_tokens_per_round(0.5, 2) == 1.75   # (1 − 0.5³) / 0.5
+  assert cost_model.expected_tokens_per_round(1.0, 4) == 5.0
+  assert cost_model.expected_tokens_per_round(0.0, 4) == 1.0
+  # a round: 3 drafter steps + c(3) = 10; 1.75 tokens a round against c(1) = 4 each
+  assert cost_model.speculative_speedup(0.5, 2, COSTS) == pytest.approx(1.75 * 4 / 10)
+  # with the encoders, 7 tokens: verifier 5 + 7·4 = 33; speculative 2 + 5 + 4 rounds·10 = 47
+  assert cost_model.speculative_speedup(0.5, 2, COSTS, mean_tokens=7) == pytest.approx(33 / 47)
+
+
+def test_best_num_draft_tokens_maximises_the_predicted_speedup():
+  # a = 0.8: E = 1.8, 2.44, 2.952, 3.3616, 3.68928 for γ = 1..5; round costs
+  # 7.5, 10, 12, 14, 16: speed-ups 0.96, 0.976, 0.984, 0.9605, 0.9223
+  best, speed = cost_model.best_num_draft_tokens(0.8, COSTS)
+  assert best == 3 and list(speed) == [1, 2, 3, 4, 5]
+  assert speed[3] == pytest.approx(2.952 * 4 / 12)
+  assert speed[5] == pytest.approx(3.68928 * 4 / 16)
+  assert cost_model.best_num_draft_tokens(0.8, COSTS, candidates=[4, 5])[0] == 4
+
+
+def test_examples_of_other_shapes_take_their_own_step_costs():
+  # example 0 in bucket 32 (COSTS), example 1 in bucket 64 (every cost doubled)
+  double = StepCosts(4.0, 10.0, 2.0, {1: 8.0, 3: 14.0, 6: 20.0})
+  spec = {"num_tokens": [10, 6], "rounds": [3, 2], "drafter_steps": [18, 12]}
+  # method: (7 + 18 + 3·10) + 2·(7 + 12 + 2·10) = 55 + 78; verifier: (5 + 40) + 2·(5 + 24)
+  rel = cost_model.relative_latency("speculative", spec, VERIFIER, {32: COSTS, 64: double},
+                                    5, groups=[32, 64])
+  assert rel == (55 + 78) / (45 + 58)
+  with pytest.raises(ValueError, match="same examples"):
+    cost_model.relative_latency("speculative", spec, VERIFIER, {32: COSTS}, 5, groups=[32])
+
+
+def test_step_costs_are_measured_once_and_read_back_while_the_settings_hold(tmp_path,
+                                                                           monkeypatch):
+  from spec_cascade_jax.evaluation import step_costs
+  measured = []
+
+  def fake_measure(drafter, verifier, *, input_length, num_draft_tokens, **kwargs):
+    measured.append((input_length, num_draft_tokens))
+    return StepCosts(0.0, float(input_length), 1.0,
+                     {k: float(k) for k in range(1, num_draft_tokens + 2)})
+
+  monkeypatch.setattr(step_costs, "measure", fake_measure)
+  path = str(tmp_path / "step_costs.json")
+  kw = dict(input_lengths=[48, 32, 48], max_new_tokens=64, num_draft_tokens=5)
+  first = step_costs.load_or_measure(path, None, None, **kw)
+  assert measured == [(32, 5), (48, 5)] and first[48].encode_verifier == 48.0
+  assert step_costs.load_or_measure(path, None, None, **kw) == first   # read back
+  assert len(measured) == 2
+  step_costs.load_or_measure(path, None, None, **dict(kw, num_draft_tokens=3))
+  assert measured[2:] == [(32, 3), (48, 3)]   # other settings: measured afresh
