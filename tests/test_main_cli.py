@@ -106,7 +106,7 @@ def test_misspelt_macro_override_is_rejected_with_close_names():
 
 
 def test_macro_override_far_from_every_name_lists_the_macros():
-  with pytest.raises(main.ConfigError, match=r"Valid macros: BATCH_SIZE, DRAFTER, GRID,"):
+  with pytest.raises(main.ConfigError, match=r"Valid macros: BATCH_SIZE, DRAFTER, DRAFT_THRESHOLDS, GRID,"):
     _configure(["--gin_file=configs/demo.gin", "--gin.ZZZ=1"])
 
 

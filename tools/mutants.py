@@ -36,6 +36,7 @@ FAST_TESTS = ("tests/test_targets.py", "tests/test_kernel.py", "tests/test_greed
               "tests/test_t5.py", "tests/test_sampling_exact.py::test_speculative_targets_exact")
 TARGETS = "spec_cascade_jax/decoding/targets.py"
 KERNEL = "spec_cascade_jax/decoding/kernel.py"
+DRAFTING = "spec_cascade_jax/decoding/drafting.py"
 LOOP = "spec_cascade_jax/decoding/loop.py"
 T5 = "spec_cascade_jax/models/t5/model.py"
 
@@ -101,10 +102,15 @@ MUTANTS = (
            "u[:, gamma + 1:2 * gamma + 1]", "u[:, :gamma]",
            "the acceptance test reuses the uniforms that drew the drafts"),
     Mutant("verify_position_late", KERNEL,
-           "verifier.step(chunk, state.verifier_cache, length)",
-           "verifier.step(chunk, state.verifier_cache, length + 1)",
+           "drafting.verify_chunk(verifier, chunk, state.verifier_cache, length,",
+           "drafting.verify_chunk(verifier, chunk, state.verifier_cache, length + 1,",
            "the verifier scores the chunk one position late"),
-    Mutant("draft_position_fixed", KERNEL,
+    Mutant("bonus_ignores_draft_length", KERNEL,
+           "jnp.where((n < d)[:, None], targets.residual",
+           "jnp.where((n < gamma)[:, None], targets.residual",
+           "a row that drafted d < γ tokens and had all accepted samples the residual "
+           "instead of π_{d+1}"),
+    Mutant("draft_position_fixed", DRAFTING,
            "drafter.step(token[:, None], cache, length + i)",
            "drafter.step(token[:, None], cache, length)",
            "every draft step written at the round's first position"),
