@@ -81,8 +81,10 @@ def main(argv=None):
   ap.add_argument("--gammas", default="2,3,4,5,6")
   ap.add_argument("--max-gamma", type=int, default=8)
   ap.add_argument("--max-new-tokens", type=int, default=64)
-  ap.add_argument("--thresholds", default="0.2,0.4,0.6,0.8",
+  ap.add_argument("--thresholds", default="0.2,0.4,0.6",
                   help="the confidence policy's thresholds")
+  ap.add_argument("--cumulative-thresholds", default="0.05,0.1,0.2",
+                  help="the cumulative policy's thresholds")
   ap.add_argument("--json", default=None)
   args = ap.parse_args(argv)
 
@@ -123,6 +125,8 @@ def main(argv=None):
   best_fn = lambda ids: dec(ids, num_draft_tokens=best["gamma"])  # noqa: E731
   policies = ([("confidence", {"draft_threshold": float(t)})
                for t in args.thresholds.split(",")]
+              + [("cumulative", {"draft_threshold": float(t)})
+                 for t in args.cumulative_thresholds.split(",")]
               + [("heuristic", h) for h in HEURISTICS])
   for policy, settings in policies:
     fn = lambda ids, p=policy, s=settings: dec(  # noqa: E731
@@ -144,13 +148,18 @@ def main(argv=None):
       if r.get(key) is not None:
         lo, hi = r[f"{key}_interval"]
         r[f"{key}_text"] = f"{r[key]:.3f} [{lo:.3f}, {hi:.3f}]"
-  cols = [("setting", "setting", "{}"),
-          ("verifier_calls_per_token", "verifier calls/token", "{:.3f}"),
-          ("drafter_steps_per_token", "drafter steps/token", "{:.3f}"),
-          ("verifier_calls_vs_best", "calls vs best", "{:.3f}"),
-          ("drafter_steps_vs_best", "steps vs best", "{:.3f}"),
-          ("vs_verifier_text", "latency / verifier [95%]", "{}"),
-          ("vs_best_fixed_text", "latency / best fixed γ [95%]", "{}")]
+  cols = [("setting", "setting", ""),
+          ("verifier_calls_per_token", "verifier calls/token", ".3f"),
+          ("drafter_steps_per_token", "drafter steps/token", ".3f"),
+          ("verifier_calls_vs_best", "calls vs best", ".3f"),
+          ("drafter_steps_vs_best", "steps vs best", ".3f"),
+          ("vs_verifier_text", "latency / verifier [95%]", ""),
+          ("vs_best_fixed_text", "latency / best fixed γ [95%]", "")]
+  if args.json:
+    common.write_json(args.json, {"pair": args.pair, "method": args.method,
+                                  "best_fixed_gamma": best["gamma"], "rows": rows,
+                                  "machine": common.machine(),
+                                  "examples": len(inputs), "repeats": args.repeats})
   table = (f"# {args.pair} pair, {args.method}, {len(inputs)} examples at batch 1, "
            f"{args.repeats} repeats; best fixed γ = {best['gamma']}\n"
            + common.format_table(rows, cols))
@@ -158,10 +167,6 @@ def main(argv=None):
   if args.json:
     with open(os.path.splitext(args.json)[0] + ".txt", "w", encoding="utf-8") as f:
       f.write(table + "\n")
-    common.write_json(args.json, {"pair": args.pair, "method": args.method,
-                                  "best_fixed_gamma": best["gamma"], "rows": rows,
-                                  "machine": common.machine(),
-                                  "examples": len(inputs), "repeats": args.repeats})
 
 
 if __name__ == "__main__":

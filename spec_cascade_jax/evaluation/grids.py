@@ -133,14 +133,14 @@ PAPER = (
 )
 
 # The README's main job: every method but oracle_cascade (a per-token quality
-# reference, slower than the verifier), 3 α each, so that its 32 points fit in
-# ~10 minutes on 2 CPU cores with the bundled pair. The α values span each
-# rule from the verifier's BLEU towards the drafter's with the bundled pair
-# (picked on the bundled verifier's earlier runs): chow
-# reaches the verifier's BLEU at 0.2 (at 0.3 it stopped 0.1 short), and diff,
-# opt and the token rules lose quality fast above 0.1. At temperature 0 lossy SD accepts exactly what lossless SD
-# does (both distributions are one-hot), so it gets one point; its α matters
-# only when sampling (--gin.TEMPERATURES).
+# reference, slower than the verifier), 3 α each, and the draft policies: 39
+# points, ~10 minutes on 2 CPU cores with the bundled pair. The α values span
+# each rule from the verifier's BLEU towards the drafter's with the bundled
+# pair (picked on the bundled verifier's earlier runs): chow reaches the
+# verifier's BLEU at 0.2 (at 0.3 it stopped 0.1 short), and diff, opt and the
+# token rules lose quality fast above 0.1. At temperature 0 lossy SD accepts
+# exactly what lossless SD does (both distributions are one-hot), so it gets
+# one point; its α matters only when sampling (--gin.TEMPERATURES).
 DEMO = (
     Curve("Verifier", "verifier"),
     Curve("Drafter", "drafter"),
@@ -157,10 +157,13 @@ DEMO = (
     _spec("token_v2", (0.01, 0.05, 0.2)),
     _spec("token_v3", (0.02, 0.1, 0.3)),
     # Draft policies (decoding/drafting.py): drafts stop where the drafter is
-    # unsure (threshold τ on its top probability), or follow the per-row
-    # heuristic schedule; γ is then the longest draft.
+    # unsure (threshold τ on its top probability, or on their product over the
+    # draft), or follow the per-row heuristic schedule; γ is then the longest
+    # draft.
     Curve("SpecDecode+confidence", "speculative", draft_policy="confidence",
           draft_thresholds=(0.3, 0.6)),
+    Curve("SpecDecode+cumulative", "speculative", draft_policy="cumulative",
+          draft_thresholds=(0.05, 0.2)),
     Curve("SpecDecode+heuristic", "speculative", draft_policy="heuristic"),
     Curve("SpecCascade[token_v3]+confidence", "spec_cascade", "token_v3", (0.1,),
           draft_policy="confidence", draft_thresholds=(0.3, 0.6)),
