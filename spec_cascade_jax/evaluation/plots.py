@@ -44,6 +44,11 @@ CURVE_STYLES: dict[str, tuple[str, str]] = {
     "SpecCascade[token_v1]": ("#d62728", "^"),
     "SpecCascade[token_v2]": ("#e377c2", "p"),
     "SpecCascade[token_v3]": ("#ff9896", "8"),
+    # Draft policies (decoding/drafting.py): their base curve's family, darker.
+    "SpecDecode+confidence": ("#08519c", "v"),
+    "SpecDecode+cumulative": ("#6baed6", "o"),
+    "SpecDecode+heuristic": ("#253494", "s"),
+    "SpecCascade[token_v3]+confidence": ("#a50f15", "8"),
 }
 # Curves not listed above (custom grids) draw from these, keyed by a hash of the name.
 _SPARE_COLOURS = ("#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd",
@@ -86,9 +91,13 @@ def _panels(rows: Sequence[Mapping], title: str):
 
 
 def _label_alphas(ax, pts, x_key: str, color: str):
+  """Each point's α, and τ for a threshold draft policy's (a curve of τ × α)."""
   for r in pts:
-    if r["method"] not in grids.NO_ALPHA_METHODS:
-      ax.annotate(f"{r['alpha']:g}", (r[x_key], r["quality"]), textcoords="offset points",
+    text = [f"{r['alpha']:g}"] if r["method"] not in grids.NO_ALPHA_METHODS else []
+    if r.get("draft_threshold"):
+      text.append(f"τ={r['draft_threshold']:g}")
+    if text:
+      ax.annotate(", ".join(text), (r[x_key], r["quality"]), textcoords="offset points",
                   xytext=(3, 3), fontsize=6, color=color)
 
 
@@ -124,7 +133,8 @@ def plot_tradeoff(records: Sequence[Mapping], output: str, metric: str | None = 
     ax.axvline(1.0, color="k", linewidth=0.5, alpha=0.4)
     ax.set_xlabel("latency relative to the verifier (batch 1; bars: 95% interval)")
     ax.set_ylabel(metric)
-    ax.set_title(f"temperature {t:g} (labels: α)", fontsize=9)
+    ax.set_title(f"temperature {t:g} (labels: α; τ: a draft policy's threshold)",
+                 fontsize=9)
     ax.grid(alpha=0.3)
   return _save(fig, axes, output)
 
@@ -161,7 +171,8 @@ def plot_deferral(records: Sequence[Mapping], output: str, metric: str | None = 
     ax.set_xlabel("deferral rate: share of tokens handed to the verifier "
                   "(of sequences for SeqCascade)")
     ax.set_ylabel(metric)
-    ax.set_title(f"temperature {t:g} (labels: α)", fontsize=9)
+    ax.set_title(f"temperature {t:g} (labels: α; τ: a draft policy's threshold)",
+                 fontsize=9)
     ax.grid(alpha=0.3)
   return _save(fig, axes, output)
 
