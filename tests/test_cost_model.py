@@ -120,24 +120,3 @@ def test_examples_of_other_shapes_take_their_own_step_costs():
   assert rel == (55 + 78) / (45 + 58)
   with pytest.raises(ValueError, match="same examples"):
     cost_model.relative_latency("speculative", spec, VERIFIER, {32: COSTS}, 5, groups=[32])
-
-
-def test_step_costs_are_measured_once_and_read_back_while_the_settings_hold(tmp_path,
-                                                                           monkeypatch):
-  from spec_cascade_jax.evaluation import step_costs
-  measured = []
-
-  def fake_measure(drafter, verifier, *, input_length, num_draft_tokens, **kwargs):
-    measured.append((input_length, num_draft_tokens))
-    return StepCosts(0.0, float(input_length), 1.0,
-                     {k: float(k) for k in range(1, num_draft_tokens + 2)})
-
-  monkeypatch.setattr(step_costs, "measure", fake_measure)
-  path = str(tmp_path / "step_costs.json")
-  kw = dict(input_lengths=[48, 32, 48], max_new_tokens=64, num_draft_tokens=5)
-  first = step_costs.load_or_measure(path, None, None, **kw)
-  assert measured == [(32, 5), (48, 5)] and first[48].encode_verifier == 48.0
-  assert step_costs.load_or_measure(path, None, None, **kw) == first   # read back
-  assert len(measured) == 2
-  step_costs.load_or_measure(path, None, None, **dict(kw, num_draft_tokens=3))
-  assert measured[2:] == [(32, 3), (48, 3)]   # other settings: measured afresh

@@ -73,6 +73,71 @@ def test_the_verifier_paired_with_itself_and_the_record_fields(monkeypatch):
     latency.paired_times(clock.decoder("v", 1.0), None, [], repeats=1)
 
 
+def test_probes_are_timed_once_per_example_after_its_pairs(monkeypatch):
+  """Step-cost programs ride along: each probe once per example, after that
+  example's repeats, its first call untimed; each timing is its own cost."""
+  clock = DriftingClock(drift=1.0)
+  monkeypatch.setattr(latency.time, "perf_counter", clock.perf_counter)
+
+  def probe(name, base):
+    def run():
+      clock.calls.append((name, None))
+      clock.now += base
+    return run
+
+  inputs = [np.zeros((1, 8), np.int32)] * 3
+  probes = [{"a": probe("a", 0.25), "b": probe("b", 0.125)}] * 2 + [{"a": probe("a", 0.25)}]
+  timed = latency.paired_times(clock.decoder("m", 2.0), clock.decoder("v", 1.0), inputs,
+                               repeats=2, probes=probes)
+  assert timed.probe_s == {"a": [0.25] * 3, "b": [0.125] * 2}
+  names = [c[0] for c in clock.calls]
+  # m, v (compile); m v v m; a (compile) a, b (compile) b; m v v m; a b; m v v m; a.
+  assert names == list("mvmvvmaabbmvvmabmvvma")
+  np.testing.assert_allclose(timed.method_s, 2.0)   # the probes are not in the pairs
+  with pytest.raises(ValueError, match="one mapping per input"):
+    latency.paired_times(clock.decoder("v", 1.0), None, inputs, probes=probes[:2])
+
+
+def test_time_point_prices_each_bucket_from_the_median_of_its_own_step_programs(
+    monkeypatch):
+  """The sweep's step costs: each example's bucket's programs timed after its
+  pairs; per bucket the median of each program, a step (loop − set-up) / inner."""
+  from spec_cascade_jax.evaluation import step_costs
+  clock = DriftingClock(drift=1.0)
+  monkeypatch.setattr(latency.time, "perf_counter", clock.perf_counter)
+  model = testing.random_bigram(jax.random.PRNGKey(0), 8)
+  inner = 4
+  # Seconds per call of each program, in turn (the first call, compiling, untimed).
+  plan = {4: {("verifier", 0): [9, 1.0, 1.0, 5.0], ("verifier", 1): [9, 3.0, 9.0, 5.0],
+              ("verifier", 2): [9, 5.0, 5.0, 7.0]},
+          8: {("verifier", 0): [9, 2.0], ("verifier", 1): [9, 6.0],
+              ("verifier", 2): [9, 10.0]}}
+  programs = {}
+  for n, times in plan.items():
+    fns, costs = step_costs.programs(None, model, input_length=n, max_new_tokens=4,
+                                     num_draft_tokens=1, inner=inner)
+    assert set(fns) == set(times)
+
+    def fake(seq):
+      def run():
+        clock.now += seq.pop(0)
+      return run
+    programs[n] = ({key: fake(list(t)) for key, t in times.items()}, costs)
+  counts = {}
+  ids = [[3, 4, 1], [5, 1], [3, 4, 5, 6, 7, 1], [4, 1]]   # buckets 4, 4, 8, 4
+  infer.time_point(None, model, ids, grids.Point("Verifier", "verifier"), 4, (4, 8), 1,
+                   stats_out=counts, step_programs=programs)
+  got = counts["step_costs"]
+  assert sorted(got) == [4, 8]
+  # Bucket 4: set-up median 1, loops 5 and 5 → steps 1 and 1; bucket 8: 2, (6−2)/4, (10−2)/4.
+  assert got[4].encode_verifier == 1.0 and got[4].verifier_chunk == {1: 1.0, 2: 1.0}
+  assert got[8].encode_verifier == 2.0 and got[8].verifier_chunk == {1: 1.0, 2: 2.0}
+  assert got[4].drafter_step == got[4].encode_drafter == 0.0   # no drafter: 0
+  with pytest.raises(ValueError, match=r"length buckets \[8\]"):
+    infer.time_point(None, model, ids, grids.Point("Verifier", "verifier"), 4, (4, 8), 1,
+                     step_programs={4: programs[4]})
+
+
 def test_bootstrap_interval_covers_and_narrows():
   """Over many simulated runs of 24 examples the 95% interval holds the true
   ratio about 95% of the time; with 16× the examples it is ~4× narrower."""
@@ -147,7 +212,10 @@ def test_a_sweep_interrupted_mid_point_resumes_to_the_uninterrupted_numbers(tmp_
   assert resumed["tables"][0]["rows"] and whole["metric"] == resumed["metric"] == "tokens"
   # Sampling made the methods differ: the comparison is not between constants.
   assert len({r["quality"]["tokens"] for r in points.values()}) > 2
-  # Every point carries the cost model's prediction, from step costs measured
-  # once per output directory (the resumed run read them back).
-  assert all(r["predicted_relative_latency"] > 0 for r in points.values())
-  assert os.path.exists(os.path.join(cut, sweep.STEP_COSTS_FILE))
+  # Every point carries the cost model's prediction, from step costs timed
+  # among its own pairs: every verifier width 1..γ+1 of its length bucket.
+  for r in points.values():
+    assert r["predicted_relative_latency"] > 0 and r["modelled_latency_s"] > 0, r["label"]
+    assert list(r["step_costs"]) == ["4"]
+    assert list(r["step_costs"]["4"]["verifier_chunk"]) == [
+        str(k) for k in range(1, r["num_draft_tokens"] + 2)]

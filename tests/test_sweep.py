@@ -43,11 +43,12 @@ class FakeBackend:
     monkeypatch.setattr(infer, "resolve_model", lambda m: m)
     monkeypatch.setattr(infer, "decode_batched", self.decode)
     monkeypatch.setattr(infer, "time_point", self.time)
-    monkeypatch.setattr(step_costs, "load_or_measure", self.step_costs)
+    monkeypatch.setattr(step_costs, "programs", self.programs)
 
-  def step_costs(self, path, q, p, *, input_lengths, **kwargs):
-    """encoders 1 (drafter) and 2 (verifier), drafter step 0.5, chunks c(1) 1, c(6) 3."""
-    return {n: StepCosts(1.0, 2.0, 0.5, {1: 1.0, 6: 3.0}) for n in input_lengths}
+  def programs(self, q, p, *, input_length, **kwargs):
+    """No programs to time; their costs: encoders 1 (drafter) and 2
+    (verifier), drafter step 0.5, chunks c(1) 1, c(6) 3."""
+    return {}, lambda seconds: StepCosts(1.0, 2.0, 0.5, {1: 1.0, 6: 3.0})
 
   def decode(self, q, p, input_ids, point, *args, **kwargs):
     self.decoded.append(point.key)
@@ -61,7 +62,8 @@ class FakeBackend:
              "num_tokens": np.full(n, 2)}
     return toks, stats
 
-  def time(self, q, p, input_ids, point, *args, stats_out=None, **kwargs):
+  def time(self, q, p, input_ids, point, *args, stats_out=None, step_programs=None,
+           **kwargs):
     """Paired timings: the verifier takes 1 s an example, the point 0.5 + α
     (the verifier itself 1), all times the machine's slowdown. The timed
     decodes' counts: 2 tokens an example, in 1 round of 6 drafter steps."""
@@ -69,7 +71,8 @@ class FakeBackend:
     n = len(input_ids)
     counts = {"num_tokens": np.full(n, 2), "rounds": np.full(n, 1),
               "drafter_steps": np.full(n, 6), "sequential_verifier_calls": np.zeros(n, int)}
-    stats_out.update(method=counts, verifier=dict(counts, rounds=np.full(n, 2)))
+    stats_out.update(method=counts, verifier=dict(counts, rounds=np.full(n, 2)),
+                     step_costs={b: to_costs({}) for b, (_, to_costs) in step_programs.items()})
     own = 1.0 if point.method == "verifier" else 0.5 + point.alpha
     return latency.PairedTimes(np.full(n, own * self.slowdown),
                                np.full(n, 1.0 * self.slowdown))
@@ -129,6 +132,11 @@ def test_resume_after_interruption_loses_no_finished_point(tmp_path, monkeypatch
   # method 1 + 2 + 6·0.5 + c(6) = 9.
   want = {"verifier": 1.0, "drafter": 0.5, "speculative": 2.25, "spec_cascade": 2.25}
   assert {r["method"]: r["predicted_relative_latency"] for r in records} == want
+  assert {r["method"]: r["modelled_latency_s"] for r in records} == {
+      m: 4.0 * x for m, x in want.items()}
+  assert all(r["verifier_modelled_latency_s"] == 4.0 for r in records)
+  assert all(r["step_costs"] == {"32": StepCosts(1.0, 2.0, 0.5, {1: 1.0, 6: 3.0}).to_dict()}
+             for r in records)
   assert all(r["machine"]["cpus"] for r in records)
   assert out["metric"] == "exact"
 
@@ -269,6 +277,42 @@ def test_the_verifiers_own_speed_up_is_one_whatever_its_timing_noise():
   assert rows["Verifier"]["latency_at_verifier_quality"] == 0.98
   assert rows["SpecDecode"]["speedup_at_verifier_quality"] == pytest.approx(1 / 0.7)
   assert "| Verifier | 1.00× |" in summary.format_markdown(summary.summarize(noisy))
+
+
+def test_summary_reports_the_cost_models_time_and_choices():
+  """Verifier-only measured against modelled; per curve the model's pick among
+  the points at the verifier's quality; lossless SD's γ at its acceptance."""
+  costs = StepCosts(0.0, 0.0, 0.1, {1: 1.0, 6: 1.0}).to_dict()   # chunks cost one step
+
+  def rec(r, predicted, **kw):
+    return dict(r, predicted_relative_latency=predicted, **kw)
+
+  recs = [rec(SYNTHETIC[0], 1.0, latency_s=0.022, modelled_latency_s=0.020),
+          rec(SYNTHETIC[2], 0.75, step_costs={"32": costs}),
+          # SpecCascade: measured fastest at the verifier's quality is α = 0.3
+          # (0.6); the model predicts α = 0.1 faster (0.65 < 0.7); α = 0.6 is
+          # predicted fastest of all but misses the verifier's quality.
+          rec(SYNTHETIC[3], 0.65), rec(SYNTHETIC[4], 0.7), rec(SYNTHETIC[5], 0.3)]
+  tab = summary.summarize(recs)["tables"][0]
+  assert tab["verifier_time"] == {"measured_s": 0.022, "modelled_s": 0.020,
+                                  "ratio": pytest.approx(1.1)}
+  rows = {r["curve"]: r for r in tab["rows"]}
+  spec = rows["SpecCascade[token_v3]"]
+  assert spec["matched_alpha"] == 0.3 and spec["chosen_alpha"] == 0.1
+  assert spec["chosen_relative_latency"] == 0.8
+  # Acceptance 0.6, c_d 0.1, c(k) 1: E[tokens]/((γ+1)·0.1 + 1) is 1.333, 1.508,
+  # 1.554, 1.537, 1.490 for γ = 1..5.
+  g = tab["num_draft_tokens_choice"]
+  assert g["best"] == 3 and g["num_draft_tokens"] == 5
+  np.testing.assert_allclose([g["speedup"][k] for k in range(1, 6)],
+                             [1.6 / 1.2, 1.96 / 1.3, 2.176 / 1.4, 2.3056 / 1.5, 2.38336 / 1.6])
+  md = summary.format_markdown(summary.summarize(recs))
+  assert "Verifier-only decoding: 22.00 ms per example measured, 20.00 ms modelled" in md
+  assert "1.100× the modelled time" in md
+  assert "| SpecCascade[token_v3] | α=0.3 | 0.600 | α=0.1 | 0.650 | 0.800 |" in md
+  assert "γ = 3 (run with γ = 5)" in md
+  # Records without the model's fields (older runs) get none of these lines.
+  assert "cost model's choice" not in summary.format_markdown(summary.summarize(SYNTHETIC))
 
 
 def test_summary_errors_are_clear():

@@ -164,26 +164,40 @@ def predict(method: str, stats: Mapping, costs: StepCosts,
   return Prediction(seconds=sum(parts.values()), parts=parts, num_examples=n)
 
 
+def total_seconds(method: str, stats: Mapping,
+                  costs: StepCosts | Mapping[Hashable, StepCosts],
+                  num_draft_tokens: int | None = None,
+                  groups: Sequence[Hashable] | None = None) -> float:
+  """Predicted seconds of `method`'s decodes, summed over the examples.
+
+  groups: one key per example (its input length bucket, say) into `costs`,
+  a {key: StepCosts} mapping, where the examples' shapes differ; None: one
+  StepCosts for every example."""
+  n = len(_per_example(stats, "num_tokens"))
+  if groups is None:
+    costs, groups = {None: costs}, [None] * n
+  groups = list(groups)
+  total = 0.0
+  for key in dict.fromkeys(groups):
+    idx = np.array([i for i, g in enumerate(groups) if g == key])
+    total += predict(method, _select(stats, idx, len(groups)), costs[key],
+                     num_draft_tokens).seconds
+  return total
+
+
 def relative_latency(method: str, stats: Mapping, verifier_stats: Mapping,
                      costs: StepCosts | Mapping[Hashable, StepCosts],
                      num_draft_tokens: int | None = None,
                      groups: Sequence[Hashable] | None = None) -> float:
   """Predicted Σ method seconds / Σ verifier-only seconds over the same
-  examples (`verifier_stats`: verifier-only decodes of them).
-
-  groups: one key per example (its input length bucket, say) into `costs`,
-  a {key: StepCosts} mapping, where the examples' shapes differ; None: one
-  StepCosts for every example."""
-  if groups is None:
-    costs, groups = {None: costs}, [None] * len(_per_example(verifier_stats, "num_tokens"))
-  groups = list(groups)
-  m = v = 0.0
-  for key in dict.fromkeys(groups):
-    idx = np.array([i for i, g in enumerate(groups) if g == key])
-    m_part = predict(method, _select(stats, idx, len(groups)), costs[key], num_draft_tokens)
-    v_part = predict("verifier", _select(verifier_stats, idx, len(groups)), costs[key])
-    m, v = m + m_part.seconds, v + v_part.seconds
-  return m / v
+  examples (`verifier_stats`: verifier-only decodes of them); costs and
+  groups as in `total_seconds`."""
+  n, n_v = (len(_per_example(x, "num_tokens")) for x in (stats, verifier_stats))
+  if n != n_v:
+    raise ValueError(f"{n} examples of {method!r} against {n_v} of the verifier: predict "
+                     "the same examples.")
+  return (total_seconds(method, stats, costs, num_draft_tokens, groups)
+          / total_seconds("verifier", verifier_stats, costs, None, groups))
 
 
 def _select(stats: Mapping, idx: np.ndarray, n: int) -> dict:

@@ -25,7 +25,7 @@ import dataclasses
 import json
 import os
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -545,7 +545,7 @@ def evaluate(drafter, verifier, output_dir: str, task: str = GETTEXT_TASK,
 
 def time_point(drafter, verifier, input_ids: Sequence[Sequence[int]], point: grids.Point,
                max_new_tokens: int, buckets: Sequence[int], repeats: int,
-               stats_out: dict | None = None):
+               stats_out: dict | None = None, step_programs: Mapping | None = None):
   """Batch-1 timings of `point` paired with verifier-only decoding (docs/design.md §6.1).
 
   Each example is padded to its length bucket; evaluation/latency.py warms up
@@ -555,6 +555,12 @@ def time_point(drafter, verifier, input_ids: Sequence[Sequence[int]], point: gri
   stats_out: a dict to receive the stats of the timed decodes, {"method":
   {name: [N]}, "verifier": {name: [N]}}, one entry per example (the last
   decode of each; the cost model prices these counts, evaluation/cost_model.py).
+  step_programs: {length bucket: (fns, costs)}, evaluation/step_costs.py's
+  `programs` for each bucket of `input_ids`: each example's bucket's programs
+  are timed once after its pairs (latency.paired_times' probes), and
+  stats_out["step_costs"] receives {bucket: StepCosts} from the median of
+  each program's timings: step costs measured in the same minutes, under the
+  same load, as the decodes they price.
   """
   import jax
   from spec_cascade_jax.decoding.api import generate
@@ -575,10 +581,23 @@ def time_point(drafter, verifier, input_ids: Sequence[Sequence[int]], point: gri
       return res
     return run
 
+  lengths = [ids.shape[1] for ids in padded]
+  probes = None
+  if step_programs is not None:
+    missing = sorted(set(lengths) - set(step_programs))
+    if missing:
+      raise ValueError(f"no step-cost programs for the input length buckets {missing}; "
+                       f"got {sorted(step_programs)}.")
+    probes = [{(n, key): fn for key, fn in step_programs[n][0].items()} for n in lengths]
   timed = latency.paired_times(
       decoder("method", (drafter, verifier), kwargs),
       None if point.method == "verifier" else decoder("verifier", (None, verifier), ver),
-      inputs, repeats, compile_key=lambda x: x[0].shape)
+      inputs, repeats, compile_key=lambda x: x[0].shape, probes=probes)
+  if stats_out is not None and probes is not None:
+    stats_out["step_costs"] = {
+        n: step_programs[n][1]({key: float(np.median(t)) for (m, key), t in
+                                timed.probe_s.items() if m == n})
+        for n in dict.fromkeys(lengths)}
   if stats_out is not None:
     seen["verifier"] = seen["verifier"] or seen["method"]   # the verifier point
     for side, rows in seen.items():

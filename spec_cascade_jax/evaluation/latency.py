@@ -19,6 +19,11 @@ Per example the median of the repeats is kept. The point's relative latency
 is Σ method / Σ verifier over the examples, and its spread is a bootstrap
 interval over examples (resampling whole pairs), beside the interquartile
 range of the per-example ratios.
+
+Probes: other programs (the step-cost programs of evaluation/step_costs.py)
+may be timed among the pairs, once per example after its repeats, so that
+they meet the same load as the decodes they price; each probe's first call
+is left out of the timing (compilation).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import time
-from typing import Any, Callable, Hashable, Sequence
+from typing import Any, Callable, Hashable, Mapping, Sequence
 
 import numpy as np
 
@@ -36,9 +41,11 @@ RESAMPLES = 2000
 
 @dataclasses.dataclass(frozen=True)
 class PairedTimes:
-  """Median seconds per example [n] of the method and of the verifier."""
+  """Median seconds per example [n] of the method and of the verifier;
+  probe_s: {probe key: seconds of each of its timed calls} (module docstring)."""
   method_s: np.ndarray
   verifier_s: np.ndarray
+  probe_s: dict = dataclasses.field(default_factory=dict)
 
   def summary(self, confidence: float = CONFIDENCE, resamples: int = RESAMPLES,
               seed: int = 0) -> dict:
@@ -60,7 +67,8 @@ class PairedTimes:
 def paired_times(decode_method: Callable[[Any], object],
                  decode_verifier: Callable[[Any], object],
                  inputs: Sequence[Any], repeats: int = 3,
-                 compile_key: Callable[[Any], Hashable] = lambda ids: ids.shape
+                 compile_key: Callable[[Any], Hashable] = lambda ids: ids.shape,
+                 probes: Sequence[Mapping[Hashable, Callable[[], object]]] | None = None
                  ) -> PairedTimes:
   """Times both decoders on each input, interleaved (module docstring).
 
@@ -70,11 +78,17 @@ def paired_times(decode_method: Callable[[Any], object],
   callable must block until its result is ready (generate() does: it
   returns numpy arrays). With `decode_verifier` None the method IS the
   verifier: each timing of it is paired with the next one of the same call.
+  probes: None, or one {key: callable that blocks} per input, each timed once
+  after that input's repeats (PairedTimes.probe_s).
   """
   if repeats < 1:
     raise ValueError(f"repeats must be >= 1; got {repeats}.")
   if not len(inputs):
     raise ValueError("no inputs to time; pass at least one example.")
+  if probes is not None and len(probes) != len(inputs):
+    raise ValueError(f"probes: one mapping per input; got {len(probes)} for "
+                     f"{len(inputs)} inputs.")
+  probe_s: dict[Hashable, list[float]] = {}
   verifier = decode_verifier if decode_verifier is not None else decode_method
   seen: set[Hashable] = set()
   method_s, verifier_s = np.zeros(len(inputs)), np.zeros(len(inputs))
@@ -96,9 +110,16 @@ def paired_times(decode_method: Callable[[Any], object],
           times[side].append(time.perf_counter() - t0)
       method_s[i] = float(np.median(times["m"]))
       verifier_s[i] = float(np.median(times["v"]))
+      for key, fn in (probes[i] if probes is not None else {}).items():
+        if key not in probe_s:
+          fn()  # compile, excluded from the timing
+          probe_s[key] = []
+        t0 = time.perf_counter()
+        fn()
+        probe_s[key].append(time.perf_counter() - t0)
   finally:
     gc.enable()
-  return PairedTimes(method_s, verifier_s)
+  return PairedTimes(method_s, verifier_s, probe_s)
 
 
 def ratio_interval(method_s, verifier_s, confidence: float = CONFIDENCE,

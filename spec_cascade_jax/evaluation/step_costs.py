@@ -17,14 +17,16 @@ so that load from other processes does not bend c(k) from width to width.
     costs = measure(drafter, verifier, input_length=48, max_new_tokens=64,
                     num_draft_tokens=5)
 
-benchmarks/cost_model.py prints these; the sweep measures them once per run.
+benchmarks/cost_model.py prints these; the sweep times `programs` among each
+point's paired decodes (evaluation/infer.py `time_point`), so that the costs
+meet the load the decodes met.
 """
 
 from __future__ import annotations
 
 import functools
 import time
-from typing import Callable, Hashable, Mapping, Sequence
+from typing import Callable, Hashable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -154,42 +156,3 @@ def measure(drafter, verifier, *, input_length: int, max_new_tokens: int,
                         max_new_tokens=max_new_tokens, num_draft_tokens=num_draft_tokens,
                         inner=inner, seed=seed)
   return costs({key: min(t) for key, t in interleaved_times(fns, repeats).items()})
-
-
-def load_or_measure(path: str, drafter, verifier, *, input_lengths: Sequence[int],
-                    max_new_tokens: int, num_draft_tokens: int, repeats: int = 10,
-                    inner: int = 32) -> dict[int, StepCosts]:
-  """{input length: StepCosts} for each of `input_lengths` (length buckets),
-  read from the JSON file `path` where it holds them for these settings, else
-  measured (`measure`) and written there: a resumed run keeps the step costs
-  its first process measured, and a run with other lengths, γ or models
-  measures afresh."""
-  import json
-  import os
-  from spec_cascade_jax.evaluation import latency
-  lengths = sorted({int(n) for n in input_lengths})
-  settings = {"max_new_tokens": int(max_new_tokens), "num_draft_tokens": int(num_draft_tokens),
-              "repeats": int(repeats), "inner": int(inner),
-              "models": [_model_name(drafter), _model_name(verifier)]}
-  if os.path.exists(path):
-    with open(path, encoding="utf-8") as f:
-      stored = json.load(f)
-    if (stored.get("settings") == settings
-        and all(str(n) in stored["costs"] for n in lengths)):
-      return {n: StepCosts.from_dict(stored["costs"][str(n)]) for n in lengths}
-  costs = {n: measure(drafter, verifier, input_length=n, max_new_tokens=max_new_tokens,
-                      num_draft_tokens=num_draft_tokens, repeats=repeats, inner=inner)
-           for n in lengths}
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  with open(path, "w", encoding="utf-8") as f:
-    json.dump({"settings": settings, "machine": latency.machine(),
-               "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
-               "load_avg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg")
-               else None,
-               "costs": {str(n): c.to_dict() for n, c in costs.items()}}, f, indent=1)
-  return costs
-
-
-def _model_name(model) -> str | None:
-  cfg = getattr(model, "config", None)
-  return None if model is None else getattr(cfg, "name", type(model).__name__)

@@ -12,6 +12,16 @@ Per temperature and curve:
                             drafter steps per token, rejection and deferral rates.
 At temperature > 0 the seeds of a point are averaged first (mean, and the
 sample standard deviation as the spread); the table is computed on the means.
+The cost model (evaluation/cost_model.py), per temperature:
+  verifier time             verifier-only seconds per example, measured and
+                            modelled (its encoder and steps at the step costs
+                            timed among the same pairs), and their ratio;
+  the model's choice        per curve, the point (α, τ) the model predicts
+                            fastest among those reaching the verifier's
+                            quality, beside the measured fastest;
+  γ                         for lossless SD, Leviathan et al.'s γ that
+                            maximises the predicted speed-up at its measured
+                            acceptance rate and this machine's step costs.
 `format_markdown` prints a legend under each table (LEGEND), then the
 calibrated α of each curve where the points carry per-example losses
 (calibration.calibrate_sweep: chosen on half of the examples, checked on the rest).
@@ -28,7 +38,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from spec_cascade_jax.evaluation import calibration, grids
+from spec_cascade_jax.evaluation import calibration, cost_model, grids
 
 PREFERRED_METRICS = ("bleu", "rouge2", "rougeLsum", "chrf")
 
@@ -76,12 +86,13 @@ def aggregate(records: Sequence[Mapping], metric: str) -> list[dict]:
                 if all(intervals) else None)
     cost = {k: _mean_std([r["cost"].get(k) for r in rs])[0] for k in _COSTS}
     predicted, _ = _mean_std([r.get("predicted_relative_latency") for r in rs])
+    seconds = {k: _mean_std([r.get(k) for r in rs])[0] for k in _SECONDS}
     rows.append({"temperature": t, "curve": curve, "method": method, "rule": rule,
                  "alpha": alpha, "num_draft_tokens": gamma, "num_seeds": len(rs),
                  "draft_policy": rs[0].get("draft_policy", ""), "draft_threshold": tau,
                  "quality": q, "quality_std": q_sd, "relative_latency": lat,
                  "relative_latency_std": lat_sd, "relative_latency_interval": interval,
-                 "predicted_relative_latency": predicted, **cost})
+                 "predicted_relative_latency": predicted, **seconds, **cost})
   rows.sort(key=lambda r: (r["temperature"], curve_order[r["curve"]], r["alpha"],
                            r["draft_threshold"]))
   for t in {r["temperature"] for r in rows}:  # output length relative to the verifier's
@@ -94,6 +105,8 @@ def aggregate(records: Sequence[Mapping], metric: str) -> list[dict]:
   return rows
 
 
+_SECONDS = ("latency_s", "modelled_latency_s", "verifier_latency_s",
+            "verifier_modelled_latency_s")
 _COSTS = ("rejection_rate", "deferral_rate", "verifier_calls_per_token",
           "drafter_steps_per_token", "mean_tokens")
 _AT_KEYS = ("alpha", "draft_threshold", "quality", "quality_std", "relative_latency",
@@ -133,6 +146,9 @@ def summarize(records: Sequence[Mapping], metric: str | None = None,
       within = [r for r in pts if r["relative_latency"] <= 1.0]
       best = max(within, key=lambda r: (r["quality"], -r["relative_latency"]), default=None)
       shown = best or min(pts, key=lambda r: (r["relative_latency"], -r["quality"]))
+      predicted = [r for r in reach if r["predicted_relative_latency"] is not None]
+      chosen = min(predicted, key=lambda r: (r["predicted_relative_latency"], -r["quality"]),
+                   default=None)
       # The verifier's speed-up is 1 by definition: its own latency (paired
       # with itself) is timing noise, shown in the latency column only.
       own = pts[0]["method"] == "verifier"
@@ -145,15 +161,45 @@ def summarize(records: Sequence[Mapping], metric: str | None = None,
                        **_at(fastest, "matched"),
                        "best_quality_within_verifier_latency": (best["quality"]
                                                                 if best else None),
-                       **_at(best, "best"), **_at(shown, "shown")})
+                       **_at(best, "best"), **_at(shown, "shown"),
+                       **_at(chosen, "chosen")})
     tables.append({"temperature": t, "verifier_quality": v_quality,
                    "verifier_quality_std": ver[0]["quality_std"],
                    "drafter_quality": drafter[0]["quality"] if drafter else None,
                    "copy_quality": (copy_quality or {}).get(metric),
                    "num_seeds": max(r["num_seeds"] for r in rows_t),
-                   "num_latency_examples": latency_examples, "rows": out_rows})
+                   "num_latency_examples": latency_examples, "rows": out_rows,
+                   "verifier_time": _verifier_time(ver[0]),
+                   "num_draft_tokens_choice": _gamma_choice(records, t)})
   return {"metric": metric, "tables": tables, "points": agg,
           "calibrated": calibration.calibrate_sweep(records)}
+
+
+def _verifier_time(ver: Mapping) -> dict | None:
+  """Verifier-only seconds per example, measured and modelled, and their ratio."""
+  measured, modelled = ver.get("latency_s"), ver.get("modelled_latency_s")
+  if not measured or not modelled:
+    return None
+  return {"measured_s": measured, "modelled_s": modelled, "ratio": measured / modelled}
+
+
+def _gamma_choice(records: Sequence[Mapping], temperature: float) -> dict | None:
+  """The cost model's γ for lossless SD (constant draft length) at its
+  acceptance rate a = accepted / drafted and its step costs (the first length
+  bucket's; the first seed's), the output length counting the encoders:
+  {"acceptance", "num_draft_tokens" (run), "best", "speedup": {γ: predicted}}."""
+  sd = [r for r in records if r["method"] == "speculative" and r["temperature"] == temperature
+        and r.get("draft_policy", "constant") in ("constant", "") and r.get("step_costs")
+        and r["cost"].get("rejection_rate") is not None]
+  if not sd:
+    return None
+  r = sd[0]
+  costs = cost_model.StepCosts.from_dict(next(iter(r["step_costs"].values())))
+  acceptance = 1.0 - r["cost"]["rejection_rate"]
+  best, speed = cost_model.best_num_draft_tokens(acceptance, costs,
+                                                 mean_tokens=r["cost"]["mean_tokens"])
+  return {"acceptance": acceptance, "num_draft_tokens": r["num_draft_tokens"], "best": best,
+          "speedup": speed}
 
 
 def _f(x, fmt="{:.3f}") -> str:
@@ -187,8 +233,8 @@ LEGEND = (
     "prompt lookup and the drafter never defer).",
     "- **predicted latency**: the cost model's relative latency (evaluation/cost_model.py): "
     "the counts of the timed decodes priced by this machine's step costs (encoders, "
-    "drafter step, verifier chunk of each width), measured once per run. Measured above "
-    "predicted is time the decode spends beyond its model calls.",
+    "drafter step, verifier chunk of each width), timed among the same pairs. Measured "
+    "above predicted is time the decode spends beyond its model calls.",
 )
 
 
@@ -234,9 +280,39 @@ def format_markdown(s: Mapping) -> str:
           f"{_f(r['shown_deferral_rate'])} | "
           f"{_f(r['shown_predicted_relative_latency'])} |")
     lines += [""] + [x.format(m=m, n=tab.get("num_latency_examples") or "N")
-                     for x in LEGEND] + [""]
+                     for x in LEGEND] + [""] + _format_cost_model(tab)
   calibrated = calibration.format_sweep_rows(s.get("calibrated") or [])
   return "\n".join(lines + ([calibrated] if calibrated else []))
+
+
+def _format_cost_model(tab: Mapping) -> list[str]:
+  """The cost model's lines under a table (module docstring); [] without them."""
+  out = []
+  vt = tab.get("verifier_time")
+  if vt:
+    out.append(f"Verifier-only decoding: {1e3 * vt['measured_s']:.2f} ms per example "
+               f"measured, {1e3 * vt['modelled_s']:.2f} ms modelled (its encoder and "
+               f"steps): {vt['ratio']:.3f}× the modelled time.")
+  rows = [r for r in tab["rows"] if r["chosen_predicted_relative_latency"] is not None
+          and r["method"] not in ("verifier", "drafter")]
+  if rows:
+    out += ["", "The cost model's choice: of each curve's points that reach the verifier's "
+            "quality, the one it predicts fastest, beside the one measured fastest.", "",
+            "| method | measured fastest | its latency | model's choice | predicted "
+            "| measured |", "|---|---|---|---|---|---|"]
+    for r in rows:
+      out.append(f"| {r['curve']} | {_setting(r, 'matched') or '—'} | "
+                 f"{_f(r['matched_relative_latency'])} | {_setting(r, 'chosen') or '—'} | "
+                 f"{_f(r['chosen_predicted_relative_latency'])} | "
+                 f"{_f(r['chosen_relative_latency'])} |")
+  g = tab.get("num_draft_tokens_choice")
+  if g:
+    speed = ", ".join(f"γ={k}: {v:.3f}×" for k, v in g["speedup"].items())
+    out += ["", f"Lossless SD's γ by the cost model (Leviathan et al.'s expected tokens "
+            f"per round at its acceptance rate {g['acceptance']:.3f}, this machine's step "
+            f"costs): γ = {g['best']} (run with γ = {g['num_draft_tokens']}); predicted "
+            f"speed-up {speed}."]
+  return out + ([""] if out else [])
 
 
 def save(s: Mapping, output_dir: str) -> tuple[str, str]:

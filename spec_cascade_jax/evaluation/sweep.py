@@ -23,9 +23,13 @@ fsync'ed as each point finishes; evaluation/results.py reads and writes it):
    "predicted_relative_latency", "machine", ...}
 The point's predicted relative latency is the cost model's
 (evaluation/cost_model.py): the counts of its timed decodes priced by this
-machine's step costs, measured once per run into `output_dir/step_costs.json`
-(a resumed run reuses them). Where measured exceeds predicted, the decode
-spends time beyond its model calls.
+machine's step costs ("step_costs", per length bucket), timed among the
+point's own pairs, one round of the step-cost programs after each example's
+(evaluation/step_costs.py; the median over the examples), so that they meet
+the load the decodes met. "modelled_latency_s" and
+"verifier_modelled_latency_s" are the model's seconds per example beside the
+measured "latency_s" and "verifier_latency_s". Where measured exceeds
+modelled, the decode spends time beyond its model calls.
 Greedy points also keep "per_example" (calibration.sweep_losses): each
 example's sentence chrF, and the verifier point's output tokens or, for the
 others, each example's token disagreement with them; the summary calibrates α
@@ -57,8 +61,10 @@ from spec_cascade_jax.evaluation import (calibration, cost_model, grids, infer, 
 from spec_cascade_jax.evaluation.results import (RESULTS_FILE, ResultsFile,  # noqa: F401
                                                  load_results)
 
-# The machine's step costs (evaluation/step_costs.py), beside the results file.
-STEP_COSTS_FILE = "step_costs.json"
+# Steps per step-cost program (evaluation/step_costs.py): near the rounds of
+# one decode (5 to 13 on the bundled pair at 64 new tokens), so that each
+# program's fixed cost beyond the encoder weighs about as it does in a decode.
+STEP_COST_INNER = 8
 # Recorded in the context: results timed under another protocol are not mixed in.
 LATENCY_PROTOCOL = "paired-interleaved-v1"
 
@@ -170,14 +176,15 @@ def _run_points(pending, results, drafter, verifier, task, split, vocabulary,
                     "num_quality_examples": len(data)})
   run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
   machine = latency.machine()
-  # The machine's step costs, measured once per run and kept beside the results
-  # (a resumed run reuses them): with each timed decode's counts they predict
-  # the point's relative latency (evaluation/cost_model.py).
+  # The step-cost programs of each length bucket, timed among every point's
+  # pairs: with each timed decode's counts they predict the point's relative
+  # latency (evaluation/cost_model.py).
   lat_lengths = [infer.bucket_length(len(x), buckets) for x in lat_ids]
-  costs = step_costs.load_or_measure(
-      os.path.join(os.path.dirname(results.path), STEP_COSTS_FILE), q_model, p_model,
-      input_lengths=lat_lengths, max_new_tokens=max_new_tokens,
-      num_draft_tokens=max(p.num_draft_tokens for p in pending))
+  programs = {n: step_costs.programs(q_model, p_model, input_length=n,
+                                     max_new_tokens=max_new_tokens,
+                                     num_draft_tokens=max(p.num_draft_tokens for p in pending),
+                                     inner=STEP_COST_INNER)
+              for n in sorted(set(lat_lengths))}
   # The greedy verifier's outputs: each greedy point's token losses are taken
   # against them (the summary's calibrated α; calibration.calibrate_sweep).
   ver_tokens = calibration.sweep_verifier_tokens(results.points())
@@ -196,14 +203,20 @@ def _run_points(pending, results, drafter, verifier, task, split, vocabulary,
       ver_tokens = tokens if point.method == "verifier" else ver_tokens
     counts: dict = {}
     timed = infer.time_point(q_model, p_model, lat_ids, point, max_new_tokens, buckets,
-                             repeats, stats_out=counts)
-    predicted = cost_model.relative_latency(point.method, counts["method"],
-                                            counts["verifier"], costs,
-                                            point.num_draft_tokens, groups=lat_lengths)
+                             repeats, stats_out=counts, step_programs=programs)
+    costs = counts["step_costs"]
+    modelled = cost_model.total_seconds(point.method, counts["method"], costs,
+                                        point.num_draft_tokens, groups=lat_lengths)
+    ver_modelled = cost_model.total_seconds("verifier", counts["verifier"], costs,
+                                            groups=lat_lengths)
     record = {"kind": "point", "key": point.key, "run_id": run_id,
               **dataclasses.asdict(point), "label": point.label, "quality": quality,
               "cost": infer.cost_stats(stats, point.method), **timed.summary(),
-              "predicted_relative_latency": predicted, "per_example": per_example,
+              "predicted_relative_latency": modelled / ver_modelled,
+              "modelled_latency_s": modelled / len(lat_ids),
+              "verifier_modelled_latency_s": ver_modelled / len(lat_ids),
+              "step_costs": {str(n): c.to_dict() for n, c in costs.items()},
+              "per_example": per_example,
               "num_quality_examples": len(data), "num_latency_examples": len(lat_ids),
               "repeats": repeats, "machine": machine,
               "seconds": time.perf_counter() - t0,
