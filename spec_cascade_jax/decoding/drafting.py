@@ -46,17 +46,38 @@ from spec_cascade_jax.decoding.loop import DecodeParams
 _UNROLL_MAX = 8
 
 
-def _step(drafter, length, params: DecodeParams, top_k: int, all_greedy):
-  """One drafter step: (cache, token, i, u) -> (cache, x_{i+1}, q_{i+1}, q°_{i+1})."""
+def _step(drafter, length, params: DecodeParams, top_k: int, all_greedy,
+          unscaled: bool = True):
+  """One drafter step: (cache, token, i, u) -> (cache, x_{i+1}, q_{i+1}, q°_{i+1}).
+
+  unscaled (static): False where nothing reads q° (q0 is then None). Where
+  every row is greedy (`all_greedy`, traced) one argmax gives both the token
+  and the one-hot q, and the inverse CDF is skipped."""
+  def greedy(logits, u):
+    x = sampling.argmax(logits)
+    return x, sampling.one_hot(x, logits.shape[-1]), (sampling.unscaled_probs(logits)
+                                                      if unscaled else None)
+
+  def general(logits, u):
+    q, q0 = sampling.distributions(logits, params.temperature, top_k, params.top_p, unscaled)
+    return sampling.sample(u, q), q, q0
+
   def one(cache, token, i, u):
     logits, cache = drafter.step(token[:, None], cache, length + i)
-    q, q0 = sampling.distributions(logits[:, 0], params.temperature, top_k, params.top_p)
-    return cache, sampling.sample_or_argmax(u, q, all_greedy), q, q0
+    x, q, q0 = jax.lax.cond(all_greedy, greedy, general, logits[:, 0].astype(jnp.float32), u)
+    return cache, x, q, q0
   return one
 
 
+def _stack(outs):
+  """[(x, q, q0)] per step -> x [B, n], q, q0 [B, n, V] (q0 None where unread)."""
+  x, q, q0 = zip(*outs)
+  return (jnp.stack(x, axis=1), jnp.stack(q, axis=1),
+          None if q0[0] is None else jnp.stack(q0, axis=1))
+
+
 def draft_all(drafter, cache, last, length, u_draft, params: DecodeParams, top_k: int,
-              all_greedy):
+              all_greedy, unscaled: bool = True):
   """γ+1 drafter steps for every row (policy "constant").
 
   u_draft [B, γ+1] -> x [B, γ+1], q, q0 [B, γ+1, V], cache. Up to
@@ -64,17 +85,17 @@ def draft_all(drafter, cache, last, length, u_draft, params: DecodeParams, top_k
   `lax.scan` as a nested while loop with its own per-iteration bookkeeping and
   stacks the outputs step-major ([γ+1, B, V], then a transpose); unrolled, the
   distributions are written batch-major directly. Longer drafts keep the scan
-  so the compile time stays bounded.
+  so the compile time stays bounded. unscaled (static): False where nothing
+  reads q° (q0 is then None).
   """
-  one = _step(drafter, length, params, top_k, all_greedy)
+  one = _step(drafter, length, params, top_k, all_greedy, unscaled)
   steps = u_draft.shape[1]
   if steps <= _UNROLL_MAX:
     token, outs = last, []
     for i in range(steps):
       cache, token, q, q0 = one(cache, token, i, u_draft[:, i])
       outs.append((token, q, q0))
-    x, q, q0 = (jnp.stack(o, axis=1) for o in zip(*outs))
-    return x, q, q0, cache
+    return (*_stack(outs), cache)
 
   def body(carry, xs):
     cache, token = carry
@@ -84,11 +105,13 @@ def draft_all(drafter, cache, last, length, u_draft, params: DecodeParams, top_k
   (cache, _), (x, q, q0) = jax.lax.scan(body, (cache, last),
                                         (jnp.arange(steps), u_draft.T))
   # scan stacks on axis 0: [γ+1, B, ...] -> [B, γ+1, ...]
-  return jnp.moveaxis(x, 0, 1), jnp.moveaxis(q, 0, 1), jnp.moveaxis(q0, 0, 1), cache
+  return (jnp.moveaxis(x, 0, 1), jnp.moveaxis(q, 0, 1),
+          None if q0 is None else jnp.moveaxis(q0, 0, 1), cache)
 
 
 def draft_adaptive(drafter, cache, last, length, u_draft, params: DecodeParams, top_k: int,
-                   all_greedy, limit, threshold=None, cumulative: bool = False):
+                   all_greedy, limit, threshold=None, cumulative: bool = False,
+                   unscaled: bool = True):
   """Drafts up to limit[b] tokens per row, stopping early where `threshold`
   says (module docstring).
 
@@ -96,19 +119,21 @@ def draft_adaptive(drafter, cache, last, length, u_draft, params: DecodeParams, 
     limit: [B] int32 in [0, γ]: the most row b drafts (0 for rows not decoding).
     threshold: [B] float32 or None: stop before x_{i+1} where max q°_{i+1} < it,
       or (`cumulative`, static) where Π_{j ≤ i+1} max q°_j < it.
+    unscaled: static; False where nothing reads q° (q0 is then None; a
+      threshold reads it).
   Returns:
     x [B, γ+1], q, q0 [B, γ+1, V], cache, d [B] int32: row b drafted
     x_1 .. x_{d_b} and its q_1 .. q_{d_b+1} are the drafter's (entries past
     d_b + 1 are placeholders, never read); the cache holds slots through
     length + d_b.
   """
-  one = _step(drafter, length, params, top_k, all_greedy)
+  one = _step(drafter, length, params, top_k, all_greedy, unscaled or threshold is not None)
   steps = u_draft.shape[1]
   gamma = steps - 1
   cache, token, q, q0 = one(cache, last, 0, u_draft[:, 0])   # every row needs q_1
   outs = [(token, q, q0)]
   going = limit > 0                                            # x_1 is drafted
-  conf = jnp.ones_like(q0[:, 0])
+  conf = jnp.ones(going.shape, jnp.float32)
 
   def confident(conf, q0):
     top = jnp.max(q0, axis=-1)
@@ -133,8 +158,7 @@ def draft_adaptive(drafter, cache, last, length, u_draft, params: DecodeParams, 
         conf, ok = confident(conf, q0)
         going = going & ok
       d = d + going.astype(jnp.int32)
-  x, q, q0 = (jnp.stack(o, axis=1) for o in zip(*outs))
-  return x, q, q0, cache, d
+  return (*_stack(outs), cache, d)
 
 
 def verify_chunk(verifier, chunk, cache, length, width=None):

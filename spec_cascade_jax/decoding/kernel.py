@@ -45,7 +45,8 @@ Randomness: row b's round r uses fold_in(fold_in(fold_in(rng, stream), b), r)
 for all its uniforms (γ+1 draft, γ accept, 1 residual), so a row's samples
 depend only on (rng, its row index, its own history): the same row decoded in
 another batch (at the same index) draws the same uniforms. Greedy decoding
-(temperature 0) does not depend on the uniforms at all and is batch invariant.
+(temperature 0) does not depend on the uniforms at all and is batch invariant;
+a batch of greedy rows does not compute them.
 """
 
 from __future__ import annotations
@@ -115,29 +116,36 @@ def spec_round(state: SpecState, drafter, verifier, params: DecodeParams, keys, 
   """One speculative round for every row (see the module docstring)."""
   cur = state.cursor
   length, last = cur.length, cur.last_token()                           # [B]
-  u = loop.round_uniforms(keys, cur.step, 2 * gamma + 2)                # [B, 2γ+2]
-  u_draft, u_accept, u_res = u[:, :gamma + 1], u[:, gamma + 1:2 * gamma + 1], u[:, -1]
   all_greedy = params.all_greedy()
+  # A greedy batch draws nothing: its uniforms are not computed.
+  u = jax.lax.cond(all_greedy,
+                   lambda k, r: jnp.zeros((k.shape[0], 2 * gamma + 2), jnp.float32),
+                   lambda k, r: loop.round_uniforms(k, r, 2 * gamma + 2),
+                   keys, cur.step)                                         # [B, 2γ+2]
+  u_draft, u_accept, u_res = u[:, :gamma + 1], u[:, gamma + 1:2 * gamma + 1], u[:, -1]
+  # q° and p° are computed only where the target reads them (or, for q°, the
+  # draft policy's threshold).
+  unscaled = target_fn not in targets.IGNORES_UNSCALED
   # The named scopes label the HLO ops of each phase for profiles
   # (benchmarks/round_profile.py); they change nothing else.
   with jax.named_scope("draft"):
     if policy == "constant":
       x, q, q0, dcache = drafting.draft_all(drafter, state.drafter_cache, last, length,
-                                            u_draft, params, top_k, all_greedy)
+                                            u_draft, params, top_k, all_greedy, unscaled)
       d, width = jnp.full_like(length, gamma), None
     else:
       limit = drafting.limits(policy, gamma, state.draft_len, cur.active)
       threshold = params.draft_threshold if policy in ("confidence", "cumulative") else None
       x, q, q0, dcache, d = drafting.draft_adaptive(
           drafter, state.drafter_cache, last, length, u_draft, params, top_k, all_greedy,
-          limit, threshold, cumulative=policy == "cumulative")
+          limit, threshold, cumulative=policy == "cumulative", unscaled=unscaled)
       width = jnp.max(d) + 1                   # the batch's longest draft, + the bonus
   with jax.named_scope("verify"):
     chunk = jnp.concatenate([last[:, None], x[:, :gamma]], axis=1)       # [B, γ+1]
     vlogits, vcache = drafting.verify_chunk(verifier, chunk, state.verifier_cache, length,
                                             width)                        # [B, γ+1, V]
     temp, top_p = params.temperature[:, None], params.top_p[:, None]     # [B, 1]
-    p, p0 = sampling.distributions(vlogits, temp, top_k, top_p)
+    p, p0 = sampling.distributions(vlogits, temp, top_k, top_p, unscaled)
   with jax.named_scope("target"):
     pi, defer = target_fn(q, p, q0, p0, params.alpha[:, None])
   with jax.named_scope("accept"):

@@ -12,8 +12,11 @@ runs several of each per position. `argmax` below is two vectorised
 reductions (~5 µs), and `sample` runs the inverse CDF in two levels (block
 sums, then one block of `_BLOCK` entries): ~15 µs. Work the batch does not
 need is skipped with `lax.cond` on a traced predicate: the nucleus sort when
-no row truncates, the tempered softmax when every row has T ∈ {0, 1}, and the
-inverse CDF when every row is greedy.
+no row truncates, the tempered softmax when every row has T ∈ {0, 1}, the
+inverse CDF when every row is greedy, and, for a caller that never reads the
+unscaled distribution (`distributions(unscaled=False)`: the speculative
+kernel for targets that do not, targets.IGNORES_UNSCALED), every softmax when
+every row is greedy.
 """
 
 from __future__ import annotations
@@ -46,9 +49,14 @@ def argmax(x):
   return jnp.min(jnp.where(x == top, _iota(x.shape), x.shape[-1]), axis=-1).astype(jnp.int32)
 
 
+def one_hot(index, vocab: int):
+  """[...] int -> [..., vocab] float32, 1 at `index`."""
+  return (_iota(index.shape + (vocab,)) == index[..., None]).astype(jnp.float32)
+
+
 def one_hot_argmax(logits):
   """[..., V] -> [..., V] float32 one-hot at `argmax(logits)`."""
-  return (_iota(logits.shape) == argmax(logits)[..., None]).astype(jnp.float32)
+  return one_hot(argmax(logits), logits.shape[-1])
 
 
 def unscaled_probs(logits):
@@ -78,7 +86,7 @@ def _truncated(logits, t, greedy, top_k: int, top_p):
   return jax.lax.cond(jnp.any(top_p < 1.0), _nucleus, lambda pr, _: pr, probs, top_p)
 
 
-def distributions(logits, temperature, top_k: int = 0, top_p=1.0):
+def distributions(logits, temperature, top_k: int = 0, top_p=1.0, unscaled: bool = True):
   """(sampling distribution, unscaled distribution) of each row, one softmax shared.
 
   Args:
@@ -86,16 +94,33 @@ def distributions(logits, temperature, top_k: int = 0, top_p=1.0):
     temperature: scalar or [B] (leading axes of `logits`) float; 0 -> greedy.
     top_k: static int; 0 (or ≥ V) disables it. Ties with the k-th logit are kept.
     top_p: scalar or [B] float in (0, 1]; 1 disables nucleus truncation.
+    unscaled: static; False for a caller that never reads the unscaled
+      distribution: it is returned as None, and where every row is greedy
+      no softmax is computed at all (the one-hot alone).
   Returns:
     probs [..., V] float32: softmax(logits / T) truncated by top-k then top-p,
       or one-hot at argmax(logits) (first index on ties) where T == 0;
-    unscaled [..., V] float32: softmax(logits) (temperature 1, no truncation).
+    unscaled [..., V] float32: softmax(logits) (temperature 1, no truncation),
+      or None (`unscaled` False).
   """
   logits = logits.astype(jnp.float32)
-  vocab = logits.shape[-1]
-  unscaled = jax.nn.softmax(logits, axis=-1)
   t = _per_row(temperature, logits.ndim)
   top_p = _per_row(top_p, logits.ndim)
+  greedy = t <= 0.0
+  if not unscaled:
+    probs = jax.lax.cond(jnp.all(greedy), lambda lg, tt, tp: one_hot_argmax(lg),
+                         lambda lg, tt, tp: _mixed(lg, unscaled_probs(lg), tt, top_k, tp),
+                         logits, t, top_p)
+    return probs, None
+  q0 = unscaled_probs(logits)
+  return _mixed(logits, q0, t, top_k, top_p), q0
+
+
+def _mixed(logits, unscaled, t, top_k: int, top_p):
+  """Each row's sampling distribution: one-hot where T == 0, else
+  softmax(logits / T) truncated (the unscaled softmax itself where T ∈ {0, 1}
+  and no row truncates)."""
+  vocab = logits.shape[-1]
   greedy = t <= 0.0
   if 0 < top_k < vocab:
     probs = _truncated(logits, t, greedy, top_k, top_p)
@@ -106,7 +131,7 @@ def distributions(logits, temperature, top_k: int = 0, top_p=1.0):
     probs = jax.lax.cond(plain, lambda lg, tt, g, tp: unscaled,
                          lambda lg, tt, g, tp: _truncated(lg, tt, g, 0, tp),
                          logits, t, greedy, top_p)
-  return jnp.where(greedy, one_hot_argmax(logits), probs), unscaled
+  return jnp.where(greedy, one_hot_argmax(logits), probs)
 
 
 def probs_from_logits(logits, temperature, top_k: int = 0, top_p=1.0):

@@ -168,6 +168,13 @@ METHOD_TARGETS: dict[str, TargetFn] = {
 }
 
 
+# Targets that never read q° and p° (their π and deferral come from q and p
+# alone): the kernel does not compute the unscaled softmax for them
+# (sampling.distributions(unscaled=False)), and a greedy batch then needs no
+# softmax at all.
+IGNORES_UNSCALED: frozenset[TargetFn] = frozenset({speculative, lossy, drafter, verifier})
+
+
 def get_target(method: str, rule: str) -> TargetFn:
   """The per-position target of `method` (and `rule` for the cascades)."""
   if method in METHOD_TARGETS:
