@@ -58,6 +58,57 @@ def test_speculative_rounds_cost_a_chunk_of_gamma_plus_one_or_of_their_mean_widt
     cost_model.predict("speculative", stats, COSTS)
 
 
+def test_measured_rounds_price_a_speculative_round_whole():
+  """With round costs R(w) (w drafter steps and a chunk of w, timed together)
+  a batch-1 round costs R(w), split between the models as their calls apart."""
+  rc = StepCosts(2.0, 5.0, 1.0, {1: 4.0, 3: 7.0, 6: 10.0}, round_cost={1: 6.0, 6: 21.0})
+  assert [rc.round(w) for w in (1, 4, 6)] == [6.0, 15.0, 21.0]   # linear: 6 + 3 per width
+  assert COSTS.round(4) == 4 * 1.0 + 8.0                          # none measured: apart
+  stats = {"num_tokens": [10, 6], "rounds": [3, 2], "drafter_steps": [18, 12]}
+  # No verified_tokens: rounds of γ+1 = 6, 5 of them at 21.
+  p = cost_model.predict("speculative", stats, rc, 5)
+  assert p.seconds == 14 + 5 * 21
+  # Apart a round of 6 costs 6·1 + 10: the drafter's share is 6/16.
+  assert p.parts["drafter_steps"] == pytest.approx(5 * 21 * 6 / 16)
+  assert p.parts["verifier_calls"] == pytest.approx(5 * 21 * 10 / 16)
+  # verified_tokens: widths 4 (3 rounds, R = 15) and 3 (2 rounds, R = 12).
+  adaptive = {**stats, "verified_tokens": [12, 6]}
+  assert cost_model.predict("speculative", adaptive, rc, 5).seconds == 14 + 3 * 15 + 2 * 12
+  # Leviathan's speed-up prices a round of γ+1 by R as well.
+  a, g = 0.5, 2
+  want = cost_model.expected_tokens_per_round(a, g) * 4.0 / rc.round(3)
+  assert cost_model.speculative_speedup(a, g, rc) == pytest.approx(want)
+  back = StepCosts.from_dict(json.loads(json.dumps(rc.to_dict())))
+  assert back == rc and back.round_cost == {1: 6.0, 6: 21.0}
+  with pytest.raises(ValueError, match="outside the measured widths"):
+    rc.round(7)
+  with pytest.raises(ValueError, match="round_cost"):
+    StepCosts(1.0, 1.0, 1.0, {1: 3.0}, round_cost={0: 1.0})
+
+
+def test_step_cost_programs_make_rounds_from_both_set_ups():
+  import jax
+  from spec_cascade_jax import testing
+  from spec_cascade_jax.evaluation import step_costs
+  d = testing.random_bigram(jax.random.PRNGKey(0), 8)
+  v = testing.random_bigram(jax.random.PRNGKey(1), 8)
+  fns, costs = step_costs.programs(d, v, input_length=4, max_new_tokens=4,
+                                   num_draft_tokens=2, inner=4)
+  assert sorted(k for k in fns if k[0] == "round") == [("round", 1), ("round", 2),
+                                                        ("round", 3)]
+  seconds = {("drafter", 0): 1.0, ("drafter", 1): 3.0, ("verifier", 0): 2.0,
+             ("verifier", 1): 6.0, ("verifier", 2): 10.0, ("verifier", 3): 14.0,
+             ("round", 1): 11.0, ("round", 2): 19.0, ("round", 3): 27.0}
+  c = costs(seconds)
+  assert c.drafter_step == 0.5 and c.verifier_chunk == {1: 1.0, 2: 2.0, 3: 3.0}
+  assert c.round_cost == {1: 2.0, 2: 4.0, 3: 6.0}    # (round − 1 − 2) / 4
+  # One model alone has no rounds.
+  alone, alone_costs = step_costs.programs(None, v, input_length=4, max_new_tokens=4,
+                                           num_draft_tokens=2, inner=4)
+  assert not any(k[0] == "round" for k in alone)
+  assert alone_costs({k: x for k, x in seconds.items() if k[0] == "verifier"}).round_cost is None
+
+
 def test_prompt_lookup_sequential_baselines_and_seq_cascade():
   # 3 chunk rounds (15 drafts / γ=5) at c(6) and 3 one-token rounds at c(1); no drafter
   look = {"num_tokens": [10, 6], "rounds": [4, 2], "draft_tokens": [10, 5]}

@@ -217,5 +217,6 @@ def test_a_sweep_interrupted_mid_point_resumes_to_the_uninterrupted_numbers(tmp_
   for r in points.values():
     assert r["predicted_relative_latency"] > 0 and r["modelled_latency_s"] > 0, r["label"]
     assert list(r["step_costs"]) == ["4"]
-    assert list(r["step_costs"]["4"]["verifier_chunk"]) == [
-        str(k) for k in range(1, r["num_draft_tokens"] + 2)]
+    widths = [str(k) for k in range(1, r["num_draft_tokens"] + 2)]
+    assert list(r["step_costs"]["4"]["verifier_chunk"]) == widths
+    assert list(r["step_costs"]["4"]["round_cost"]) == widths

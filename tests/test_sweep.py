@@ -315,6 +315,32 @@ def test_summary_reports_the_cost_models_time_and_choices():
   assert "cost model's choice" not in summary.format_markdown(summary.summarize(SYNTHETIC))
 
 
+def test_the_summary_prices_every_point_at_the_runs_median_step_costs():
+  """Points that kept their counts are predicted again at the median over the
+  points of each step cost; their own prediction is kept beside it."""
+  def costs(c1):   # encoders 1 and 2, drafter step 0.5, c(k) = c1 for every k
+    return StepCosts(1.0, 2.0, 0.5, {1: c1, 6: c1}).to_dict()
+
+  counts = {"method": {"num_tokens": [2], "rounds": [1], "drafter_steps": [6]},
+            "verifier": {"num_tokens": [2], "rounds": [2]}}
+  recs = [dict(SYNTHETIC[0], step_costs={"32": costs(1.0)}, predicted_relative_latency=1.0,
+               counts={"method": counts["verifier"], "verifier": counts["verifier"]},
+               example_buckets=[32]),
+          dict(SYNTHETIC[2], step_costs={"32": costs(2.0)}, predicted_relative_latency=9.0,
+               counts=counts, example_buckets=[32]),
+          dict(SYNTHETIC[1], step_costs={"32": costs(4.0)}, predicted_relative_latency=0.1)]
+  pooled = summary.pooled_costs(recs)["32"]
+  assert pooled.verifier_step == 2.0 and pooled.encode_verifier == 2.0
+  out = {r["curve"]: r for r in summary.pooled_predictions(recs)}
+  # At c = 2: the verifier 2 + 2·2 = 6; SpecDecode 1 + 2 + 6·0.5 + c(6) = 8.
+  assert out["SpecDecode"]["predicted_relative_latency"] == pytest.approx(8 / 6)
+  assert out["SpecDecode"]["point_predicted_relative_latency"] == 9.0
+  assert out["Verifier"]["predicted_relative_latency"] == 1.0
+  assert out["Drafter"]["predicted_relative_latency"] == 0.1   # no counts: its own
+  rows = {r["curve"]: r for r in summary.summarize(recs)["points"]}
+  assert rows["SpecDecode"]["predicted_relative_latency"] == pytest.approx(8 / 6)
+
+
 def test_summary_errors_are_clear():
   with pytest.raises(ValueError, match="no verifier point"):
     summary.summarize([r for r in SYNTHETIC if r["method"] != "verifier"])

@@ -11,7 +11,10 @@ depend on the machine:
 
   speculative kernel  encode_d + encode_v + drafter_steps·c_d
                       + rounds·c(w),  w = verified_tokens / rounds where the
-                      stats count the tokens the verifier scored, else γ+1
+                      stats count the tokens the verifier scored, else γ+1;
+                      with measured round costs R(w) (w drafter steps and a
+                      chunk of w, timed in the kernel's order; batch 1):
+                      encode_d + encode_v + rounds·R(w)
   prompt lookup       encode_v + (draft_tokens/γ)·c(γ+1) + the other rounds·c(1)
   token_cascade       encode_d + encode_v + drafter_steps·c_d
                       + sequential_verifier_calls·c(γ+1)   (catch-up chunks)
@@ -51,13 +54,26 @@ class StepCosts:
   prefill). drafter_step: one drafter token. verifier_chunk: {k: seconds of a
   verifier call on k tokens}; k = 1 (the one-token step) must be there, other
   widths may be sparse (the cost between two measured widths is linear).
+  round_cost: {k: seconds of a speculative round's model calls at batch 1, k
+  drafter steps then one verifier chunk of k tokens, timed in that order as
+  the kernel runs them}, or None: such a round is then priced k·drafter_step
+  + c(k). Timed together, each model's call follows the other's, whose
+  weights and cache have just passed through the processor's caches, which can
+  cost more than the same calls timed apart (BENCHMARKS.md, "Where the time
+  goes").
   """
   encode_drafter: float
   encode_verifier: float
   drafter_step: float
   verifier_chunk: Mapping[int, float]
+  round_cost: Mapping[int, float] | None = None
 
   def __post_init__(self):
+    if self.round_cost is not None:
+      rc = {int(k): float(v) for k, v in dict(self.round_cost).items()}
+      if not rc or min(rc) < 1 or not all(math.isfinite(v) and v >= 0 for v in rc.values()):
+        raise ValueError(f"round_cost: {{width >= 1: seconds >= 0}}; got {self.round_cost}.")
+      object.__setattr__(self, "round_cost", dict(sorted(rc.items())))
     chunk = {int(k): float(v) for k, v in dict(self.verifier_chunk).items()}
     if 1 not in chunk:
       raise ValueError(f"verifier_chunk needs the one-token step (k = 1); got widths "
@@ -87,18 +103,35 @@ class StepCosts:
                        f"[1, {widths[-1]}]; measure wider chunks.")
     return float(np.interp(width, widths, list(self.verifier_chunk.values())))
 
+  def round(self, width: float) -> float:
+    """A speculative round of `width` drafter steps and a verifier chunk of
+    `width` tokens (batch 1): round_cost, linear between measured widths, or
+    width·drafter_step + c(width) without it."""
+    if self.round_cost is None:
+      return width * self.drafter_step + self.chunk(width)
+    widths = list(self.round_cost)
+    if not widths[0] <= width <= widths[-1]:
+      raise ValueError(f"round width {width:g} is outside the measured widths "
+                       f"[{widths[0]}, {widths[-1]}]; measure wider rounds.")
+    return float(np.interp(width, widths, list(self.round_cost.values())))
+
   def to_dict(self) -> dict:
-    """JSON-ready (chunk widths as string keys); `from_dict` reads it back."""
-    return {"encode_drafter": self.encode_drafter, "encode_verifier": self.encode_verifier,
-            "drafter_step": self.drafter_step,
-            "verifier_chunk": {str(k): v for k, v in self.verifier_chunk.items()}}
+    """JSON-ready (widths as string keys); `from_dict` reads it back."""
+    out = {"encode_drafter": self.encode_drafter, "encode_verifier": self.encode_verifier,
+           "drafter_step": self.drafter_step,
+           "verifier_chunk": {str(k): v for k, v in self.verifier_chunk.items()}}
+    if self.round_cost is not None:
+      out["round_cost"] = {str(k): v for k, v in self.round_cost.items()}
+    return out
 
   @classmethod
   def from_dict(cls, d: Mapping) -> "StepCosts":
+    rc = d.get("round_cost")
     return cls(encode_drafter=float(d["encode_drafter"]),
                encode_verifier=float(d["encode_verifier"]),
                drafter_step=float(d["drafter_step"]),
-               verifier_chunk={int(k): float(v) for k, v in d["verifier_chunk"].items()})
+               verifier_chunk={int(k): float(v) for k, v in d["verifier_chunk"].items()},
+               round_cost=None if rc is None else {int(k): float(v) for k, v in rc.items()})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,6 +174,20 @@ def predict(method: str, stats: Mapping, costs: StepCosts,
       parts["drafter_steps"] = tokens * costs.drafter_step
     else:
       parts["verifier_calls"] = tokens * costs.verifier_step
+  elif spec.loop == "kernel" and costs.round_cost is not None:
+    # Batch-1 rounds priced whole (StepCosts.round_cost): a row drafting d
+    # tokens makes d + 1 drafter steps and has a chunk of d + 1 scored, so a
+    # round's width is verified_tokens / rounds (γ+1 without that stat). The
+    # round's seconds are split between the two models in the proportion of
+    # their calls timed apart.
+    rounds = _per_example(stats, "rounds")
+    width = (np.where(rounds > 0, _per_example(stats, "verified_tokens") / np.maximum(rounds, 1),
+                      1.0) if "verified_tokens" in stats else np.full(rounds.shape, gamma + 1.0))
+    for r, w in zip(rounds, width):
+      drafter = w * costs.drafter_step
+      share = drafter / (drafter + costs.chunk(w)) if drafter + costs.chunk(w) > 0 else 0.0
+      parts["drafter_steps"] += r * costs.round(w) * share
+      parts["verifier_calls"] += r * costs.round(w) * (1.0 - share)
   elif spec.loop == "kernel":
     rounds = _per_example(stats, "rounds")
     parts["drafter_steps"] = _per_example(stats, "drafter_steps").sum() * costs.drafter_step
@@ -245,7 +292,7 @@ def speculative_speedup(acceptance: float, num_draft_tokens: int, costs: StepCos
   acceptance rate a. mean_tokens: the output length, to count the encoders
   (None: the steady state, encoders left out)."""
   g = int(num_draft_tokens)
-  per_round = (g + 1) * costs.drafter_step + costs.chunk(g + 1)
+  per_round = costs.round(g + 1)
   tokens_per_round = expected_tokens_per_round(acceptance, g)
   if mean_tokens is None:
     return tokens_per_round * costs.verifier_step / per_round

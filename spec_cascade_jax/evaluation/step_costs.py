@@ -78,6 +78,30 @@ def step_loop(model, ids, *, chunk: int, cache_len: int, inner: int):
   return jax.lax.fori_loop(0, inner, body, (cache, ids[:, 0]))[1]
 
 
+@functools.partial(jax.jit, static_argnames=("width", "cache_len", "inner"))
+def round_loop(drafter, verifier, ids, *, width: int, cache_len: int, inner: int):
+  """Sets up both caches, then `inner` speculative rounds' model calls in the
+  kernel's order (decoding/kernel.py): `width` drafter steps (unrolled, as the
+  kernel's draft) feeding each other's argmax, then one verifier chunk of
+  `width` tokens (the last token and the first width − 1 drafts)."""
+  dcache = drafter.init_cache(ids, cache_len)
+  vcache = verifier.init_cache(ids, cache_len)
+
+  def body(i, carry):
+    dcache, vcache, tok = carry
+    pos = jnp.full(tok.shape, (i * width) % (cache_len - width), jnp.int32)
+    drafts, t = [], tok
+    for j in range(width):
+      logits, dcache = drafter.step(t[:, None], dcache, pos + j)
+      t = jnp.argmax(logits[:, 0], -1).astype(jnp.int32)
+      drafts.append(t)
+    chunk = jnp.stack([tok] + drafts[:width - 1], axis=1)
+    logits, vcache = verifier.step(chunk, vcache, pos)
+    return dcache, vcache, jnp.argmax(jnp.max(logits, axis=1), -1).astype(jnp.int32)
+
+  return jax.lax.fori_loop(0, inner, body, (dcache, vcache, ids[:, 0]))[2]
+
+
 @functools.partial(jax.jit, static_argnames=("cache_len",))
 def encode_only(model, ids, *, cache_len: int):
   """The cache set-up alone (`step_loop` without its steps)."""
@@ -102,8 +126,10 @@ def programs(drafter, verifier, *, input_length: int, max_new_tokens: int,
   """The programs `measure` times, and how their times make StepCosts.
 
   Returns (fns, costs): fns {key: callable that runs one program and blocks},
-  each model's set-up alone and set-up plus `inner` steps of each width;
-  costs({key: seconds}) -> StepCosts, a step being (loop − set-up) / inner.
+  each model's set-up alone and set-up plus `inner` steps of each width, and,
+  with both models, both set-ups plus `inner` speculative rounds of each
+  width (`round_loop`); costs({key: seconds}) -> StepCosts, a step being
+  (loop − set-up) / inner, a round (round loop − both set-ups) / inner.
   A caller may time fns among its own calls (benchmarks/cost_model.py
   interleaves them with the decodes it compares them with)."""
   if num_draft_tokens < 1 or input_length < 1 or max_new_tokens < 1:
@@ -125,18 +151,27 @@ def programs(drafter, verifier, *, input_length: int, max_new_tokens: int,
     for k in widths[name]:
       fns[(name, k)] = lambda m=m, k=k: step_loop(m, ids, chunk=k, cache_len=cache_len,
                                                   inner=inner).block_until_ready()
+  if drafter is not None and verifier is not None:
+    for k in widths["verifier"]:
+      fns[("round", k)] = lambda k=k: round_loop(drafter, verifier, ids, width=k,
+                                                 cache_len=cache_len,
+                                                 inner=inner).block_until_ready()
 
   def costs(seconds: Mapping[Hashable, float]) -> StepCosts:
     def enc(name):
       return seconds.get((name, 0), 0.0)
 
-    def step(name, k):
-      return (max(seconds[(name, k)] - enc(name), 0.0) / inner
+    def step(name, k, setup):
+      return (max(seconds[(name, k)] - setup, 0.0) / inner
               if (name, k) in seconds else 0.0)
 
+    both = enc("drafter") + enc("verifier")
+    rounds = {k: step("round", k, both) for k in widths["verifier"] if ("round", k) in seconds}
     return StepCosts(encode_drafter=enc("drafter"), encode_verifier=enc("verifier"),
-                     drafter_step=step("drafter", 1),
-                     verifier_chunk={k: step("verifier", k) for k in widths["verifier"]})
+                     drafter_step=step("drafter", 1, enc("drafter")),
+                     verifier_chunk={k: step("verifier", k, enc("verifier"))
+                                     for k in widths["verifier"]},
+                     round_cost=rounds or None)
 
   return fns, costs
 

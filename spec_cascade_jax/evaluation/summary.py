@@ -119,12 +119,61 @@ def _at(row: Mapping | None, prefix: str) -> dict:
   return {f"{prefix}_{k}": (row.get(k) if row is not None else None) for k in _AT_KEYS}
 
 
+def pooled_costs(records: Sequence[Mapping]) -> dict[str, "cost_model.StepCosts"]:
+  """{length bucket: StepCosts}: each cost the median over the points that
+  timed it (their "step_costs"), an estimate from every point's minutes."""
+  by_bucket: dict[str, list[dict]] = {}
+  for r in records:
+    for n, c in (r.get("step_costs") or {}).items():
+      by_bucket.setdefault(n, []).append(c)
+  out = {}
+  for n, cs in by_bucket.items():
+    def med(get):
+      vals = [get(c) for c in cs]
+      return float(np.median([v for v in vals if v is not None]))
+    widths = sorted({k for c in cs for k in c["verifier_chunk"]}, key=int)
+    rounds = sorted({k for c in cs for k in (c.get("round_cost") or {})}, key=int)
+    out[n] = cost_model.StepCosts(
+        encode_drafter=med(lambda c: c["encode_drafter"]),
+        encode_verifier=med(lambda c: c["encode_verifier"]),
+        drafter_step=med(lambda c: c["drafter_step"]),
+        verifier_chunk={int(k): med(lambda c, k=k: c["verifier_chunk"].get(k))
+                        for k in widths},
+        round_cost={int(k): med(lambda c, k=k: (c.get("round_cost") or {}).get(k))
+                    for k in rounds} or None)
+  return out
+
+
+def pooled_predictions(records: Sequence[Mapping]) -> list[dict]:
+  """The records, each point that kept its counts ("counts") predicted again
+  at the run's median step costs (`pooled_costs`): a point's own step costs,
+  from its few minutes, are noisier than the run's median, and load that
+  comes and goes hits the measured ratio's two sides alike. The point's own
+  prediction stays as "point_predicted_relative_latency"."""
+  costs = pooled_costs(records)
+  out = []
+  for r in records:
+    counts = r.get("counts")
+    if not counts or not costs:
+      out.append(r)
+      continue
+    groups = [str(n) for n in r["example_buckets"]]
+    pred = cost_model.relative_latency(r["method"], counts["method"], counts["verifier"],
+                                       costs, r["num_draft_tokens"], groups=groups)
+    out.append(dict(r, predicted_relative_latency=pred,
+                    point_predicted_relative_latency=r.get("predicted_relative_latency")))
+  return out
+
+
 def summarize(records: Sequence[Mapping], metric: str | None = None,
               copy_quality: Mapping[str, float] | None = None) -> dict:
   """{"metric", "tables": [{"temperature", "verifier_quality", ..., "rows": [...]}]}.
 
   copy_quality: the metrics of returning each input unchanged (the sweep
-  records it); the tables show it beside the verifier's and drafter's."""
+  records it); the tables show it beside the verifier's and drafter's.
+  Points with their counts are predicted at the run's median step costs
+  (`pooled_predictions`)."""
+  records = pooled_predictions(records)
   metric = metric or default_metric(records)
   agg = aggregate(records, metric)
   latency_examples = max((r.get("num_latency_examples") or 0 for r in records), default=0)
@@ -185,8 +234,9 @@ def _verifier_time(ver: Mapping) -> dict | None:
 
 def _gamma_choice(records: Sequence[Mapping], temperature: float) -> dict | None:
   """The cost model's γ for lossless SD (constant draft length) at its
-  acceptance rate a = accepted / drafted and its step costs (the first length
-  bucket's; the first seed's), the output length counting the encoders:
+  acceptance rate a = accepted / drafted (the first seed's) and the run's
+  median step costs (its first length bucket's), the output length counting
+  the encoders:
   {"acceptance", "num_draft_tokens" (run), "best", "speedup": {γ: predicted}}."""
   sd = [r for r in records if r["method"] == "speculative" and r["temperature"] == temperature
         and r.get("draft_policy", "constant") in ("constant", "") and r.get("step_costs")
@@ -194,7 +244,7 @@ def _gamma_choice(records: Sequence[Mapping], temperature: float) -> dict | None
   if not sd:
     return None
   r = sd[0]
-  costs = cost_model.StepCosts.from_dict(next(iter(r["step_costs"].values())))
+  costs = pooled_costs(records)[next(iter(r["step_costs"]))]
   acceptance = 1.0 - r["cost"]["rejection_rate"]
   best, speed = cost_model.best_num_draft_tokens(acceptance, costs,
                                                  mean_tokens=r["cost"]["mean_tokens"])
@@ -233,8 +283,9 @@ LEGEND = (
     "prompt lookup and the drafter never defer).",
     "- **predicted latency**: the cost model's relative latency (evaluation/cost_model.py): "
     "the counts of the timed decodes priced by this machine's step costs (encoders, "
-    "drafter step, verifier chunk of each width), timed among the same pairs. Measured "
-    "above predicted is time the decode spends beyond its model calls.",
+    "drafter step, verifier chunk of each width, speculative round of each width), "
+    "timed among every point's pairs, the median over the run. Measured above "
+    "predicted is time the decode spends beyond its model calls.",
 )
 
 

@@ -29,7 +29,9 @@ point's own pairs, one round of the step-cost programs after each example's
 the load the decodes met. "modelled_latency_s" and
 "verifier_modelled_latency_s" are the model's seconds per example beside the
 measured "latency_s" and "verifier_latency_s". Where measured exceeds
-modelled, the decode spends time beyond its model calls.
+modelled, the decode spends time beyond its model calls. "counts" keeps the
+timed decodes' counts per example: the summary prices every point again at
+the run's median step costs (summary.pooled_predictions).
 Greedy points also keep "per_example" (calibration.sweep_losses): each
 example's sentence chrF, and the verifier point's output tokens or, for the
 others, each example's token disagreement with them; the summary calibrates α
@@ -216,6 +218,12 @@ def _run_points(pending, results, drafter, verifier, task, split, vocabulary,
               "modelled_latency_s": modelled / len(lat_ids),
               "verifier_modelled_latency_s": ver_modelled / len(lat_ids),
               "step_costs": {str(n): c.to_dict() for n, c in costs.items()},
+              # The timed decodes' counts, per example, and each example's
+              # length bucket: the summary prices them again at the run's
+              # median step costs (summary.pooled_predictions).
+              "counts": {side: {k: [int(x) for x in v] for k, v in counts[side].items()}
+                         for side in ("method", "verifier")},
+              "example_buckets": [int(n) for n in lat_lengths],
               "per_example": per_example,
               "num_quality_examples": len(data), "num_latency_examples": len(lat_ids),
               "repeats": repeats, "machine": machine,
