@@ -174,29 +174,24 @@ def predict(method: str, stats: Mapping, costs: StepCosts,
       parts["drafter_steps"] = tokens * costs.drafter_step
     else:
       parts["verifier_calls"] = tokens * costs.verifier_step
-  elif spec.loop == "kernel" and costs.round_cost is not None:
-    # Batch-1 rounds priced whole (StepCosts.round_cost): a row drafting d
-    # tokens makes d + 1 drafter steps and has a chunk of d + 1 scored, so a
-    # round's width is verified_tokens / rounds (γ+1 without that stat). The
-    # round's seconds are split between the two models in the proportion of
-    # their calls timed apart.
+  elif spec.loop == "kernel":
+    # A round's width: the tokens the verifier scored, verified_tokens / rounds
+    # (γ+1 without that stat). At batch 1 a row drafting d tokens makes d + 1
+    # drafter steps and has a chunk of d + 1 scored.
     rounds = _per_example(stats, "rounds")
     width = (np.where(rounds > 0, _per_example(stats, "verified_tokens") / np.maximum(rounds, 1),
                       1.0) if "verified_tokens" in stats else np.full(rounds.shape, gamma + 1.0))
-    for r, w in zip(rounds, width):
-      drafter = w * costs.drafter_step
-      share = drafter / (drafter + costs.chunk(w)) if drafter + costs.chunk(w) > 0 else 0.0
-      parts["drafter_steps"] += r * costs.round(w) * share
-      parts["verifier_calls"] += r * costs.round(w) * (1.0 - share)
-  elif spec.loop == "kernel":
-    rounds = _per_example(stats, "rounds")
-    parts["drafter_steps"] = _per_example(stats, "drafter_steps").sum() * costs.drafter_step
-    if "verified_tokens" in stats:
-      verified = _per_example(stats, "verified_tokens")
-      width = np.where(rounds > 0, verified / np.maximum(rounds, 1), 1.0)
+    if costs.round_cost is None:
+      parts["drafter_steps"] = _per_example(stats, "drafter_steps").sum() * costs.drafter_step
       parts["verifier_calls"] = float(sum(r * costs.chunk(w) for r, w in zip(rounds, width)))
     else:
-      parts["verifier_calls"] = rounds.sum() * costs.chunk(gamma + 1)
+      # Batch-1 rounds priced whole (StepCosts.round_cost), their seconds split
+      # between the two models in the proportion of their calls timed apart.
+      for r, w in zip(rounds, width):
+        drafter, chunk = w * costs.drafter_step, costs.chunk(w)
+        share = drafter / (drafter + chunk) if drafter + chunk > 0 else 0.0
+        parts["drafter_steps"] += r * costs.round(w) * share
+        parts["verifier_calls"] += r * costs.round(w) * (1.0 - share)
   elif spec.loop == "lookup":
     rounds = _per_example(stats, "rounds").sum()
     chunk_rounds = _per_example(stats, "draft_tokens").sum() / gamma

@@ -144,13 +144,15 @@ def pooled_costs(records: Sequence[Mapping]) -> dict[str, "cost_model.StepCosts"
   return out
 
 
-def pooled_predictions(records: Sequence[Mapping]) -> list[dict]:
+def pooled_predictions(records: Sequence[Mapping],
+                       costs: Mapping[str, "cost_model.StepCosts"] | None = None) -> list[dict]:
   """The records, each point that kept its counts ("counts") predicted again
   at the run's median step costs (`pooled_costs`): a point's own step costs,
   from its few minutes, are noisier than the run's median, and load that
   comes and goes hits the measured ratio's two sides alike. The point's own
-  prediction stays as "point_predicted_relative_latency"."""
-  costs = pooled_costs(records)
+  prediction stays as "point_predicted_relative_latency". costs: the
+  records' `pooled_costs`, where the caller has them already."""
+  costs = pooled_costs(records) if costs is None else costs
   out = []
   for r in records:
     counts = r.get("counts")
@@ -173,7 +175,8 @@ def summarize(records: Sequence[Mapping], metric: str | None = None,
   records it); the tables show it beside the verifier's and drafter's.
   Points with their counts are predicted at the run's median step costs
   (`pooled_predictions`)."""
-  records = pooled_predictions(records)
+  costs = pooled_costs(records)
+  records = pooled_predictions(records, costs)
   metric = metric or default_metric(records)
   agg = aggregate(records, metric)
   latency_examples = max((r.get("num_latency_examples") or 0 for r in records), default=0)
@@ -219,7 +222,7 @@ def summarize(records: Sequence[Mapping], metric: str | None = None,
                    "num_seeds": max(r["num_seeds"] for r in rows_t),
                    "num_latency_examples": latency_examples, "rows": out_rows,
                    "verifier_time": _verifier_time(ver[0]),
-                   "num_draft_tokens_choice": _gamma_choice(records, t)})
+                   "num_draft_tokens_choice": _gamma_choice(records, t, costs)})
   return {"metric": metric, "tables": tables, "points": agg,
           "calibrated": calibration.calibrate_sweep(records)}
 
@@ -232,10 +235,11 @@ def _verifier_time(ver: Mapping) -> dict | None:
   return {"measured_s": measured, "modelled_s": modelled, "ratio": measured / modelled}
 
 
-def _gamma_choice(records: Sequence[Mapping], temperature: float) -> dict | None:
+def _gamma_choice(records: Sequence[Mapping], temperature: float,
+                  costs: Mapping[str, "cost_model.StepCosts"]) -> dict | None:
   """The cost model's γ for lossless SD (constant draft length) at its
   acceptance rate a = accepted / drafted (the first seed's) and the run's
-  median step costs (its first length bucket's), the output length counting
+  median step costs (`costs`, its first length bucket's), the output length counting
   the encoders:
   {"acceptance", "num_draft_tokens" (run), "best", "speedup": {γ: predicted}}."""
   sd = [r for r in records if r["method"] == "speculative" and r["temperature"] == temperature
@@ -244,9 +248,9 @@ def _gamma_choice(records: Sequence[Mapping], temperature: float) -> dict | None
   if not sd:
     return None
   r = sd[0]
-  costs = pooled_costs(records)[next(iter(r["step_costs"]))]
   acceptance = 1.0 - r["cost"]["rejection_rate"]
-  best, speed = cost_model.best_num_draft_tokens(acceptance, costs,
+  bucket = next(iter(r["step_costs"]))
+  best, speed = cost_model.best_num_draft_tokens(acceptance, costs[bucket],
                                                  mean_tokens=r["cost"]["mean_tokens"])
   return {"acceptance": acceptance, "num_draft_tokens": r["num_draft_tokens"], "best": best,
           "speedup": speed}
