@@ -145,12 +145,11 @@ def main(argv=None):
     modelled_s = sum(cost_model.predict(method, {k: v[[i]] for k, v in c.items()},
                                         costs[n], gamma).seconds
                      for i, n in enumerate(lengths))
-    parts = {k: 0.0 for k in ("encode_drafter", "encode_verifier", "drafter_steps",
-                              "verifier_calls")}
+    parts: dict[str, float] = {}
     for i, n in enumerate(lengths):
       for k, v in cost_model.predict(method, {k: v[[i]] for k, v in c.items()}, costs[n],
                                      gamma).parts.items():
-        parts[k] += v
+        parts[k] = parts.get(k, 0.0) + v
     measured_s = float(seconds[label].sum())
     rows.append({
         "point": label, "method": method, "measured": rec["relative_latency"],

@@ -1,11 +1,12 @@
 """The decode loops' own work: each method's time per round with free models.
 
-A free model (`FreeModel`) has a real vocabulary size and costs almost
-nothing: its logits are one fixed row, its cache is empty. A decode of two
-free models therefore times what the loop itself does beyond its model calls:
+A free model (evaluation/loop_costs.py `FreeModel`) has a real vocabulary
+size and costs almost nothing: its logits are one of four fixed rows, its
+cache one int. A decode of two free models therefore times what the loop
+itself does beyond its model calls:
 the distributions over the vocabulary, the draws, the acceptance test and the
-correction, the commit and the counters. That is the time the cost model
-(evaluation/cost_model.py), which prices model calls only, does not see.
+correction, the commit and the counters. The sweep prices this work for each point (its
+loop costs); this script compares methods and vocabulary sizes side by side.
 Batch 1, every decode running to max_new_tokens (the free models never emit
 EOS, and drafter and verifier agree, so each round accepts every draft).
 
@@ -23,14 +24,13 @@ import os
 import statistics
 import sys
 
-import flax.struct
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 from spec_cascade_jax.decoding import generate  # noqa: E402
+from spec_cascade_jax.evaluation.loop_costs import free_model  # noqa: E402
 
 # (label, generate kwargs). Greedy unless the label says T=1.
 METHODS = (
@@ -41,29 +41,6 @@ METHODS = (
     ("spec_cascade[token_v3]", dict(method="spec_cascade", rule="token_v3", alpha=0.1)),
     ("spec_cascade[chow]", dict(method="spec_cascade", rule="chow", alpha=0.1)),
 )
-
-
-@flax.struct.dataclass
-class FreeModel:
-  """A decoder whose step costs next to nothing: logits[token % 4], no cache."""
-  logits: jax.Array   # [4, V] float32
-
-  @property
-  def vocab_size(self) -> int:
-    return int(self.logits.shape[-1])
-
-  def init_cache(self, input_ids, max_length: int, input_lengths=None):
-    return {"unused": jnp.zeros((input_ids.shape[0], 1), jnp.int32)}
-
-  def step(self, tokens, cache, positions):
-    return self.logits[tokens % 4], cache
-
-
-def free_model(vocab: int, seed: int = 0) -> FreeModel:
-  """Random logits whose argmax (10 + row) is never EOS (1) or pad (0)."""
-  logits = np.random.RandomState(seed).randn(4, vocab).astype(np.float32)
-  logits[np.arange(4), 10 + np.arange(4)] = 10.0
-  return FreeModel(jnp.asarray(logits))
 
 
 def measure(vocab: int, gamma: int, max_new_tokens: int, repeats: int) -> list[dict]:

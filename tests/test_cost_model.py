@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from spec_cascade_jax.evaluation import cost_model
-from spec_cascade_jax.evaluation.cost_model import StepCosts
+from spec_cascade_jax.evaluation.cost_model import LoopCost, StepCosts
 
 # encode_d 2, encode_v 5, drafter step 1; verifier chunks c(1) 4, c(3) 7, c(6) 10,
 # so c(2) = 5.5, c(4) = 8, c(5) = 9 by linear interpolation.
@@ -39,7 +39,7 @@ def test_verifier_and_drafter_pay_an_encoder_per_example_and_a_step_per_token():
   v = cost_model.predict("verifier", VERIFIER, COSTS)
   assert v.seconds == 2 * 5 + 16 * 4 == 74
   assert v.parts == {"encode_drafter": 0.0, "encode_verifier": 10.0, "drafter_steps": 0.0,
-                     "verifier_calls": 64.0}
+                     "verifier_calls": 64.0, "loop": 0.0}
   d = cost_model.predict("drafter", {"num_tokens": [10, 6]}, COSTS)
   assert d.seconds == 2 * 2 + 16 * 1 == 20 and d.num_examples == 2
 
@@ -124,6 +124,33 @@ def test_prompt_lookup_sequential_baselines_and_seq_cascade():
   assert cost_model.predict("seq_cascade", sc, COSTS).seconds == 14 + 16 + 7 * 4
 
 
+def test_the_loops_own_work_costs_a_fixed_part_per_decode_and_one_per_iteration():
+  loop = LoopCost(fixed=0.5, per_iteration=0.25)
+  # Verifier-only: 2 decodes, 16 tokens, one iteration a token.
+  v = cost_model.predict("verifier", VERIFIER, COSTS, loop=loop)
+  assert v.parts["loop"] == 2 * 0.5 + 16 * 0.25 and v.seconds == 74 + 5
+  # The kernel and prompt lookup: one iteration a round (5 and 6 rounds).
+  spec = {"num_tokens": [10, 6], "rounds": [3, 2], "drafter_steps": [18, 12]}
+  assert cost_model.predict("speculative", spec, COSTS, 5, loop).parts["loop"] == 1 + 5 * 0.25
+  look = {"num_tokens": [10, 6], "rounds": [4, 2], "draft_tokens": [10, 5]}
+  assert cost_model.predict("prompt_lookup", look, COSTS, 5, loop).parts["loop"] == 1 + 1.5
+  # token_cascade: one a token (its drafter steps), not one a verifier call.
+  base = {"num_tokens": [10, 6], "drafter_steps": [10, 6], "rounds": [2, 1],
+          "sequential_verifier_calls": [2, 1]}
+  assert cost_model.predict("token_cascade", base, COSTS, 2, loop).parts["loop"] == 1 + 4
+  # seq_cascade: the drafter's loop and the deferred row's verifier loop (7 steps).
+  sc = {**base, "rounds": [0, 7], "sequential_verifier_calls": [0, 7]}
+  np.testing.assert_array_equal(cost_model.loop_iterations("seq_cascade", sc), [10, 13])
+  assert cost_model.predict("seq_cascade", sc, COSTS, loop=loop).parts["loop"] == 1 + 23 * 0.25
+  # Each side of a relative latency pays its own loop.
+  ver_loop = LoopCost(fixed=1.0, per_iteration=0.0)
+  assert cost_model.relative_latency("speculative", spec, VERIFIER, COSTS, 5, loop=loop,
+                                     verifier_loop=ver_loop) == (94 + 2.25) / (74 + 2)
+  assert LoopCost.from_dict(json.loads(json.dumps(loop.to_dict()))) == loop
+  with pytest.raises(ValueError, match="finite seconds"):
+    LoopCost(fixed=-1.0, per_iteration=0.0)
+
+
 def test_a_scalar_stat_is_one_example_and_mismatched_examples_raise():
   assert cost_model.predict("verifier", {"num_tokens": 3}, COSTS).seconds == 5 + 12
   with pytest.raises(ValueError, match="same examples"):
@@ -149,6 +176,12 @@ def test_leviathan_expected_tokens_and_speedup():
   assert cost_model.speculative_speedup(0.5, 2, COSTS) == pytest.approx(1.75 * 4 / 10)
   # with the encoders, 7 tokens: verifier 5 + 7·4 = 33; speculative 2 + 5 + 4 rounds·10 = 47
   assert cost_model.speculative_speedup(0.5, 2, COSTS, mean_tokens=7) == pytest.approx(33 / 47)
+  # Each side's loop: a round 10 + 2, a verifier token 4 + 1; fixed 3 and 1 a decode.
+  loop, ver_loop = LoopCost(3.0, 2.0), LoopCost(1.0, 1.0)
+  assert cost_model.speculative_speedup(0.5, 2, COSTS, loop=loop, verifier_loop=ver_loop
+                                        ) == pytest.approx(1.75 * 5 / 12)
+  assert cost_model.speculative_speedup(0.5, 2, COSTS, 7, loop, ver_loop) == pytest.approx(
+      (5 + 1 + 7 * 5) / (2 + 5 + 3 + 4 * 12))
 
 
 def test_best_num_draft_tokens_maximises_the_predicted_speedup():
@@ -159,6 +192,8 @@ def test_best_num_draft_tokens_maximises_the_predicted_speedup():
   assert speed[3] == pytest.approx(2.952 * 4 / 12)
   assert speed[5] == pytest.approx(3.68928 * 4 / 16)
   assert cost_model.best_num_draft_tokens(0.8, COSTS, candidates=[4, 5])[0] == 4
+  # A loop that costs 10 a round favours longer rounds: 2.952·4/22 < 3.68928·4/26.
+  assert cost_model.best_num_draft_tokens(0.8, COSTS, loop=LoopCost(0.0, 10.0))[0] == 5
 
 
 def test_examples_of_other_shapes_take_their_own_step_costs():

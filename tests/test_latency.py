@@ -101,7 +101,8 @@ def test_probes_are_timed_once_per_example_after_its_pairs(monkeypatch):
 def test_time_point_prices_each_bucket_from_the_median_of_its_own_step_programs(
     monkeypatch):
   """The sweep's step costs: each example's bucket's programs timed after its
-  pairs; per bucket the median of each program, a step (loop − set-up) / inner."""
+  pairs; per bucket the median of each program, a step (loop − set-up) / inner.
+  The loop-cost programs: after every example, the median of each."""
   from spec_cascade_jax.evaluation import step_costs
   clock = DriftingClock(drift=1.0)
   monkeypatch.setattr(latency.time, "perf_counter", clock.perf_counter)
@@ -125,8 +126,14 @@ def test_time_point_prices_each_bucket_from_the_median_of_its_own_step_programs(
     programs[n] = ({key: fake(list(t)) for key, t in times.items()}, costs)
   counts = {}
   ids = [[3, 4, 1], [5, 1], [3, 4, 5, 6, 7, 1], [4, 1]]   # buckets 4, 4, 8, 4
+  # The loop-cost programs (evaluation/loop_costs.py) are timed after every
+  # example's pairs, whatever its bucket; their costs see each one's median.
+  loop_times = {("method", "short"): [9, 1.0, 2.0, 4.0, 3.0],
+                ("method", "long"): [9, 5.0, 6.0, 8.0, 1.0]}
+  loop_programs = ({key: fake(list(t)) for key, t in loop_times.items()}, lambda sec: sec)
   infer.time_point(None, model, ids, grids.Point("Verifier", "verifier"), 4, (4, 8), 1,
-                   stats_out=counts, step_programs=programs)
+                   stats_out=counts, step_programs=programs, loop_programs=loop_programs)
+  assert counts["loop_costs"] == {("method", "short"): 2.5, ("method", "long"): 5.5}
   got = counts["step_costs"]
   assert sorted(got) == [4, 8]
   # Bucket 4: set-up median 1, loops 5 and 5 → steps 1 and 1; bucket 8: 2, (6−2)/4, (10−2)/4.

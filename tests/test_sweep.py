@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from spec_cascade_jax import testing
-from spec_cascade_jax.evaluation import (demo, grids, infer, latency, step_costs, summary,
-                                         sweep)
-from spec_cascade_jax.evaluation.cost_model import StepCosts
+from spec_cascade_jax.evaluation import (demo, grids, infer, latency, loop_costs, step_costs,
+                                         summary, sweep)
+from spec_cascade_jax.evaluation.cost_model import LoopCost, StepCosts
 
 
 # ---------------------------------------------------------------------------
@@ -44,11 +44,17 @@ class FakeBackend:
     monkeypatch.setattr(infer, "decode_batched", self.decode)
     monkeypatch.setattr(infer, "time_point", self.time)
     monkeypatch.setattr(step_costs, "programs", self.programs)
+    monkeypatch.setattr(loop_costs, "programs", self.loop_programs)
 
   def programs(self, q, p, *, input_length, **kwargs):
     """No programs to time; their costs: encoders 1 (drafter) and 2
     (verifier), drafter step 0.5, chunks c(1) 1, c(6) 3."""
     return {}, lambda seconds: StepCosts(1.0, 2.0, 0.5, {1: 1.0, 6: 3.0})
+
+  def loop_programs(self, sides, like, seed=0):
+    """No free decodes; each side's loop costs 0.5 a decode and 0.25 an iteration."""
+    assert set(sides) == {"method", "verifier"} and sides["verifier"][0] == "verifier"
+    return {}, lambda seconds: {side: LoopCost(0.5, 0.25) for side in sides}
 
   def decode(self, q, p, input_ids, point, *args, **kwargs):
     self.decoded.append(point.key)
@@ -63,7 +69,7 @@ class FakeBackend:
     return toks, stats
 
   def time(self, q, p, input_ids, point, *args, stats_out=None, step_programs=None,
-           **kwargs):
+           loop_programs=None, **kwargs):
     """Paired timings: the verifier takes 1 s an example, the point 0.5 + α
     (the verifier itself 1), all times the machine's slowdown. The timed
     decodes' counts: 2 tokens an example, in 1 round of 6 drafter steps."""
@@ -72,7 +78,8 @@ class FakeBackend:
     counts = {"num_tokens": np.full(n, 2), "rounds": np.full(n, 1),
               "drafter_steps": np.full(n, 6), "sequential_verifier_calls": np.zeros(n, int)}
     stats_out.update(method=counts, verifier=dict(counts, rounds=np.full(n, 2)),
-                     step_costs={b: to_costs({}) for b, (_, to_costs) in step_programs.items()})
+                     step_costs={b: to_costs({}) for b, (_, to_costs) in step_programs.items()},
+                     loop_costs=loop_programs[1]({}))
     own = 1.0 if point.method == "verifier" else 0.5 + point.alpha
     return latency.PairedTimes(np.full(n, own * self.slowdown),
                                np.full(n, 1.0 * self.slowdown))
@@ -127,16 +134,19 @@ def test_resume_after_interruption_loses_no_finished_point(tmp_path, monkeypatch
     np.testing.assert_allclose(r["relative_latency"], want)
     np.testing.assert_allclose(r["relative_latency_interval"], [want, want])
   np.testing.assert_allclose([r["verifier_latency_s"] for r in new], [2.0, 2.0])
-  # The cost model's prediction from the fake step costs and counts: the
-  # verifier 2 + 2·1 = 4 an example, the drafter 1 + 2·0.5 = 2, a speculative
-  # method 1 + 2 + 6·0.5 + c(6) = 9.
-  want = {"verifier": 1.0, "drafter": 0.5, "speculative": 2.25, "spec_cascade": 2.25}
-  assert {r["method"]: r["predicted_relative_latency"] for r in records} == want
-  assert {r["method"]: r["modelled_latency_s"] for r in records} == {
-      m: 4.0 * x for m, x in want.items()}
-  assert all(r["verifier_modelled_latency_s"] == 4.0 for r in records)
+  # The cost model's prediction from the fake step costs, loop costs and
+  # counts: the verifier 2 + 2·1 = 4 an example and its loop 0.5 + 2 tokens
+  # · 0.25 = 1; the drafter 1 + 2·0.5 = 2 and 1; a speculative method
+  # 1 + 2 + 6·0.5 + c(6) = 9 and 0.5 + 1 round · 0.25 = 0.75.
+  want = {"verifier": 1.0, "drafter": 0.6, "speculative": 1.95, "spec_cascade": 1.95}
+  assert {r["method"]: r["predicted_relative_latency"] for r in records} == pytest.approx(want)
+  assert {r["method"]: r["modelled_latency_s"] for r in records} == pytest.approx(
+      {m: 5.0 * x for m, x in want.items()})
+  assert all(r["verifier_modelled_latency_s"] == 5.0 for r in records)
   assert all(r["step_costs"] == {"32": StepCosts(1.0, 2.0, 0.5, {1: 1.0, 6: 3.0}).to_dict()}
              for r in records)
+  assert all(r["loop_costs"] == {s: {"fixed": 0.5, "per_iteration": 0.25}
+                                 for s in ("method", "verifier")} for r in records)
   assert all(r["machine"]["cpus"] for r in records)
   assert out["metric"] == "exact"
 
@@ -168,7 +178,7 @@ def test_sweep_writes_summary_and_plots(tmp_path, monkeypatch):
     text = f.read()
   assert "copying the input unchanged: 33.33" in text
   # The cost model's prediction closes each row, beside the measured latency.
-  assert "| predicted latency |" in text and "| 0.500 |\n" in text and "| 2.250 |\n" in text
+  assert "| predicted latency |" in text and "| 0.600 |\n" in text and "| 1.950 |\n" in text
   with open(os.path.join(tmp_path, "tradeoff.png"), "rb") as f:
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
@@ -334,6 +344,13 @@ def test_the_summary_prices_every_point_at_the_runs_median_step_costs():
   out = {r["curve"]: r for r in summary.pooled_predictions(recs)}
   # At c = 2: the verifier 2 + 2·2 = 6; SpecDecode 1 + 2 + 6·0.5 + c(6) = 8.
   assert out["SpecDecode"]["predicted_relative_latency"] == pytest.approx(8 / 6)
+  # Each side's loop cost stays the point's own: SpecDecode's 1 round at
+  # 0.5 + 1·1 = 1.5, the verifier's 2 tokens at 1 + 2·0.5 = 2.
+  loops = {"method": {"fixed": 0.5, "per_iteration": 1.0},
+           "verifier": {"fixed": 1.0, "per_iteration": 0.5}}
+  own = summary.pooled_predictions([dict(recs[1], loop_costs=loops)],
+                                   summary.pooled_costs(recs))[0]
+  assert own["predicted_relative_latency"] == pytest.approx((8 + 1.5) / (6 + 2))
   assert out["SpecDecode"]["point_predicted_relative_latency"] == 9.0
   assert out["Verifier"]["predicted_relative_latency"] == 1.0
   assert out["Drafter"]["predicted_relative_latency"] == 0.1   # no counts: its own

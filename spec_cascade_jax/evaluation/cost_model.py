@@ -24,12 +24,22 @@ depend on the machine:
   drafter             encode_d + num_tokens·c_d
 
 c(k) is the verifier's call on a chunk of k tokens, c(1) its one-token step,
-c_d the drafter's one-token step; between measured widths c is linear. A
-method's predicted relative latency is its predicted seconds over the
+c_d the drafter's one-token step; between measured widths c is linear.
+
+Beyond its model calls a decode spends the loop's own work (`LoopCost`,
+measured by evaluation/loop_costs.py with free models): a fixed cost per
+decode (validation, dispatch, the results back) and a cost per loop
+iteration (`loop_iterations`: a round of the kernel or of prompt lookup, a
+token of the one-token loops; seq_cascade runs two such loops, the drafter's
+and the deferred rows' verifier's). Given a LoopCost, a prediction adds
+
+  loop                fixed + iterations·per_iteration   (per example)
+
+A method's predicted relative latency is its predicted seconds over the
 verifier-only prediction on the same examples (Σ over examples, as the
-latency protocol's ratio). Where the measured ratio exceeds the predicted
-one, the decode spends time beyond its model calls (dispatch, per-round
-bookkeeping).
+latency protocol's ratio), each side with its own LoopCost. Where the
+measured ratio exceeds the predicted one, the decode spends time the model
+does not see.
 
 Pure arithmetic: nothing here times anything or imports jax.
 """
@@ -135,9 +145,43 @@ class StepCosts:
 
 
 @dataclasses.dataclass(frozen=True)
+class LoopCost:
+  """Seconds a decode loop spends beyond its model calls at batch 1 (module
+  docstring): `fixed` per decode, `per_iteration` per loop iteration."""
+  fixed: float
+  per_iteration: float
+
+  def __post_init__(self):
+    if not all(math.isfinite(v) and v >= 0 for v in (self.fixed, self.per_iteration)):
+      raise ValueError(f"loop costs are finite seconds >= 0; got {self}.")
+
+  def to_dict(self) -> dict:
+    return {"fixed": self.fixed, "per_iteration": self.per_iteration}
+
+  @classmethod
+  def from_dict(cls, d: Mapping) -> "LoopCost":
+    return cls(fixed=float(d["fixed"]), per_iteration=float(d["per_iteration"]))
+
+
+def loop_iterations(method: str, stats: Mapping) -> np.ndarray:
+  """Per example, the iterations of `method`'s decode loop (module docstring):
+  rounds for the speculative kernel and prompt lookup, tokens for one-model
+  decoding, drafter steps (one a token) for token_cascade and oracle_cascade,
+  drafter steps plus the deferred rows' verifier steps for seq_cascade."""
+  loop = methods.get(method).loop
+  if loop in ("kernel", "lookup"):
+    return _per_example(stats, "rounds")
+  if loop == "single":
+    return _per_example(stats, "num_tokens")
+  steps = _per_example(stats, "drafter_steps")
+  return steps + _per_example(stats, "rounds") if loop == "seq_cascade" else steps
+
+
+@dataclasses.dataclass(frozen=True)
 class Prediction:
   """Predicted seconds summed over the examples, and where they go:
-  parts = {encode_drafter, encode_verifier, drafter_steps, verifier_calls}."""
+  parts = {encode_drafter, encode_verifier, drafter_steps, verifier_calls,
+  loop}."""
   seconds: float
   parts: dict[str, float]
   num_examples: int
@@ -150,12 +194,13 @@ def _per_example(stats: Mapping, name: str) -> np.ndarray:
 
 
 def predict(method: str, stats: Mapping, costs: StepCosts,
-            num_draft_tokens: int | None = None) -> Prediction:
+            num_draft_tokens: int | None = None, loop: LoopCost | None = None) -> Prediction:
   """Predicted seconds of decoding with `method` (module docstring).
 
   stats: `generate`'s stats of batch-1 decodes, each a scalar (one example)
   or an array with one entry per example; num_draft_tokens: γ of the drafting
-  methods and token_cascade (whose catch-up chunk is γ+1).
+  methods and token_cascade (whose catch-up chunk is γ+1); loop: the loop's
+  own work (None: model calls only, parts["loop"] = 0).
   """
   spec = methods.get(method)
   n = len(_per_example(stats, "num_tokens"))
@@ -167,7 +212,9 @@ def predict(method: str, stats: Mapping, costs: StepCosts,
     gamma = int(num_draft_tokens)
   parts = {"encode_drafter": n * costs.encode_drafter if spec.uses_drafter else 0.0,
            "encode_verifier": n * costs.encode_verifier if spec.uses_verifier else 0.0,
-           "drafter_steps": 0.0, "verifier_calls": 0.0}
+           "drafter_steps": 0.0, "verifier_calls": 0.0,
+           "loop": (0.0 if loop is None else
+                    n * loop.fixed + loop_iterations(method, stats).sum() * loop.per_iteration)}
   if spec.loop == "single":
     tokens = _per_example(stats, "num_tokens").sum()
     if method == "drafter":
@@ -209,12 +256,14 @@ def predict(method: str, stats: Mapping, costs: StepCosts,
 def total_seconds(method: str, stats: Mapping,
                   costs: StepCosts | Mapping[Hashable, StepCosts],
                   num_draft_tokens: int | None = None,
-                  groups: Sequence[Hashable] | None = None) -> float:
+                  groups: Sequence[Hashable] | None = None,
+                  loop: LoopCost | None = None) -> float:
   """Predicted seconds of `method`'s decodes, summed over the examples.
 
   groups: one key per example (its input length bucket, say) into `costs`,
   a {key: StepCosts} mapping, where the examples' shapes differ; None: one
-  StepCosts for every example."""
+  StepCosts for every example. loop: as in `predict` (one for every
+  example: the loop's work does not depend on the input's length)."""
   n = len(_per_example(stats, "num_tokens"))
   if groups is None:
     costs, groups = {None: costs}, [None] * n
@@ -223,23 +272,26 @@ def total_seconds(method: str, stats: Mapping,
   for key in dict.fromkeys(groups):
     idx = np.array([i for i, g in enumerate(groups) if g == key])
     total += predict(method, _select(stats, idx, len(groups)), costs[key],
-                     num_draft_tokens).seconds
+                     num_draft_tokens, loop).seconds
   return total
 
 
 def relative_latency(method: str, stats: Mapping, verifier_stats: Mapping,
                      costs: StepCosts | Mapping[Hashable, StepCosts],
                      num_draft_tokens: int | None = None,
-                     groups: Sequence[Hashable] | None = None) -> float:
+                     groups: Sequence[Hashable] | None = None,
+                     loop: LoopCost | None = None,
+                     verifier_loop: LoopCost | None = None) -> float:
   """Predicted Σ method seconds / Σ verifier-only seconds over the same
   examples (`verifier_stats`: verifier-only decodes of them); costs and
-  groups as in `total_seconds`."""
+  groups as in `total_seconds`; loop / verifier_loop: each side's own work
+  (None: model calls only)."""
   n, n_v = (len(_per_example(x, "num_tokens")) for x in (stats, verifier_stats))
   if n != n_v:
     raise ValueError(f"{n} examples of {method!r} against {n_v} of the verifier: predict "
                      "the same examples.")
-  return (total_seconds(method, stats, costs, num_draft_tokens, groups)
-          / total_seconds("verifier", verifier_stats, costs, None, groups))
+  return (total_seconds(method, stats, costs, num_draft_tokens, groups, loop)
+          / total_seconds("verifier", verifier_stats, costs, None, groups, verifier_loop))
 
 
 def _select(stats: Mapping, idx: np.ndarray, n: int) -> dict:
@@ -280,25 +332,32 @@ def expected_tokens_per_round(acceptance: float, num_draft_tokens: int) -> float
   return (1.0 - acceptance ** (g + 1)) / (1.0 - acceptance)
 
 
+NO_LOOP = LoopCost(fixed=0.0, per_iteration=0.0)
+
+
 def speculative_speedup(acceptance: float, num_draft_tokens: int, costs: StepCosts,
-                        mean_tokens: float | None = None) -> float:
+                        mean_tokens: float | None = None, loop: LoopCost = NO_LOOP,
+                        verifier_loop: LoopCost = NO_LOOP) -> float:
   """Predicted speed-up over verifier-only decoding of a speculative round of
   γ+1 drafter steps and one verifier chunk of γ+1 (the kernel's), at
   acceptance rate a. mean_tokens: the output length, to count the encoders
-  (None: the steady state, encoders left out)."""
+  and each decode's fixed loop cost (None: the steady state, both left out).
+  loop / verifier_loop: each side's own work (default none)."""
   g = int(num_draft_tokens)
-  per_round = costs.round(g + 1)
+  per_round = costs.round(g + 1) + loop.per_iteration
+  per_token = costs.verifier_step + verifier_loop.per_iteration
   tokens_per_round = expected_tokens_per_round(acceptance, g)
   if mean_tokens is None:
-    return tokens_per_round * costs.verifier_step / per_round
-  spec = (costs.encode_drafter + costs.encode_verifier
+    return tokens_per_round * per_token / per_round
+  spec = (costs.encode_drafter + costs.encode_verifier + loop.fixed
           + mean_tokens / tokens_per_round * per_round)
-  return (costs.encode_verifier + mean_tokens * costs.verifier_step) / spec
+  return (costs.encode_verifier + verifier_loop.fixed + mean_tokens * per_token) / spec
 
 
 def best_num_draft_tokens(acceptance: float, costs: StepCosts,
                           candidates: Sequence[int] | None = None,
-                          mean_tokens: float | None = None) -> tuple[int, dict[int, float]]:
+                          mean_tokens: float | None = None, loop: LoopCost = NO_LOOP,
+                          verifier_loop: LoopCost = NO_LOOP) -> tuple[int, dict[int, float]]:
   """The γ with the largest `speculative_speedup` at acceptance rate a among
   `candidates` (default every γ whose chunk γ+1 was measured).
   Returns (γ, {γ: predicted speed-up})."""
@@ -306,5 +365,6 @@ def best_num_draft_tokens(acceptance: float, costs: StepCosts,
   if not gammas:
     raise ValueError(f"no γ to choose from: chunks are measured up to {costs.max_chunk} "
                      "tokens, and γ needs a chunk of γ+1.")
-  speed = {g: speculative_speedup(acceptance, g, costs, mean_tokens) for g in gammas}
+  speed = {g: speculative_speedup(acceptance, g, costs, mean_tokens, loop, verifier_loop)
+           for g in gammas}
   return max(speed, key=speed.get), speed

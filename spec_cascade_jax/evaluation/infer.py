@@ -257,6 +257,13 @@ def decode_kwargs(point: grids.Point, max_new_tokens: int) -> dict:
   return kw
 
 
+def paired_kwargs(point: grids.Point, max_new_tokens: int) -> tuple[dict, dict]:
+  """`generate` keyword arguments of both sides of `point`'s paired timing:
+  the point's, and verifier-only decoding's at its temperature."""
+  ver = grids.Point("Verifier", "verifier", temperature=point.temperature, seed=point.seed)
+  return decode_kwargs(point, max_new_tokens), decode_kwargs(ver, max_new_tokens)
+
+
 def cut_at_eos(row: list[int], eos: Sequence[int]) -> list[int]:
   """`row` up to and including its first EOS."""
   for j, t in enumerate(row):
@@ -545,7 +552,8 @@ def evaluate(drafter, verifier, output_dir: str, task: str = GETTEXT_TASK,
 
 def time_point(drafter, verifier, input_ids: Sequence[Sequence[int]], point: grids.Point,
                max_new_tokens: int, buckets: Sequence[int], repeats: int,
-               stats_out: dict | None = None, step_programs: Mapping | None = None):
+               stats_out: dict | None = None, step_programs: Mapping | None = None,
+               loop_programs: tuple | None = None):
   """Batch-1 timings of `point` paired with verifier-only decoding (docs/design.md §6.1).
 
   Each example is padded to its length bucket; evaluation/latency.py warms up
@@ -561,14 +569,15 @@ def time_point(drafter, verifier, input_ids: Sequence[Sequence[int]], point: gri
   stats_out["step_costs"] receives {bucket: StepCosts} from the median of
   each program's timings: step costs measured in the same minutes, under the
   same load, as the decodes they price.
+  loop_programs: (fns, costs), evaluation/loop_costs.py's `programs` for the
+  point's two sides, timed likewise after every example's pairs;
+  stats_out["loop_costs"] receives {side: LoopCost} from their medians.
   """
   import jax
   from spec_cascade_jax.decoding.api import generate
   from spec_cascade_jax.evaluation import latency
   rng = jax.random.PRNGKey(point.seed)
-  kwargs = decode_kwargs(point, max_new_tokens)
-  ver = decode_kwargs(grids.Point("Verifier", "verifier", temperature=point.temperature,
-                                  seed=point.seed), max_new_tokens)
+  kwargs, ver = paired_kwargs(point, max_new_tokens)
   padded = [pad_batch([x], bucket_length(len(x), buckets)) for x in input_ids]
   inputs = [(ids, prompt_kwargs(verifier, [x], ids), i)
             for i, (x, ids) in enumerate(zip(input_ids, padded))]
@@ -589,11 +598,17 @@ def time_point(drafter, verifier, input_ids: Sequence[Sequence[int]], point: gri
       raise ValueError(f"no step-cost programs for the input length buckets {missing}; "
                        f"got {sorted(step_programs)}.")
     probes = [{(n, key): fn for key, fn in step_programs[n][0].items()} for n in lengths]
+  if loop_programs is not None:
+    probes = [{**(p or {}), **{("loop", key): fn for key, fn in loop_programs[0].items()}}
+              for p in (probes or [None] * len(lengths))]
   timed = latency.paired_times(
       decoder("method", (drafter, verifier), kwargs),
       None if point.method == "verifier" else decoder("verifier", (None, verifier), ver),
       inputs, repeats, compile_key=lambda x: x[0].shape, probes=probes)
-  if stats_out is not None and probes is not None:
+  if stats_out is not None and loop_programs is not None:
+    stats_out["loop_costs"] = loop_programs[1](
+        {key: float(np.median(t)) for (m, key), t in timed.probe_s.items() if m == "loop"})
+  if stats_out is not None and step_programs is not None:
     stats_out["step_costs"] = {
         n: step_programs[n][1]({key: float(np.median(t)) for (m, key), t in
                                 timed.probe_s.items() if m == n})

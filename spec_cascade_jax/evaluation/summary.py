@@ -15,7 +15,8 @@ sample standard deviation as the spread); the table is computed on the means.
 The cost model (evaluation/cost_model.py), per temperature:
   verifier time             verifier-only seconds per example, measured and
                             modelled (its encoder and steps at the step costs
-                            timed among the same pairs), and their ratio;
+                            timed among the same pairs, and its loop's own
+                            work), and their ratio;
   the model's choice        per curve, the point (α, τ) the model predicts
                             fastest among those reaching the verifier's
                             quality, beside the measured fastest;
@@ -149,9 +150,11 @@ def pooled_predictions(records: Sequence[Mapping],
   """The records, each point that kept its counts ("counts") predicted again
   at the run's median step costs (`pooled_costs`): a point's own step costs,
   from its few minutes, are noisier than the run's median, and load that
-  comes and goes hits the measured ratio's two sides alike. The point's own
-  prediction stays as "point_predicted_relative_latency". costs: the
-  records' `pooled_costs`, where the caller has them already."""
+  comes and goes hits the measured ratio's two sides alike. Each side's loop
+  cost ("loop_costs") stays the point's own: it belongs to the point's
+  method. The point's own prediction stays as
+  "point_predicted_relative_latency". costs: the records' `pooled_costs`,
+  where the caller has them already."""
   costs = pooled_costs(records) if costs is None else costs
   out = []
   for r in records:
@@ -160,8 +163,12 @@ def pooled_predictions(records: Sequence[Mapping],
       out.append(r)
       continue
     groups = [str(n) for n in r["example_buckets"]]
+    loops = {side: cost_model.LoopCost.from_dict(c)
+             for side, c in (r.get("loop_costs") or {}).items()}
     pred = cost_model.relative_latency(r["method"], counts["method"], counts["verifier"],
-                                       costs, r["num_draft_tokens"], groups=groups)
+                                       costs, r["num_draft_tokens"], groups=groups,
+                                       loop=loops.get("method"),
+                                       verifier_loop=loops.get("verifier"))
     out.append(dict(r, predicted_relative_latency=pred,
                     point_predicted_relative_latency=r.get("predicted_relative_latency")))
   return out
@@ -238,9 +245,9 @@ def _verifier_time(ver: Mapping) -> dict | None:
 def _gamma_choice(records: Sequence[Mapping], temperature: float,
                   costs: Mapping[str, "cost_model.StepCosts"]) -> dict | None:
   """The cost model's γ for lossless SD (constant draft length) at its
-  acceptance rate a = accepted / drafted (the first seed's) and the run's
-  median step costs (`costs`, its first length bucket's), the output length counting
-  the encoders:
+  acceptance rate a = accepted / drafted (the first seed's), the run's
+  median step costs (`costs`, its first length bucket's) and the point's loop
+  costs, the output length counting the encoders:
   {"acceptance", "num_draft_tokens" (run), "best", "speedup": {γ: predicted}}."""
   sd = [r for r in records if r["method"] == "speculative" and r["temperature"] == temperature
         and r.get("draft_policy", "constant") in ("constant", "") and r.get("step_costs")
@@ -250,8 +257,12 @@ def _gamma_choice(records: Sequence[Mapping], temperature: float,
   r = sd[0]
   acceptance = 1.0 - r["cost"]["rejection_rate"]
   bucket = next(iter(r["step_costs"]))
-  best, speed = cost_model.best_num_draft_tokens(acceptance, costs[bucket],
-                                                 mean_tokens=r["cost"]["mean_tokens"])
+  loops = {side: cost_model.LoopCost.from_dict(c)
+           for side, c in (r.get("loop_costs") or {}).items()}
+  best, speed = cost_model.best_num_draft_tokens(
+      acceptance, costs[bucket], mean_tokens=r["cost"]["mean_tokens"],
+      loop=loops.get("method", cost_model.NO_LOOP),
+      verifier_loop=loops.get("verifier", cost_model.NO_LOOP))
   return {"acceptance": acceptance, "num_draft_tokens": r["num_draft_tokens"], "best": best,
           "speedup": speed}
 
@@ -288,8 +299,10 @@ LEGEND = (
     "- **predicted latency**: the cost model's relative latency (evaluation/cost_model.py): "
     "the counts of the timed decodes priced by this machine's step costs (encoders, "
     "drafter step, verifier chunk of each width, speculative round of each width), "
-    "timed among every point's pairs, the median over the run. Measured above "
-    "predicted is time the decode spends beyond its model calls.",
+    "timed among every point's pairs, the median over the run, and by the loop's own "
+    "work beyond them (a fixed cost per decode and a cost per round or token, timed "
+    "with free models; evaluation/loop_costs.py). Measured above predicted is time "
+    "the model does not see.",
 )
 
 
@@ -346,8 +359,8 @@ def _format_cost_model(tab: Mapping) -> list[str]:
   vt = tab.get("verifier_time")
   if vt:
     out.append(f"Verifier-only decoding: {1e3 * vt['measured_s']:.2f} ms per example "
-               f"measured, {1e3 * vt['modelled_s']:.2f} ms modelled (its encoder and "
-               f"steps): {vt['ratio']:.3f}× the modelled time.")
+               f"measured, {1e3 * vt['modelled_s']:.2f} ms modelled (its encoder, "
+               f"steps and loop): {vt['ratio']:.3f}× the modelled time.")
   rows = [r for r in tab["rows"] if r["chosen_predicted_relative_latency"] is not None
           and r["method"] not in ("verifier", "drafter")]
   if rows:
@@ -365,7 +378,7 @@ def _format_cost_model(tab: Mapping) -> list[str]:
     speed = ", ".join(f"γ={k}: {v:.3f}×" for k, v in g["speedup"].items())
     out += ["", f"Lossless SD's γ by the cost model (Leviathan et al.'s expected tokens "
             f"per round at its acceptance rate {g['acceptance']:.3f}, this machine's step "
-            f"costs): γ = {g['best']} (run with γ = {g['num_draft_tokens']}); predicted "
+            f"and loop costs): γ = {g['best']} (run with γ = {g['num_draft_tokens']}); predicted "
             f"speed-up {speed}."]
   return out + ([""] if out else [])
 

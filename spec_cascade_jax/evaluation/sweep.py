@@ -26,7 +26,9 @@ The point's predicted relative latency is the cost model's
 machine's step costs ("step_costs", per length bucket), timed among the
 point's own pairs, one round of the step-cost programs after each example's
 (evaluation/step_costs.py; the median over the examples), so that they meet
-the load the decodes met. "modelled_latency_s" and
+the load the decodes met, and by each side's loop cost ("loop_costs": the
+loop's own work, timed likewise with free models; evaluation/loop_costs.py).
+"modelled_latency_s" and
 "verifier_modelled_latency_s" are the model's seconds per example beside the
 measured "latency_s" and "verifier_latency_s". Where measured exceeds
 modelled, the decode spends time beyond its model calls. "counts" keeps the
@@ -57,7 +59,7 @@ import uuid
 from typing import Any, Callable, Mapping, Sequence
 
 from spec_cascade_jax.evaluation import (calibration, cost_model, grids, infer, latency,
-                                         step_costs, summary)
+                                         loop_costs, step_costs, summary)
 # The results file's format lives in results.py (plots.py reads it too); its
 # names stay importable from here.
 from spec_cascade_jax.evaluation.results import (RESULTS_FILE, ResultsFile,  # noqa: F401
@@ -204,13 +206,18 @@ def _run_points(pending, results, drafter, verifier, task, split, vocabulary,
                                              ver_tokens)
       ver_tokens = tokens if point.method == "verifier" else ver_tokens
     counts: dict = {}
+    method_kw, ver_kw = infer.paired_kwargs(point, max_new_tokens)
+    free = loop_costs.programs({"method": ("both", method_kw), "verifier": ("verifier", ver_kw)},
+                               p_model, point.seed)
     timed = infer.time_point(q_model, p_model, lat_ids, point, max_new_tokens, buckets,
-                             repeats, stats_out=counts, step_programs=programs)
-    costs = counts["step_costs"]
+                             repeats, stats_out=counts, step_programs=programs,
+                             loop_programs=free)
+    costs, loops = counts["step_costs"], counts["loop_costs"]
     modelled = cost_model.total_seconds(point.method, counts["method"], costs,
-                                        point.num_draft_tokens, groups=lat_lengths)
+                                        point.num_draft_tokens, groups=lat_lengths,
+                                        loop=loops["method"])
     ver_modelled = cost_model.total_seconds("verifier", counts["verifier"], costs,
-                                            groups=lat_lengths)
+                                            groups=lat_lengths, loop=loops["verifier"])
     record = {"kind": "point", "key": point.key, "run_id": run_id,
               **dataclasses.asdict(point), "label": point.label, "quality": quality,
               "cost": infer.cost_stats(stats, point.method), **timed.summary(),
@@ -218,6 +225,7 @@ def _run_points(pending, results, drafter, verifier, task, split, vocabulary,
               "modelled_latency_s": modelled / len(lat_ids),
               "verifier_modelled_latency_s": ver_modelled / len(lat_ids),
               "step_costs": {str(n): c.to_dict() for n, c in costs.items()},
+              "loop_costs": {side: c.to_dict() for side, c in loops.items()},
               # The timed decodes' counts, per example, and each example's
               # length bucket: the summary prices them again at the run's
               # median step costs (summary.pooled_predictions).
