@@ -3,19 +3,23 @@
 For each temperature-0 point of a main-job results file (docs/demo), the
 latency examples are decoded again at batch 1 (greedy decoding is
 deterministic: the counts are those of the timed runs), this machine's step
-costs are measured (evaluation/step_costs.py), and the cost model
-(evaluation/cost_model.py) predicts each point's latency relative to the
-verifier, printed beside the relative latency the main job measured:
+costs and each point's loop costs are measured (evaluation/step_costs.py,
+evaluation/loop_costs.py), and the cost model (evaluation/cost_model.py)
+predicts each point's latency relative to the verifier, printed beside the
+relative latency the main job measured and the one measured here, every
+decode and every cost program timed in one round-robin (the same minutes,
+the same order effects):
 
-  predicted vs measured  the model's relative latency, the recorded one, and
-                         measured / predicted (goal: within 15%);
+  predicted vs measured  the model's relative latency, the recorded one,
+                         measured / predicted, the relative latency measured
+                         now and now / predicted (goal: within 15%);
   overhead               each method's batch-1 `generate` timed now, per
                          example (fastest of --repeats, methods interleaved
                          with each other and with the step-cost programs, so
                          both meet the same load), against the model's
-                         seconds for the same decodes:
+                         seconds for the same decodes (model calls and loop):
                          measured / modelled time (goal: at most 1.10) and the
-                         milliseconds per call beyond the model calls;
+                         milliseconds per call beyond the model;
   accelerator, modelled  the same counts priced by step costs recorded on an
                          accelerator (benchmarks/results/gpu_h200.json,
                          `--accelerator-pair`): modelled, not measured;
@@ -23,8 +27,8 @@ verifier, printed beside the relative latency the main job measured:
                          speed-up at lossless SD's acceptance rate, on this
                          machine and on the accelerator.
 
-    python benchmarks/cost_model.py docs/demo --json benchmarks/results/cost_model.json \\
-      | tee benchmarks/results/cost_model.txt
+    python benchmarks/cost_model.py docs/demo --json benchmarks/results/cost_model_loops.json \\
+      | tee benchmarks/results/cost_model_loops.txt
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
-from spec_cascade_jax.evaluation import cost_model, grids, infer, step_costs  # noqa: E402
+from spec_cascade_jax.evaluation import (cost_model, grids, infer, loop_costs,  # noqa: E402
+                                         step_costs)
 from spec_cascade_jax.evaluation.cost_model import StepCosts  # noqa: E402
 from spec_cascade_jax.evaluation.results import ResultsFile, results_path  # noqa: E402
 
@@ -118,15 +123,25 @@ def main(argv=None):
   ver_label = next(p["label"] for p in points if p["method"] == "verifier")
   ver_counts = counts[ver_label]
 
+  # Each point's loop costs: its free decodes (evaluation/loop_costs.py).
+  # Every greedy point's verifier side decodes as the verifier point does, so
+  # that point's loop cost is every point's verifier loop.
+  loop_fns, to_loop = {}, {}
+  for rec in points:
+    kwargs = infer.decode_kwargs(grids.Point.from_dict(rec), ctx["max_new_tokens"])
+    fns, to_loop[rec["label"]] = loop_costs.programs({"method": ("both", kwargs)}, verifier)
+    loop_fns.update({(rec["label"], key): fn for key, fn in fns.items()
+                     if key != loop_costs.WARM_UP})
+
   # Measured now: per example, every point's generate and every step-cost
   # program in turn, --repeats rounds; the fastest of each. A step-cost
   # program's time is the mean over examples of its fastest per example, the
   # decodes' statistic (the fastest of all its rounds would have had many
   # more chances than any one decode to meet a quiet moment).
   seconds = {p["label"]: np.zeros(len(inputs)) for p in points}
-  step_rounds = {key: [] for key in step_fns}
+  step_rounds = {key: [] for key in {**step_fns, **loop_fns}}
   for i in range(len(inputs)):
-    fns = {**{label: fns[i] for label, fns in calls.items()}, **step_fns}
+    fns = {**{label: fns[i] for label, fns in calls.items()}, **step_fns, **loop_fns}
     for key, t in common.interleaved_times(fns, args.repeats, warmup=False).items():
       if key in step_rounds:
         step_rounds[key].append(min(t))
@@ -135,26 +150,30 @@ def main(argv=None):
   costs = {n: to_costs[n]({key: float(np.mean(t)) for (m, key), t in step_rounds.items()
                            if m == n})
            for n in to_costs}
+  loops = {label: to_loop[label]({key: float(np.mean(t)) for (m, key), t in step_rounds.items()
+                                  if m == label})["method"]
+           for label in to_loop}
+  ver_loop = loops[ver_label]
 
   acc_costs, acc_info = accelerator_costs(args.accelerator, args.accelerator_pair)
   rows = []
   for rec in points:
     label, method, gamma = rec["label"], rec["method"], rec["num_draft_tokens"]
     c = counts[label]
-    predicted = cost_model.relative_latency(method, c, ver_counts, costs, gamma, groups=lengths)
-    modelled_s = sum(cost_model.predict(method, {k: v[[i]] for k, v in c.items()},
-                                        costs[n], gamma).seconds
-                     for i, n in enumerate(lengths))
+    predicted = cost_model.relative_latency(method, c, ver_counts, costs, gamma, groups=lengths,
+                                            loop=loops[label], verifier_loop=ver_loop)
     parts: dict[str, float] = {}
     for i, n in enumerate(lengths):
       for k, v in cost_model.predict(method, {k: v[[i]] for k, v in c.items()}, costs[n],
-                                     gamma).parts.items():
+                                     gamma, loops[label]).parts.items():
         parts[k] = parts.get(k, 0.0) + v
+    modelled_s = sum(parts.values())
     measured_s = float(seconds[label].sum())
+    now = measured_s / float(seconds[ver_label].sum())
     rows.append({
         "point": label, "method": method, "measured": rec["relative_latency"],
         "predicted": predicted, "measured_over_predicted": rec["relative_latency"] / predicted,
-        "now_relative": measured_s / float(seconds[ver_label].sum()),
+        "now_relative": now, "now_over_predicted": now / predicted,
         "ms_per_example": 1e3 * measured_s / len(inputs),
         "modelled_ms_per_example": 1e3 * modelled_s / len(inputs),
         "time_over_model": measured_s / modelled_s,
@@ -170,7 +189,9 @@ def main(argv=None):
     mean_tokens = float(np.mean(ver_counts["num_tokens"]))
     machine_costs = costs[max(costs)]
     best, speed = cost_model.best_num_draft_tokens(acceptance, machine_costs,
-                                                   mean_tokens=mean_tokens)
+                                                   mean_tokens=mean_tokens,
+                                                   loop=loops[spec["label"]],
+                                                   verifier_loop=ver_loop)
     acc_best, acc_speed = cost_model.best_num_draft_tokens(acceptance, acc_costs)
     choice = {"acceptance": acceptance, "mean_tokens": mean_tokens, "this_machine": best,
               "this_machine_speedups": speed, "accelerator": acc_best,
@@ -187,7 +208,7 @@ def main(argv=None):
   print(common.format_table(rows, [
       ("point", "point", ""), ("measured", "measured", ".3f"), ("predicted", "predicted", ".3f"),
       ("measured_over_predicted", "measured/predicted", ".3f"),
-      ("now_relative", "measured now", ".3f")]))
+      ("now_relative", "measured now", ".3f"), ("now_over_predicted", "now/predicted", ".3f")]))
   print("\n## time per call against the model's (batch 1, measured now)")
   print(common.format_table(rows, [
       ("point", "point", ""), ("ms_per_example", "ms/ex", ".2f"),
@@ -195,7 +216,8 @@ def main(argv=None):
       ("time_over_model", "measured/modelled", ".3f"),
       ("overhead_ms_per_call", "beyond model ms", ".2f"),
       ("encode_drafter_ms", "enc d", ".2f"), ("encode_verifier_ms", "enc v", ".2f"),
-      ("drafter_steps_ms", "drafter", ".2f"), ("verifier_calls_ms", "verifier", ".2f")]))
+      ("drafter_steps_ms", "drafter", ".2f"), ("verifier_calls_ms", "verifier", ".2f"),
+      ("loop_ms", "loop", ".2f")]))
   print(f"\n## modelled, not measured: these counts at {acc_info['device']} step costs "
         f"({acc_info['drafter']} -> {acc_info['verifier']} shapes, {acc_info['file']}, "
         f"{acc_info['date']}; encoders not recorded, left out)")
@@ -219,9 +241,11 @@ def main(argv=None):
         "machine": info, "results": results.path, "context": ctx,
         "step_costs": {str(n): c.to_dict() for n, c in costs.items()},
         "accelerator": {**acc_info, "step_costs": acc_costs.to_dict()},
+        "loop_costs": {label: c.to_dict() for label, c in loops.items()},
         "rows": rows, "num_draft_tokens_choice": choice,
         "worst_measured_over_predicted": max(abs(r["measured_over_predicted"] - 1)
                                              for r in rows),
+        "worst_now_over_predicted": max(abs(r["now_over_predicted"] - 1) for r in rows),
         "worst_time_over_model": max(r["time_over_model"] for r in rows)})
   return rows
 

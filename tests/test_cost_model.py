@@ -117,6 +117,12 @@ def test_prompt_lookup_sequential_baselines_and_seq_cascade():
   base = {"num_tokens": [10, 6], "drafter_steps": [10, 6]}
   tc = {**base, "sequential_verifier_calls": [2, 1]}
   assert cost_model.predict("token_cascade", tc, COSTS, 2).seconds == 14 + 16 + 3 * 7
+  # With round costs a catch-up chunk costs what it costs after the drafter's
+  # steps in a round: R(3) − 3·c_d = 12 − 3 = 9 (never below c(3) = 7).
+  rounds = StepCosts(2.0, 5.0, 1.0, {1: 4.0, 3: 7.0, 6: 10.0}, round_cost={1: 5.0, 3: 12.0})
+  assert cost_model.predict("token_cascade", tc, rounds, 2).seconds == 14 + 16 + 3 * 9
+  cheap = StepCosts(2.0, 5.0, 1.0, {1: 4.0, 3: 7.0, 6: 10.0}, round_cost={1: 5.0, 3: 8.0})
+  assert cost_model.predict("token_cascade", tc, cheap, 2).seconds == 14 + 16 + 3 * 7
   oc = {**base, "sequential_verifier_calls": [10, 6]}
   assert cost_model.predict("oracle_cascade", oc, COSTS).seconds == 14 + 16 + 16 * 4
   # seq_cascade: row 1 deferred, the verifier decoded 7 tokens; both encoders every row

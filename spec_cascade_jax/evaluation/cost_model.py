@@ -17,7 +17,10 @@ depend on the machine:
                       encode_d + encode_v + rounds·R(w)
   prompt lookup       encode_v + (draft_tokens/γ)·c(γ+1) + the other rounds·c(1)
   token_cascade       encode_d + encode_v + drafter_steps·c_d
-                      + sequential_verifier_calls·c(γ+1)   (catch-up chunks)
+                      + sequential_verifier_calls·c(γ+1)   (catch-up chunks);
+                      with round costs, a catch-up chunk, which follows the
+                      drafter's steps as a round's chunk does, costs what
+                      the chunk costs in a round: R(γ+1) − (γ+1)·c_d
   oracle_cascade,     encode_d + encode_v + drafter_steps·c_d
   seq_cascade           + sequential_verifier_calls·c(1)
   verifier            encode_v + num_tokens·c(1)
@@ -124,6 +127,14 @@ class StepCosts:
       raise ValueError(f"round width {width:g} is outside the measured widths "
                        f"[{widths[0]}, {widths[-1]}]; measure wider rounds.")
     return float(np.interp(width, widths, list(self.round_cost.values())))
+
+  def chunk_after_drafter(self, width: float) -> float:
+    """A verifier chunk of `width` tokens right after `width` drafter steps
+    (token_cascade's catch-up): round(width) − width·drafter_step, never below
+    c(width), with round costs; c(width) without them."""
+    if self.round_cost is None:
+      return self.chunk(width)
+    return max(self.round(width) - width * self.drafter_step, self.chunk(width))
 
   def to_dict(self) -> dict:
     """JSON-ready (widths as string keys); `from_dict` reads it back."""
@@ -247,8 +258,10 @@ def predict(method: str, stats: Mapping, costs: StepCosts,
   else:  # the sequential baselines: their verifier calls are counted one by one
     parts["drafter_steps"] = _per_example(stats, "drafter_steps").sum() * costs.drafter_step
     calls = _per_example(stats, "sequential_verifier_calls").sum()
-    width = gamma + 1 if spec.loop == "token_cascade" else 1
-    parts["verifier_calls"] = calls * costs.chunk(width)
+    if spec.loop == "token_cascade":
+      parts["verifier_calls"] = calls * costs.chunk_after_drafter(gamma + 1)
+    else:
+      parts["verifier_calls"] = calls * costs.verifier_step
   parts = {k: float(v) for k, v in parts.items()}
   return Prediction(seconds=sum(parts.values()), parts=parts, num_examples=n)
 
