@@ -133,24 +133,24 @@ def main(argv=None):
     loop_fns.update({(rec["label"], key): fn for key, fn in fns.items()
                      if key != loop_costs.WARM_UP})
 
-  # Measured now: per example, every point's generate and every step-cost
-  # program in turn, --repeats rounds; the fastest of each. A step-cost
-  # program's time is the mean over examples of its fastest per example, the
+  # Measured now: per example, every point's generate, every step-cost
+  # program and every free decode in turn, --repeats rounds; the fastest of
+  # each. A cost program's time is the mean over examples of its fastest per example, the
   # decodes' statistic (the fastest of all its rounds would have had many
   # more chances than any one decode to meet a quiet moment).
   seconds = {p["label"]: np.zeros(len(inputs)) for p in points}
-  step_rounds = {key: [] for key in {**step_fns, **loop_fns}}
+  probe_rounds = {key: [] for key in {**step_fns, **loop_fns}}
   for i in range(len(inputs)):
     fns = {**{label: fns[i] for label, fns in calls.items()}, **step_fns, **loop_fns}
     for key, t in common.interleaved_times(fns, args.repeats, warmup=False).items():
-      if key in step_rounds:
-        step_rounds[key].append(min(t))
+      if key in probe_rounds:
+        probe_rounds[key].append(min(t))
       else:
         seconds[key][i] = min(t)
-  costs = {n: to_costs[n]({key: float(np.mean(t)) for (m, key), t in step_rounds.items()
+  costs = {n: to_costs[n]({key: float(np.mean(t)) for (m, key), t in probe_rounds.items()
                            if m == n})
            for n in to_costs}
-  loops = {label: to_loop[label]({key: float(np.mean(t)) for (m, key), t in step_rounds.items()
+  loops = {label: to_loop[label]({key: float(np.mean(t)) for (m, key), t in probe_rounds.items()
                                   if m == label})["method"]
            for label in to_loop}
   ver_loop = loops[ver_label]

@@ -345,17 +345,16 @@ def expected_tokens_per_round(acceptance: float, num_draft_tokens: int) -> float
   return (1.0 - acceptance ** (g + 1)) / (1.0 - acceptance)
 
 
-NO_LOOP = LoopCost(fixed=0.0, per_iteration=0.0)
-
-
 def speculative_speedup(acceptance: float, num_draft_tokens: int, costs: StepCosts,
-                        mean_tokens: float | None = None, loop: LoopCost = NO_LOOP,
-                        verifier_loop: LoopCost = NO_LOOP) -> float:
+                        mean_tokens: float | None = None, loop: LoopCost | None = None,
+                        verifier_loop: LoopCost | None = None) -> float:
   """Predicted speed-up over verifier-only decoding of a speculative round of
   γ+1 drafter steps and one verifier chunk of γ+1 (the kernel's), at
   acceptance rate a. mean_tokens: the output length, to count the encoders
   and each decode's fixed loop cost (None: the steady state, both left out).
-  loop / verifier_loop: each side's own work (default none)."""
+  loop / verifier_loop: each side's own work (None: none, as in `predict`)."""
+  none = LoopCost(fixed=0.0, per_iteration=0.0)
+  loop, verifier_loop = loop or none, verifier_loop or none
   g = int(num_draft_tokens)
   per_round = costs.round(g + 1) + loop.per_iteration
   per_token = costs.verifier_step + verifier_loop.per_iteration
@@ -369,8 +368,9 @@ def speculative_speedup(acceptance: float, num_draft_tokens: int, costs: StepCos
 
 def best_num_draft_tokens(acceptance: float, costs: StepCosts,
                           candidates: Sequence[int] | None = None,
-                          mean_tokens: float | None = None, loop: LoopCost = NO_LOOP,
-                          verifier_loop: LoopCost = NO_LOOP) -> tuple[int, dict[int, float]]:
+                          mean_tokens: float | None = None, loop: LoopCost | None = None,
+                          verifier_loop: LoopCost | None = None
+                          ) -> tuple[int, dict[int, float]]:
   """The γ with the largest `speculative_speedup` at acceptance rate a among
   `candidates` (default every γ whose chunk γ+1 was measured).
   Returns (γ, {γ: predicted speed-up})."""

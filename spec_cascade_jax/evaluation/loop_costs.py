@@ -125,7 +125,7 @@ def programs(sides: Mapping[Hashable, tuple[str, dict]], like, seed: int = 0
   rng = jax.random.PRNGKey(seed)
   if not sides:
     raise ValueError("no sides to price: pass {side: (models, generate kwargs)}.")
-  fns, iterations = {WARM_UP: None}, {}
+  fns, iterations = {}, {}
   for side, (models, kw) in sides.items():
     if models not in ("both", "verifier"):
       raise ValueError(f"side {side!r}: models is 'both' or 'verifier'; got {models!r}.")
@@ -136,13 +136,13 @@ def programs(sides: Mapping[Hashable, tuple[str, dict]], like, seed: int = 0
       stats = fn().stats
       fns[(side, length)] = fn
       iterations[(side, length)] = float(loop_iterations(kw["method"], stats).sum())
-    if fns[WARM_UP] is None:
-      fns[WARM_UP] = fns[(side, "short")]
     short, long = iterations[(side, "short")], iterations[(side, "long")]
     if long < short:
       raise RuntimeError(f"side {side!r}: the free decode to max_new_tokens made "
                          f"{long:g} loop iterations, the one ending at once {short:g}; "
                          "a free model emitted EOS early?")
+
+  fns = {WARM_UP: fns[(next(iter(sides)), "short")], **fns}
 
   def costs(seconds: Mapping[Hashable, float]) -> dict[Hashable, LoopCost]:
     out = {}

@@ -145,6 +145,12 @@ def pooled_costs(records: Sequence[Mapping]) -> dict[str, "cost_model.StepCosts"
   return out
 
 
+def _loop_costs(record: Mapping) -> dict[str, "cost_model.LoopCost"]:
+  """A point's {side: LoopCost} ("loop_costs"); {} for records without them."""
+  return {side: cost_model.LoopCost.from_dict(c)
+          for side, c in (record.get("loop_costs") or {}).items()}
+
+
 def pooled_predictions(records: Sequence[Mapping],
                        costs: Mapping[str, "cost_model.StepCosts"] | None = None) -> list[dict]:
   """The records, each point that kept its counts ("counts") predicted again
@@ -163,8 +169,7 @@ def pooled_predictions(records: Sequence[Mapping],
       out.append(r)
       continue
     groups = [str(n) for n in r["example_buckets"]]
-    loops = {side: cost_model.LoopCost.from_dict(c)
-             for side, c in (r.get("loop_costs") or {}).items()}
+    loops = _loop_costs(r)
     pred = cost_model.relative_latency(r["method"], counts["method"], counts["verifier"],
                                        costs, r["num_draft_tokens"], groups=groups,
                                        loop=loops.get("method"),
@@ -257,12 +262,10 @@ def _gamma_choice(records: Sequence[Mapping], temperature: float,
   r = sd[0]
   acceptance = 1.0 - r["cost"]["rejection_rate"]
   bucket = next(iter(r["step_costs"]))
-  loops = {side: cost_model.LoopCost.from_dict(c)
-           for side, c in (r.get("loop_costs") or {}).items()}
+  loops = _loop_costs(r)
   best, speed = cost_model.best_num_draft_tokens(
       acceptance, costs[bucket], mean_tokens=r["cost"]["mean_tokens"],
-      loop=loops.get("method", cost_model.NO_LOOP),
-      verifier_loop=loops.get("verifier", cost_model.NO_LOOP))
+      loop=loops.get("method"), verifier_loop=loops.get("verifier"))
   return {"acceptance": acceptance, "num_draft_tokens": r["num_draft_tokens"], "best": best,
           "speedup": speed}
 
