@@ -109,6 +109,23 @@ def test_step_cost_programs_make_rounds_from_both_set_ups():
   assert alone_costs({k: x for k, x in seconds.items() if k[0] == "verifier"}).round_cost is None
 
 
+def test_round_programs_keep_every_drafter_step():
+  """A round program's result depends on its drafter at every width: XLA
+  drops what the result does not need, and a width-1 round whose chunk leaves
+  out its one draft read below c(1), the drafter dropped."""
+  import jax
+  import jax.numpy as jnp
+  from spec_cascade_jax import testing
+  from spec_cascade_jax.evaluation import step_costs
+  v = testing.random_bigram(jax.random.PRNGKey(1), 8)
+  ids = jnp.asarray([[3, 4, 5, 6]], jnp.int32)
+  for width in (1, 2):
+    outs = {int(step_costs.round_loop(testing.random_bigram(jax.random.PRNGKey(s), 8), v,
+                                      ids, width=width, cache_len=16, inner=3)[0])
+            for s in range(2, 8)}
+    assert len(outs) > 1, width
+
+
 def test_prompt_lookup_sequential_baselines_and_seq_cascade():
   # 3 chunk rounds (15 drafts / γ=5) at c(6) and 3 one-token rounds at c(1); no drafter
   look = {"num_tokens": [10, 6], "rounds": [4, 2], "draft_tokens": [10, 5]}

@@ -168,7 +168,7 @@ def test_bootstrap_interval_covers_and_narrows():
 
 
 # ---------------------------------------------------------------------------
-# A sweep interrupted in the middle of a point, with real decoding.
+# A sweep interrupted while it times, with real decoding.
 # ---------------------------------------------------------------------------
 
 
@@ -185,7 +185,7 @@ def _task():
 
 
 @pytest.mark.slow
-def test_a_sweep_interrupted_mid_point_resumes_to_the_uninterrupted_numbers(tmp_path,
+def test_a_sweep_interrupted_mid_timing_resumes_to_the_uninterrupted_numbers(tmp_path,
                                                                             monkeypatch):
   drafter = testing.random_bigram(jax.random.PRNGKey(1), 12, sharpness=2.0)
   verifier = testing.random_bigram(jax.random.PRNGKey(2), 12, sharpness=2.0)
@@ -196,20 +196,23 @@ def test_a_sweep_interrupted_mid_point_resumes_to_the_uninterrupted_numbers(tmp_
             make_plots=False)
   whole = sweep.run_sweep(drafter, verifier, output_dir=str(tmp_path / "whole"), **kw)
 
-  real_time_point, calls = infer.time_point, []
+  n_points = len(grids.build_points(grids.SMALL, temperatures=(1.0,), seeds=(3,)))
+  real_time_example, calls = infer.PointTimer.time_example, []
 
-  def killed_on_the_third_point(*args, **kwargs):
-    calls.append(1)
-    if len(calls) == 3:   # the third point has decoded; its record is not written yet
+  def killed_timing_the_second_example(self, i):
+    calls.append(i)
+    if len(calls) == n_points + 2:   # the first example's timings are saved
       raise KeyboardInterrupt
-    return real_time_point(*args, **kwargs)
+    return real_time_example(self, i)
 
-  monkeypatch.setattr(infer, "time_point", killed_on_the_third_point)
+  monkeypatch.setattr(infer.PointTimer, "time_example", killed_timing_the_second_example)
   cut = str(tmp_path / "cut")
   with pytest.raises(KeyboardInterrupt):
     sweep.run_sweep(drafter, verifier, output_dir=cut, **kw)
-  assert len(sweep.load_results(cut)) == 2
-  monkeypatch.setattr(infer, "time_point", real_time_point)
+  assert sweep.load_results(cut) == []
+  saved = sweep.ResultsFile(os.path.join(cut, sweep.PROGRESS_FILE)).read()
+  assert [r["kind"] for r in saved] == ["sweep"] + ["quality"] * n_points + ["timing"]
+  monkeypatch.setattr(infer.PointTimer, "time_example", real_time_example)
   resumed = sweep.run_sweep(drafter, verifier, output_dir=cut, **kw)
   points = {r["key"]: r for r in sweep.load_results(cut)}
   assert len(points) == len(grids.build_points(grids.SMALL, temperatures=(1.0,), seeds=(3,)))

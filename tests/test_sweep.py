@@ -32,17 +32,23 @@ def _fake_task(n=6):
                         lambda toks: str(toks[0]), [exact])
 
 
-class FakeBackend:
-  """Counts decodes; the machine's speed (`slowdown`) scales every timing."""
+REAL_TIMER = infer.PointTimer
 
-  def __init__(self, monkeypatch, slowdown):
+
+class FakeBackend:
+  """Counts decodes and timed examples; the machine's speed (`slowdown`)
+  scales every timing. `stop_decoding_at` / `stop_timing_at`: raise Interrupt
+  at that decode / example timing (counting from 1), like a kill."""
+
+  def __init__(self, monkeypatch, slowdown, stop_decoding_at=None, stop_timing_at=None):
     self.decoded, self.timed = [], []
     self.slowdown = slowdown
+    self.stop_decoding_at, self.stop_timing_at = stop_decoding_at, stop_timing_at
     monkeypatch.setattr(infer, "load_task", lambda *a, **k: _fake_task())
     monkeypatch.setattr(infer, "check_task", lambda *a, **k: None)   # "fake" is no real task
     monkeypatch.setattr(infer, "resolve_model", lambda m: m)
     monkeypatch.setattr(infer, "decode_batched", self.decode)
-    monkeypatch.setattr(infer, "time_point", self.time)
+    monkeypatch.setattr(infer, "PointTimer", self.timer)
     monkeypatch.setattr(step_costs, "programs", self.programs)
     monkeypatch.setattr(loop_costs, "programs", self.loop_programs)
 
@@ -58,6 +64,8 @@ class FakeBackend:
 
   def decode(self, q, p, input_ids, point, *args, **kwargs):
     self.decoded.append(point.key)
+    if len(self.decoded) == self.stop_decoding_at:
+      raise Interrupt()
     n = len(input_ids)
     # α > 0.5 "breaks" every other prediction: quality falls with α.
     toks = [[x[0] + (1 if point.alpha > 0.5 and i % 2 else 0), 1]
@@ -68,21 +76,29 @@ class FakeBackend:
              "num_tokens": np.full(n, 2)}
     return toks, stats
 
-  def time(self, q, p, input_ids, point, *args, stats_out=None, step_programs=None,
-           loop_programs=None, **kwargs):
-    """Paired timings: the verifier takes 1 s an example, the point 0.5 + α
-    (the verifier itself 1), all times the machine's slowdown. The timed
-    decodes' counts: 2 tokens an example, in 1 round of 6 drafter steps."""
-    self.timed.append(point.key)
-    n = len(input_ids)
-    counts = {"num_tokens": np.full(n, 2), "rounds": np.full(n, 1),
-              "drafter_steps": np.full(n, 6), "sequential_verifier_calls": np.zeros(n, int)}
-    stats_out.update(method=counts, verifier=dict(counts, rounds=np.full(n, 2)),
-                     step_costs={b: to_costs({}) for b, (_, to_costs) in step_programs.items()},
-                     loop_costs=loop_programs[1]({}))
-    own = 1.0 if point.method == "verifier" else 0.5 + point.alpha
-    return latency.PairedTimes(np.full(n, own * self.slowdown),
-                               np.full(n, 1.0 * self.slowdown))
+  def timer(self, q, p, input_ids, point, max_new_tokens, buckets, repeats, step_programs,
+            loop_programs):
+    """The real PointTimer (its `finish` included) with this fake's timings:
+    the verifier takes 1 s an example, the point 0.5 + α (the verifier
+    itself 1), all times the machine's slowdown. The timed decodes' counts: 2
+    tokens an example, in 1 round of 6 drafter steps."""
+    backend = self
+    timer = REAL_TIMER.__new__(REAL_TIMER)
+    timer.inputs, timer.lengths = list(input_ids), [32] * len(input_ids)
+    timer.step_programs, timer.loop_programs = step_programs, loop_programs
+
+    def time_example(i):
+      backend.timed.append((point.key, i))
+      if len(backend.timed) == backend.stop_timing_at:
+        raise Interrupt()
+      counts = {"num_tokens": 2, "rounds": 1, "drafter_steps": 6,
+                "sequential_verifier_calls": 0}
+      own = 1.0 if point.method == "verifier" else 0.5 + point.alpha
+      return {"method_s": own * backend.slowdown, "verifier_s": backend.slowdown,
+              "probes": [], "stats": {"method": counts, "verifier": dict(counts, rounds=2)},
+              "seconds": 0.0}
+    timer.time_example = time_example
+    return timer
 
 
 class Interrupt(Exception):
@@ -94,10 +110,31 @@ def _run(tmp_path, **kw):
                          grid="small", make_plots=False, **kw)
 
 
-def test_resume_after_interruption_loses_no_finished_point(tmp_path, monkeypatch):
+def test_resume_after_interruption_loses_no_finished_work(tmp_path, monkeypatch):
+  """Killed while decoding for quality, then while timing, then while
+  writing the records: each rerun redoes only what was not saved, and the
+  points' latencies are timed example by example, every point in turn."""
   points = grids.build_points(grids.SMALL)
   assert len(points) == 5
-  first = FakeBackend(monkeypatch, slowdown=1.0)
+  path = os.path.join(tmp_path, sweep.RESULTS_FILE)
+  # 1. Killed decoding the fourth point's quality: three points' quality is kept.
+  first = FakeBackend(monkeypatch, slowdown=1.0, stop_decoding_at=4)
+  with pytest.raises(Interrupt):
+    _run(tmp_path)
+  assert first.timed == [] and sweep.load_results(path) == []
+  # 2. Killed timing the 4th example (of 6): the first three examples are kept.
+  second = FakeBackend(monkeypatch, slowdown=1.0, stop_timing_at=3 * 5 + 2)
+  with pytest.raises(Interrupt):
+    _run(tmp_path)
+  assert second.decoded == [p.key for p in points[3:]]
+  assert sweep.load_results(path) == []
+  # Every example times every point, the order turning by one point an example.
+  assert second.timed[:15] == [(p.key, i) for i in range(3)
+                               for p in points[i:] + points[:i]]
+  # A write cut short by a kill leaves a partial last line: it must be ignored.
+  with open(os.path.join(tmp_path, sweep.PROGRESS_FILE), "a") as f:
+    f.write('{"kind": "timing", "example": 3, "entries": {"partial')
+  # 3. A slower (or busier) machine now, killed after three records are written.
   seen = []
 
   def stop_after_three(record):
@@ -105,35 +142,30 @@ def test_resume_after_interruption_loses_no_finished_point(tmp_path, monkeypatch
     if len(seen) == 3:
       raise Interrupt()
 
+  third = FakeBackend(monkeypatch, slowdown=2.0)
   with pytest.raises(Interrupt):
     _run(tmp_path, on_point=stop_after_three)
-  path = os.path.join(tmp_path, sweep.RESULTS_FILE)
-  saved = sweep.load_results(path)
-  assert [r["key"] for r in saved] == [p.key for p in points[:3]]
-  first_run = {r["run_id"] for r in saved}
-  assert len(first_run) == 1
-  # A write cut short by a kill leaves a partial last line: it must be ignored.
-  with open(path, "a") as f:
-    f.write('{"kind": "point", "key": "partial')
-
-  second = FakeBackend(monkeypatch, slowdown=2.0)  # a slower (or busier) machine now
+  assert third.decoded == []
+  assert third.timed == [(p.key, i) for i in range(3, 6)
+                         for p in points[i % 5:] + points[:i % 5]]
+  assert [r["key"] for r in sweep.load_results(path)] == [p.key for p in points[:3]]
+  # 4. The last two records come from the saved work alone.
+  fourth = FakeBackend(monkeypatch, slowdown=3.0)
   out = _run(tmp_path)
-  # Only the two unfinished points were decoded again.
-  assert second.decoded == [p.key for p in points[3:]]
+  assert fourth.decoded == [] and fourth.timed == []
   records = sweep.load_results(path)
   keys = [r["key"] for r in records]
-  assert sorted(keys) == sorted(p.key for p in points)
-  assert len(set(keys)) == len(keys)
-  old = [r for r in records if r["run_id"] in first_run]
-  new = [r for r in records if r["run_id"] not in first_run]
-  assert len(old) == 3 and len(new) == 2
-  # Each point is paired with its own verifier timing: the slower machine of
-  # the second run changes the seconds, not the ratios.
+  assert keys == [p.key for p in points]
+  assert len({r["run_id"] for r in records}) == 2
+  # Each example's pair is its own ratio: the slower machine of the third
+  # run changes the seconds (three examples at 1 s, three at 2 s), not the
+  # ratios.
   for r in records:
     want = 1.0 if r["method"] == "verifier" else 0.5 + r["alpha"]
     np.testing.assert_allclose(r["relative_latency"], want)
     np.testing.assert_allclose(r["relative_latency_interval"], [want, want])
-  np.testing.assert_allclose([r["verifier_latency_s"] for r in new], [2.0, 2.0])
+    np.testing.assert_allclose(r["verifier_latency_s"], 1.5)
+    assert r["num_latency_examples"] == 6 and r["quality"]["exact"] >= 50.0
   # The cost model's prediction from the fake step costs, loop costs and
   # counts: the verifier 2 + 2·1 = 4 an example and its loop 0.5 + 2 tokens
   # · 0.25 = 1; the drafter 1 + 2·0.5 = 2 and 1; a speculative method
@@ -150,10 +182,10 @@ def test_resume_after_interruption_loses_no_finished_point(tmp_path, monkeypatch
   assert all(r["machine"]["cpus"] for r in records)
   assert out["metric"] == "exact"
 
-  # A third run has nothing left to do.
-  third = FakeBackend(monkeypatch, slowdown=1.0)
+  # A fifth run has nothing left to do.
+  fifth = FakeBackend(monkeypatch, slowdown=1.0)
   _run(tmp_path)
-  assert third.decoded == [] and third.timed == []
+  assert fifth.decoded == [] and fifth.timed == []
 
 
 def test_rerun_with_other_settings_is_refused(tmp_path, monkeypatch):

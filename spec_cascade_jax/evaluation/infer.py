@@ -572,50 +572,110 @@ def time_point(drafter, verifier, input_ids: Sequence[Sequence[int]], point: gri
   loop_programs: (fns, costs), evaluation/loop_costs.py's `programs` for the
   point's two sides, timed likewise after every example's pairs;
   stats_out["loop_costs"] receives {side: LoopCost} from their medians.
+  The same, one example at a time: `PointTimer` (the sweep's round-robin).
   """
-  import jax
-  from spec_cascade_jax.decoding.api import generate
   from spec_cascade_jax.evaluation import latency
-  rng = jax.random.PRNGKey(point.seed)
-  kwargs, ver = paired_kwargs(point, max_new_tokens)
-  padded = [pad_batch([x], bucket_length(len(x), buckets)) for x in input_ids]
-  inputs = [(ids, prompt_kwargs(verifier, [x], ids), i)
-            for i, (x, ids) in enumerate(zip(input_ids, padded))]
-  seen: dict[str, dict[int, dict]] = {"method": {}, "verifier": {}}
+  timer = PointTimer(drafter, verifier, input_ids, point, max_new_tokens, buckets, repeats,
+                     step_programs, loop_programs)
+  with latency.gc_paused():
+    entries = [timer.time_example(i) for i in range(len(input_ids))]
+  return timer.finish(entries, stats_out)
 
-  def decoder(side, models, kw):
-    def run(x):
-      res = generate(*models, x[0], rng=rng, **kw, **x[1])
-      seen[side][x[2]] = res.stats
-      return res
-    return run
 
-  lengths = [ids.shape[1] for ids in padded]
-  probes = None
-  if step_programs is not None:
-    missing = sorted(set(lengths) - set(step_programs))
-    if missing:
-      raise ValueError(f"no step-cost programs for the input length buckets {missing}; "
-                       f"got {sorted(step_programs)}.")
-    probes = [{(n, key): fn for key, fn in step_programs[n][0].items()} for n in lengths]
-  if loop_programs is not None:
-    probes = [{**(p or {}), **{("loop", key): fn for key, fn in loop_programs[0].items()}}
-              for p in (probes or [None] * len(lengths))]
-  timed = latency.paired_times(
-      decoder("method", (drafter, verifier), kwargs),
-      None if point.method == "verifier" else decoder("verifier", (None, verifier), ver),
-      inputs, repeats, compile_key=lambda x: x[0].shape, probes=probes)
-  if stats_out is not None and loop_programs is not None:
-    stats_out["loop_costs"] = loop_programs[1](
-        {key: float(np.median(t)) for (m, key), t in timed.probe_s.items() if m == "loop"})
-  if stats_out is not None and step_programs is not None:
-    stats_out["step_costs"] = {
-        n: step_programs[n][1]({key: float(np.median(t)) for (m, key), t in
-                                timed.probe_s.items() if m == n})
-        for n in dict.fromkeys(lengths)}
-  if stats_out is not None:
-    seen["verifier"] = seen["verifier"] or seen["method"]   # the verifier point
-    for side, rows in seen.items():
-      stats_out[side] = {k: np.array([rows[i][k][0] for i in range(len(inputs))])
-                         for k in rows[0]}
-  return timed
+class PointTimer:
+  """`time_point` one example at a time: `time_example(i)` times example i's
+  pairs and probes and returns them as a JSON-ready entry; `finish(entries)`
+  turns every example's entry (from this process or, saved, from an
+  interrupted one) into what `time_point` returns. The sweep interleaves many
+  points this way, example by example (evaluation/sweep.py)."""
+
+  def __init__(self, drafter, verifier, input_ids: Sequence[Sequence[int]],
+               point: grids.Point, max_new_tokens: int, buckets: Sequence[int], repeats: int,
+               step_programs: Mapping | None = None, loop_programs: tuple | None = None):
+    import jax
+    from spec_cascade_jax.decoding.api import generate
+    from spec_cascade_jax.evaluation import latency
+    rng = jax.random.PRNGKey(point.seed)
+    kwargs, ver = paired_kwargs(point, max_new_tokens)
+    padded = [pad_batch([x], bucket_length(len(x), buckets)) for x in input_ids]
+    self.inputs = [(ids, prompt_kwargs(verifier, [x], ids), i)
+                   for i, (x, ids) in enumerate(zip(input_ids, padded))]
+    self.lengths = [ids.shape[1] for ids in padded]
+    self.step_programs, self.loop_programs = step_programs, loop_programs
+    self._stats: dict[str, dict] = {}
+
+    def decoder(side, models, kw):
+      def run(x):
+        res = generate(*models, x[0], rng=rng, **kw, **x[1])
+        self._stats[side] = res.stats
+        return res
+      return run
+
+    if step_programs is not None:
+      missing = sorted(set(self.lengths) - set(step_programs))
+      if missing:
+        raise ValueError(f"no step-cost programs for the input length buckets {missing}; "
+                         f"got {sorted(step_programs)}.")
+    self._pairs = latency.Interleaved(
+        decoder("method", (drafter, verifier), kwargs),
+        None if point.method == "verifier" else decoder("verifier", (None, verifier), ver),
+        repeats, compile_key=lambda x: x[0].shape)
+
+  def __len__(self) -> int:
+    return len(self.inputs)
+
+  def time_example(self, i: int) -> dict:
+    """{"method_s", "verifier_s": median seconds, "probes": [[group, key, seconds]]
+    (group: the length bucket of a step-cost program, or "loop"), "stats": {side:
+    {name: int}} of the last decodes, "seconds": wall time}."""
+    t0 = time.perf_counter()
+    probes: dict = {}
+    if self.step_programs is not None:
+      n = self.lengths[i]
+      probes.update({(n, key): fn for key, fn in self.step_programs[n][0].items()})
+    if self.loop_programs is not None:
+      probes.update({("loop", key): fn for key, fn in self.loop_programs[0].items()})
+    self._stats.clear()
+    m, v, probe_s = self._pairs.time(self.inputs[i], probes)
+    stats = {side: {k: int(np.asarray(x)[0]) for k, x in st.items()}
+             for side, st in self._stats.items()}
+    stats.setdefault("verifier", stats["method"])   # the verifier point
+    return {"method_s": m, "verifier_s": v,
+            "probes": [[group, _json_key(key), s] for (group, key), s in probe_s.items()],
+            "stats": stats, "seconds": time.perf_counter() - t0}
+
+  def finish(self, entries: Sequence[Mapping], stats_out: dict | None = None):
+    """latency.PairedTimes from one entry per example, in order; stats_out as
+    `time_point` fills it."""
+    from spec_cascade_jax.evaluation import latency
+    if len(entries) != len(self.inputs):
+      raise ValueError(f"one timing entry per example: got {len(entries)} for "
+                       f"{len(self.inputs)}.")
+    timed = latency.collect([
+        (e["method_s"], e["verifier_s"],
+         {(group, _from_json_key(key)): s for group, key, s in e["probes"]})
+        for e in entries])
+    if stats_out is None:
+      return timed
+
+    def medians(group):
+      return {key: float(np.median(t)) for (g, key), t in timed.probe_s.items() if g == group}
+
+    if self.loop_programs is not None:
+      stats_out["loop_costs"] = self.loop_programs[1](medians("loop"))
+    if self.step_programs is not None:
+      stats_out["step_costs"] = {n: self.step_programs[n][1](medians(n))
+                                 for n in dict.fromkeys(self.lengths)}
+    for side in ("method", "verifier"):
+      stats_out[side] = {k: np.array([e["stats"][side][k] for e in entries])
+                         for k in entries[0]["stats"][side]}
+    return timed
+
+
+def _json_key(key):
+  """A probe key (strings, ints, tuples of them) as JSON keeps it (lists)."""
+  return [_json_key(k) for k in key] if isinstance(key, tuple) else key
+
+
+def _from_json_key(key):
+  return tuple(_from_json_key(k) for k in key) if isinstance(key, list) else key

@@ -28,6 +28,7 @@ is left out of the timing (compilation).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import time
@@ -81,45 +82,81 @@ def paired_times(decode_method: Callable[[Any], object],
   probes: None, or one {key: callable that blocks} per input, each timed once
   after that input's repeats (PairedTimes.probe_s).
   """
-  if repeats < 1:
-    raise ValueError(f"repeats must be >= 1; got {repeats}.")
   if not len(inputs):
     raise ValueError("no inputs to time; pass at least one example.")
   if probes is not None and len(probes) != len(inputs):
     raise ValueError(f"probes: one mapping per input; got {len(probes)} for "
                      f"{len(inputs)} inputs.")
+  timer = Interleaved(decode_method, decode_verifier, repeats, compile_key)
+  with gc_paused():
+    timed = [timer.time(ids, probes[i] if probes is not None else None)
+             for i, ids in enumerate(inputs)]
+  return collect(timed)
+
+
+class Interleaved:
+  """`paired_times` one input at a time, so that a caller can interleave many
+  pairs (the sweep times every point's pairs of one example in turn) and save
+  each input's timings as it goes. It remembers which compile keys and probes
+  have been run (their first use is left out of the timing)."""
+
+  def __init__(self, decode_method: Callable[[Any], object],
+               decode_verifier: Callable[[Any], object] | None, repeats: int = 3,
+               compile_key: Callable[[Any], Hashable] = lambda ids: ids.shape):
+    if repeats < 1:
+      raise ValueError(f"repeats must be >= 1; got {repeats}.")
+    self.method, self.verifier_or_none = decode_method, decode_verifier
+    self.repeats, self.compile_key = repeats, compile_key
+    self._compiled: set[Hashable] = set()
+    self._probed: set[Hashable] = set()
+
+  def time(self, ids, probes: Mapping[Hashable, Callable[[], object]] | None = None
+           ) -> tuple[float, float, dict]:
+    """(median method seconds, median verifier seconds, {probe key: seconds})."""
+    verifier = self.verifier_or_none or self.method
+    if self.compile_key(ids) not in self._compiled:
+      self.method(ids)  # compile, excluded from the timing
+      if self.verifier_or_none is not None:
+        self.verifier_or_none(ids)
+      self._compiled.add(self.compile_key(ids))
+    times = {"m": [], "v": []}
+    for r in range(self.repeats):
+      for side in (("m", "v") if r % 2 == 0 else ("v", "m")):
+        fn = self.method if side == "m" else verifier
+        t0 = time.perf_counter()
+        fn(ids)
+        times[side].append(time.perf_counter() - t0)
+    probe_s = {}
+    for key, fn in (probes or {}).items():
+      if key not in self._probed:
+        fn()  # compile, excluded from the timing
+        self._probed.add(key)
+      t0 = time.perf_counter()
+      fn()
+      probe_s[key] = time.perf_counter() - t0
+    return float(np.median(times["m"])), float(np.median(times["v"])), probe_s
+
+
+def collect(timed: Sequence[tuple[float, float, Mapping]]) -> PairedTimes:
+  """PairedTimes from `Interleaved.time`'s results, one per input in order."""
   probe_s: dict[Hashable, list[float]] = {}
-  verifier = decode_verifier if decode_verifier is not None else decode_method
-  seen: set[Hashable] = set()
-  method_s, verifier_s = np.zeros(len(inputs)), np.zeros(len(inputs))
+  for _, _, probes in timed:
+    for key, seconds in probes.items():
+      probe_s.setdefault(key, []).append(seconds)
+  return PairedTimes(np.array([t[0] for t in timed], np.float64),
+                     np.array([t[1] for t in timed], np.float64), probe_s)
+
+
+@contextlib.contextmanager
+def gc_paused():
+  """Python's garbage collector off (one collection first), as `timeit` does
+  (module docstring)."""
   gc.collect()
   gc.disable()
   try:
-    for i, ids in enumerate(inputs):
-      if compile_key(ids) not in seen:
-        decode_method(ids)  # compile, excluded from the timing
-        if decode_verifier is not None:
-          decode_verifier(ids)
-        seen.add(compile_key(ids))
-      times = {"m": [], "v": []}
-      for r in range(repeats):
-        for side in (("m", "v") if r % 2 == 0 else ("v", "m")):
-          fn = decode_method if side == "m" else verifier
-          t0 = time.perf_counter()
-          fn(ids)
-          times[side].append(time.perf_counter() - t0)
-      method_s[i] = float(np.median(times["m"]))
-      verifier_s[i] = float(np.median(times["v"]))
-      for key, fn in (probes[i] if probes is not None else {}).items():
-        if key not in probe_s:
-          fn()  # compile, excluded from the timing
-          probe_s[key] = []
-        t0 = time.perf_counter()
-        fn()
-        probe_s[key].append(time.perf_counter() - t0)
+    yield
   finally:
     gc.enable()
-  return PairedTimes(method_s, verifier_s, probe_s)
 
 
 def ratio_interval(method_s, verifier_s, confidence: float = CONFIDENCE,

@@ -97,7 +97,11 @@ def round_loop(drafter, verifier, ids, *, width: int, cache_len: int, inner: int
       drafts.append(t)
     chunk = jnp.stack([tok] + drafts[:width - 1], axis=1)
     logits, vcache = verifier.step(chunk, vcache, pos)
-    return dcache, vcache, jnp.argmax(jnp.max(logits, axis=1), -1).astype(jnp.int32)
+    # The next round's token depends on the last draft too: the chunk leaves
+    # it out, and XLA would otherwise drop that step's vocabulary projection
+    # (and at width 1 the drafter altogether: R(1) read below c(1)).
+    out = jnp.argmax(jnp.max(logits, axis=1), -1).astype(jnp.int32)
+    return dcache, vcache, (out + t) % verifier.vocab_size
 
   return jax.lax.fori_loop(0, inner, body, (dcache, vcache, ids[:, 0]))[2]
 

@@ -12,9 +12,18 @@ For each point (method, rule, α, γ, temperature, seed; grids.py):
            decoding and interleaved with it (evaluation/latency.py): the
            relative latency is Σ point / Σ verifier, with a bootstrap interval
            over examples (docs/design.md §6.1).
+Every point's quality comes first; then the latency examples are timed in a
+round-robin: every pending point's pairs of the first example, then of the
+second, the points' order turning by one from example to example. Each
+point's timings are thus spread over the whole latency phase, as are the
+step and loop costs that price it: a point no longer meets only the
+machine's speed of the minutes it happened to be timed in (which moved a
+point timed alone by up to ~25% against its prediction on the 2-core CPU),
+and every point meets the same mixture.
 
 Results file (`output_dir/results.jsonl`, one JSON object a line, appended and
-fsync'ed as each point finishes; evaluation/results.py reads and writes it):
+fsync'ed as each point's record is complete; evaluation/results.py reads and
+writes it):
   {"kind": "sweep", "context": {...}}       first line: what every point shares
   {"kind": "copy_baseline", "quality", ...} what copying the input scores
   {"kind": "point", "key", "run_id", <Point fields>, "quality", "cost",
@@ -40,14 +49,20 @@ others, each example's token disagreement with them; the summary calibrates α
 on half of the examples and checks it on the other half
 (calibration.calibrate_sweep). Records without it get no calibrated row.
 
+Work in progress (`output_dir/progress.jsonl`, same format, same context
+line): {"kind": "quality", "key", ...} as each point's quality is scored, and
+{"kind": "timing", "example": i, "entries": {key: ...}} as each latency
+example is timed for every pending point (infer.PointTimer.time_example).
+
 Resuming. A rerun with the same context skips every point whose key is in the
-file; a point that was interrupted has no line (or a truncated one, ignored)
-and is redone. Each point carries its own verifier timing (paired, same
-examples, same minutes), so points measured by different process runs, even
-on a machine under other load, are each a self-contained ratio; `run_id` and
-`machine` record where they came from. A rerun with a different context
-(task, models, examples, lengths, latency protocol) is refused rather than
-mixed in.
+results file, and of the others it decodes only the points with no quality
+line and times only the (point, example) pairs with no timing entry; an
+interrupted write leaves a truncated line, which is ignored. Each example's
+pair is its own ratio (paired, same example, same seconds), so timings taken
+by different process runs, even on a machine under other load, combine;
+`run_id` and `machine` record where each record was completed. A rerun with a
+different context (task, models, examples, lengths, latency protocol) is
+refused rather than mixed in.
 """
 
 from __future__ import annotations
@@ -70,7 +85,9 @@ from spec_cascade_jax.evaluation.results import (RESULTS_FILE, ResultsFile,  # n
 # program's fixed cost beyond the encoder weighs about as it does in a decode.
 STEP_COST_INNER = 8
 # Recorded in the context: results timed under another protocol are not mixed in.
-LATENCY_PROTOCOL = "paired-interleaved-v1"
+LATENCY_PROTOCOL = "paired-interleaved-round-robin-v2"
+# Work done on points whose record is not written yet (module docstring).
+PROGRESS_FILE = "progress.jsonl"
 
 
 def _check_context(stored: dict, context: dict, path: str) -> None:
@@ -144,7 +161,12 @@ def run_sweep(drafter="demo-drafter", verifier="demo-verifier", output_dir: str 
         f"{results.path}, {len(pending)} to run")
 
   if pending:
-    _run_points(pending, results, drafter, verifier, task, split, vocabulary,
+    progress = ResultsFile(os.path.join(output_dir, PROGRESS_FILE))
+    if progress.context() is None:
+      progress.append({"kind": "sweep", "context": context})
+    else:
+      _check_context(progress.context(), context, progress.path)
+    _run_points(pending, results, progress, drafter, verifier, task, split, vocabulary,
                 max_input_length, num_quality_examples, num_latency_examples, repeats,
                 batch_size, max_new_tokens, buckets, t5_vocab_path, on_point, tqdm)
 
@@ -166,7 +188,7 @@ def run_sweep(drafter="demo-drafter", verifier="demo-verifier", output_dir: str 
   return out
 
 
-def _run_points(pending, results, drafter, verifier, task, split, vocabulary,
+def _run_points(pending, results, progress, drafter, verifier, task, split, vocabulary,
                 max_input_length, num_quality_examples, num_latency_examples, repeats,
                 batch_size, max_new_tokens, buckets, t5_vocab_path, on_point, tqdm):
   q_model, p_model = infer.resolve_model(drafter), infer.resolve_model(verifier)
@@ -180,47 +202,75 @@ def _run_points(pending, results, drafter, verifier, task, split, vocabulary,
                     "num_quality_examples": len(data)})
   run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
   machine = latency.machine()
-  # The step-cost programs of each length bucket, timed among every point's
-  # pairs: with each timed decode's counts they predict the point's relative
-  # latency (evaluation/cost_model.py).
+  stored = progress.read()
+  quality = {r["key"]: r for r in stored if r.get("kind") == "quality"}
+  # The greedy verifier's outputs: each greedy point's token losses are taken
+  # against them (the summary's calibrated α; calibration.calibrate_sweep).
+  ver_tokens = calibration.sweep_verifier_tokens(results.points() + list(quality.values()))
+  todo = [p for p in pending if p.key not in quality]
+  for point in tqdm(todo, desc="quality") if todo else ():
+    t0 = time.perf_counter()
+    tokens, stats = infer.decode_batched(q_model, p_model, data.input_ids, point,
+                                         batch_size, max_new_tokens, buckets, progress=True)
+    predictions = [data.decode(t) for t in tokens]
+    per_example = None
+    if point.temperature == 0:
+      per_example = calibration.sweep_losses(point.method, tokens, predictions, data.targets,
+                                             ver_tokens)
+      ver_tokens = tokens if point.method == "verifier" else ver_tokens
+    quality[point.key] = {"kind": "quality", "key": point.key, **dataclasses.asdict(point),
+                          "quality": infer.score(data, predictions),
+                          "cost": infer.cost_stats(stats, point.method),
+                          "per_example": per_example, "num_quality_examples": len(data),
+                          "seconds": time.perf_counter() - t0}
+    progress.append(quality[point.key])
+
+  # Latency: every pending point's pairs of one example, then the next
+  # example's, the points' order rotating (module docstring).
   lat_lengths = [infer.bucket_length(len(x), buckets) for x in lat_ids]
   programs = {n: step_costs.programs(q_model, p_model, input_length=n,
                                      max_new_tokens=max_new_tokens,
                                      num_draft_tokens=max(p.num_draft_tokens for p in pending),
                                      inner=STEP_COST_INNER)
               for n in sorted(set(lat_lengths))}
-  # The greedy verifier's outputs: each greedy point's token losses are taken
-  # against them (the summary's calibrated α; calibration.calibrate_sweep).
-  ver_tokens = calibration.sweep_verifier_tokens(results.points())
-  bar = tqdm(pending, desc="sweep points")
-  for point in bar:
-    bar.set_postfix_str(point.label)
-    t0 = time.perf_counter()
-    tokens, stats = infer.decode_batched(q_model, p_model, data.input_ids, point,
-                                         batch_size, max_new_tokens, buckets, progress=True)
-    predictions = [data.decode(t) for t in tokens]
-    quality = infer.score(data, predictions)
-    per_example = None
-    if point.temperature == 0:
-      per_example = calibration.sweep_losses(point.method, tokens, predictions, data.targets,
-                                             ver_tokens)
-      ver_tokens = tokens if point.method == "verifier" else ver_tokens
-    counts: dict = {}
+  timers = {}
+  for point in pending:
     method_kw, ver_kw = infer.paired_kwargs(point, max_new_tokens)
-    free = loop_costs.programs({"method": ("both", method_kw), "verifier": ("verifier", ver_kw)},
-                               p_model, point.seed)
-    timed = infer.time_point(q_model, p_model, lat_ids, point, max_new_tokens, buckets,
-                             repeats, stats_out=counts, step_programs=programs,
-                             loop_programs=free)
+    free = loop_costs.programs({"method": ("both", method_kw),
+                                "verifier": ("verifier", ver_kw)}, p_model, point.seed)
+    timers[point.key] = infer.PointTimer(q_model, p_model, lat_ids, point, max_new_tokens,
+                                         buckets, repeats, programs, free)
+  entries: dict[str, dict[int, dict]] = {p.key: {} for p in pending}
+  for r in stored:
+    if r.get("kind") == "timing":
+      for key, entry in r["entries"].items():
+        if key in entries:
+          entries[key][r["example"]] = entry
+  for i in tqdm(range(len(lat_ids)), desc="latency (every point, example by example)"):
+    turn = i % len(pending)
+    order = [p for p in pending[turn:] + pending[:turn] if i not in entries[p.key]]
+    if not order:
+      continue
+    with latency.gc_paused():
+      timed = {p.key: timers[p.key].time_example(i) for p in order}
+    progress.append({"kind": "timing", "example": i, "entries": timed})
+    for key, entry in timed.items():
+      entries[key][i] = entry
+
+  for point in pending:
+    own = [entries[point.key][i] for i in range(len(lat_ids))]
+    counts: dict = {}
+    timed = timers[point.key].finish(own, counts)
     costs, loops = counts["step_costs"], counts["loop_costs"]
     modelled = cost_model.total_seconds(point.method, counts["method"], costs,
                                         point.num_draft_tokens, groups=lat_lengths,
                                         loop=loops["method"])
     ver_modelled = cost_model.total_seconds("verifier", counts["verifier"], costs,
                                             groups=lat_lengths, loop=loops["verifier"])
+    q = quality[point.key]
     record = {"kind": "point", "key": point.key, "run_id": run_id,
-              **dataclasses.asdict(point), "label": point.label, "quality": quality,
-              "cost": infer.cost_stats(stats, point.method), **timed.summary(),
+              **dataclasses.asdict(point), "label": point.label, "quality": q["quality"],
+              "cost": q["cost"], **timed.summary(),
               "predicted_relative_latency": modelled / ver_modelled,
               "modelled_latency_s": modelled / len(lat_ids),
               "verifier_modelled_latency_s": ver_modelled / len(lat_ids),
@@ -232,10 +282,11 @@ def _run_points(pending, results, drafter, verifier, task, split, vocabulary,
               "counts": {side: {k: [int(x) for x in v] for k, v in counts[side].items()}
                          for side in ("method", "verifier")},
               "example_buckets": [int(n) for n in lat_lengths],
-              "per_example": per_example,
-              "num_quality_examples": len(data), "num_latency_examples": len(lat_ids),
-              "repeats": repeats, "machine": machine,
-              "seconds": time.perf_counter() - t0,
+              "per_example": q["per_example"],
+              "num_quality_examples": q["num_quality_examples"],
+              "num_latency_examples": len(lat_ids), "repeats": repeats,
+              "machine": machine,
+              "seconds": q["seconds"] + sum(e["seconds"] for e in own),
               "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
     results.append(record)
     if on_point is not None:
