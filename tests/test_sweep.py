@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from spec_cascade_jax import testing
-from spec_cascade_jax.evaluation import (demo, grids, infer, latency, loop_costs, step_costs,
+from spec_cascade_jax.evaluation import (demo, grids, infer, loop_costs, step_costs,
                                          summary, sweep)
 from spec_cascade_jax.evaluation.cost_model import LoopCost, StepCosts
 
