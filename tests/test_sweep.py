@@ -188,6 +188,14 @@ def test_resume_after_interruption_loses_no_finished_work(tmp_path, monkeypatch)
   assert fifth.decoded == [] and fifth.timed == []
 
 
+def test_a_sweep_without_latency_examples_is_refused_before_any_work(tmp_path, monkeypatch):
+  backend = FakeBackend(monkeypatch, slowdown=1.0)
+  for bad in ({"num_latency_examples": 0}, {"repeats": 0}):
+    with pytest.raises(ValueError, match="num_latency_examples and repeats must be >= 1"):
+      _run(tmp_path, **bad)
+  assert backend.decoded == [] and not os.listdir(tmp_path)
+
+
 def test_rerun_with_other_settings_is_refused(tmp_path, monkeypatch):
   FakeBackend(monkeypatch, slowdown=1.0)
   _run(tmp_path, max_new_tokens=8)

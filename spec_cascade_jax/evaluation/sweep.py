@@ -140,6 +140,10 @@ def run_sweep(drafter="demo-drafter", verifier="demo-verifier", output_dir: str 
   """
   from tqdm.auto import tqdm
   infer.check_task(task, t5_vocab_path)   # an unknown task fails before any work
+  if num_latency_examples < 1 or repeats < 1:
+    raise ValueError(f"a sweep times every point: num_latency_examples and repeats must "
+                     f"be >= 1; got {num_latency_examples} and {repeats}. For quality "
+                     "alone, use the eval job (configs/runs/eval.gin).")
   chosen = grids.select_curves(grid, curves, alphas, draft_thresholds)
   points = grids.build_points(chosen, num_draft_tokens, temperatures, seeds)
   results = ResultsFile(os.path.join(output_dir, RESULTS_FILE))
