@@ -32,7 +32,7 @@ import numpy as np
 from spec_cascade_jax.decoding.padding import pad_batch
 from spec_cascade_jax.decoding import methods
 from spec_cascade_jax.decoding.errors import UsageError
-from spec_cascade_jax.evaluation import grids, prompts
+from spec_cascade_jax.evaluation import grids, latency, prompts
 from spec_cascade_jax.models.protocol import is_decoder_only
 
 GETTEXT_TASK = "gettext_en_de"
@@ -565,7 +565,7 @@ def time_point(drafter, verifier, input_ids: Sequence[Sequence[int]], point: gri
   decode of each; the cost model prices these counts, evaluation/cost_model.py).
   step_programs: {length bucket: (fns, costs)}, evaluation/step_costs.py's
   `programs` for each bucket of `input_ids`: each example's bucket's programs
-  are timed once after its pairs (latency.paired_times' probes), and
+  are timed once after its pairs (latency.Interleaved's probes), and
   stats_out["step_costs"] receives {bucket: StepCosts} from the median of
   each program's timings: step costs measured in the same minutes, under the
   same load, as the decodes they price.
@@ -574,7 +574,6 @@ def time_point(drafter, verifier, input_ids: Sequence[Sequence[int]], point: gri
   stats_out["loop_costs"] receives {side: LoopCost} from their medians.
   The same, one example at a time: `PointTimer` (the sweep's round-robin).
   """
-  from spec_cascade_jax.evaluation import latency
   timer = PointTimer(drafter, verifier, input_ids, point, max_new_tokens, buckets, repeats,
                      step_programs, loop_programs)
   with latency.gc_paused():
@@ -594,7 +593,6 @@ class PointTimer:
                step_programs: Mapping | None = None, loop_programs: tuple | None = None):
     import jax
     from spec_cascade_jax.decoding.api import generate
-    from spec_cascade_jax.evaluation import latency
     rng = jax.random.PRNGKey(point.seed)
     kwargs, ver = paired_kwargs(point, max_new_tokens)
     padded = [pad_batch([x], bucket_length(len(x), buckets)) for x in input_ids]
@@ -647,7 +645,6 @@ class PointTimer:
   def finish(self, entries: Sequence[Mapping], stats_out: dict | None = None):
     """latency.PairedTimes from one entry per example, in order; stats_out as
     `time_point` fills it."""
-    from spec_cascade_jax.evaluation import latency
     if len(entries) != len(self.inputs):
       raise ValueError(f"one timing entry per example: got {len(entries)} for "
                        f"{len(self.inputs)}.")

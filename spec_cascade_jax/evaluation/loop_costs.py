@@ -117,7 +117,7 @@ def programs(sides: Mapping[Hashable, tuple[str, dict]], like, seed: int = 0
   a real model's program ran ~0.3 ms slower on this CPU (its caches hold the
   other program's data), which would charge the first side alone;
   costs({key: seconds}) -> {side: LoopCost}. A caller times fns among its own
-  calls (evaluation/infer.py `time_point`). like: the real model whose
+  calls (evaluation/infer.py `PointTimer`). like: the real model whose
   vocabulary size and EOS ids the free models take."""
   from spec_cascade_jax.decoding.api import generate, model_eos_ids
   vocab_size, eos_id = like.vocab_size, model_eos_ids(like)

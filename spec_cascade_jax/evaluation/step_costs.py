@@ -18,7 +18,7 @@ so that load from other processes does not bend c(k) from width to width.
                     num_draft_tokens=5)
 
 benchmarks/cost_model.py prints these; the sweep times `programs` among each
-point's paired decodes (evaluation/infer.py `time_point`), so that the costs
+point's paired decodes (evaluation/infer.py `PointTimer`), so that the costs
 meet the load the decodes met.
 """
 
